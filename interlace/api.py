@@ -1,0 +1,147 @@
+"""Public entry points: validate input, build the spec and design, dispatch to a backend."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula
+
+from .design import build_design
+from .formula import groups_to_terms, parse_random, split_formula
+from .frames import column_names, model_frame
+from .result import CrossedLMEResult
+from .spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS, ModelSpec
+
+__all__ = ["fit"]
+
+_IDENT = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
+_CONTEXT_NAMES = {"np", "numpy", "pd", "math", "C", "I", "Q"}
+
+
+def _choice(name: str, value, allowed: tuple[str, ...], upper: bool = False) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    v = value.upper() if upper else value.lower().replace("_", "-")
+    if v not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return v
+
+
+def _row_array(name: str, value, data, columns: list[str]) -> np.ndarray | None:
+    """``weights=``/``offset=`` as an array of one value per row, or the name of a column."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in columns:
+            raise KeyError(f"{name}={value!r} is not a column of data; available: {columns[:20]}")
+        return None  # read with the model frame
+    arr = np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional with one value per row, got shape {arr.shape}")
+    try:
+        return arr.astype(float)
+    except (TypeError, ValueError) as ex:
+        raise TypeError(f"{name} must be numeric") from ex
+
+
+def _used_columns(texts: list[str], columns: list[str]) -> list[str]:
+    """Data columns named anywhere in the formula texts, in data order."""
+    names: set[str] = set()
+    for text in texts:
+        for m in _IDENT.finditer(text):
+            names.add(m.group(1) or m.group(2))
+    return [c for c in columns if c in names]
+
+
+def _check_variables(fixed: str, random_terms, columns: list[str]) -> None:
+    try:
+        required = set(Formula(fixed).required_variables)
+    except Exception as ex:
+        raise ValueError(f"cannot parse formula {fixed!r}: {ex}") from ex
+    for t in random_terms:
+        required |= set(Formula(t.expr).required_variables)
+        required |= set(t.factors)
+    missing = sorted(v for v in required - _CONTEXT_NAMES if v not in columns)
+    if missing:
+        raise KeyError(f"column(s) {missing} used in the model are not in data; available: {columns[:20]}")
+
+
+def _check_response(fixed: str, frame: pd.DataFrame) -> None:
+    lhs = fixed.split("~", 1)[0].strip().strip("`")
+    if lhs in frame.columns:
+        col = frame[lhs]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise TypeError(
+                f"response {lhs!r} is not numeric (dtype {col.dtype}); a linear mixed model "
+                "needs a numeric response — convert it, or use glmer/clmm for other outcomes"
+            )
+
+
+def fit(
+    formula: str,
+    data,
+    groups: str | list[str] | None = None,
+    random: list[str] | None = None,
+    method: str = "REML",
+    optimizer: str = "lbfgsb",
+    weights=None,
+    offset=None,
+    correlation=None,
+    df_method: str = "satterthwaite",
+    theta0=None,
+    backend: str = "reml",
+) -> CrossedLMEResult:
+    """Fit a linear mixed model y = Xβ + Zb + ε, b ~ N(0, σ²ΛΛ'), ε ~ N(0, σ²W⁻¹).
+
+    ``formula`` is the fixed part (``"y ~ x"``; lme4 random terms written inside it are also
+    accepted); ``random`` takes lme4 terms such as ``"(1 + x | g)"`` and ``groups`` is shorthand
+    for ``(1 | g)`` per column. ``method`` is ``"REML"`` or ``"ML"``; ``df_method`` picks the
+    denominator df of the t-tests. Rows with missing values in used columns are dropped.
+    """
+    method = _choice("method", method, METHODS, upper=True)
+    optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
+    df_method = _choice("df_method", df_method, DF_METHODS)
+    backend = _choice("backend", backend, BACKENDS)
+    if df_method == "kenward-roger":
+        raise NotImplementedError("df_method='kenward-roger' is not available yet; use 'satterthwaite'")
+    if correlation is not None:
+        raise NotImplementedError("correlation= structures are not available yet")
+    if backend != "reml":
+        raise NotImplementedError(f"backend={backend!r} is not available yet; use backend='reml'")
+
+    fixed, inline = split_formula(formula)
+    terms = parse_random(groups_to_terms(groups) + list(random or []) + inline)
+    if not terms:
+        raise ValueError(
+            "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
+            "without random effects use ordinary least squares)"
+        )
+    columns = column_names(data)
+    _check_variables(fixed, terms, columns)
+    used = _used_columns([fixed] + [t.expr for t in terms] + [t.group for t in terms], columns)
+    arrays = {}
+    for name, value in (("weights", weights), ("offset", offset)):
+        if isinstance(value, str):
+            _row_array(name, value, data, columns)
+            used.append(value)
+        else:
+            arrays[name] = _row_array(name, value, data, columns)
+    mf = model_frame(data, list(dict.fromkeys(used)), arrays)
+    frame = mf.data
+    _check_response(fixed, frame)
+    row_values = {
+        name: (frame[value].to_numpy(dtype=float) if isinstance(value, str) else
+               (None if arrays.get(name) is None else arrays[name][mf.keep]))
+        for name, value in (("weights", weights), ("offset", offset))
+    }
+    spec = ModelSpec(
+        formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
+        df_method=df_method, has_weights=weights is not None, has_offset=offset is not None,
+        theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
+    )
+    design = build_design(spec, frame, row_values["weights"], row_values["offset"])
+    from .backends import reml
+
+    return reml.fit(spec, design, n_dropped=mf.n_dropped)

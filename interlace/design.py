@@ -1,0 +1,295 @@
+"""DesignMatrices: y, X (dense), Z (scipy.sparse), per-term blocks and the θ → Λ(θ) map.
+
+Follows lme4's ``lFormula``/``mkReTrms``: random terms are ordered by decreasing number of
+levels (stable), each term with ``k`` columns and ``m`` levels contributes ``m·k`` columns to Z,
+level-major (all k columns of level 1, then level 2, ...). Λ(θ) is block diagonal with ``m``
+copies of a lower-triangular ``k × k`` factor T per term; θ lists each T's lower triangle
+column by column, in term order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from formulaic import model_matrix
+
+from .formula import RandomTerm
+from .spec import ModelSpec
+
+__all__ = ["TermBlock", "DesignMatrices", "build_design", "tril_colwise", "group_levels"]
+
+
+def tril_colwise(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a k × k lower triangle, column by column (lme4's θ order)."""
+    cols, rows = np.triu_indices(k)
+    return rows, cols
+
+
+def _rename(col: str) -> str:
+    return "(Intercept)" if col == "Intercept" else str(col)
+
+
+@dataclass
+class TermBlock:
+    """One random-effects term after sorting: its grouping factor, columns and place in Z and θ."""
+
+    group: str
+    factors: tuple[str, ...]
+    expr: str
+    columns: list[str]
+    levels: list[Any]
+    codes: np.ndarray  # level index per observation
+    z_start: int
+    theta_start: int
+    model_spec: Any = field(repr=False, default=None)
+
+    @property
+    def k(self) -> int:
+        return len(self.columns)
+
+    @property
+    def m(self) -> int:
+        return len(self.levels)
+
+    @property
+    def q(self) -> int:
+        return self.k * self.m
+
+    @property
+    def n_theta(self) -> int:
+        return self.k * (self.k + 1) // 2
+
+    @property
+    def theta_slice(self) -> slice:
+        return slice(self.theta_start, self.theta_start + self.n_theta)
+
+    def T(self, theta: np.ndarray) -> np.ndarray:
+        """The term's lower-triangular relative covariance factor T(θ)."""
+        t = np.zeros((self.k, self.k))
+        r, c = tril_colwise(self.k)
+        t[r, c] = theta[self.theta_slice]
+        return t
+
+
+@dataclass
+class DesignMatrices:
+    """Everything a backend needs, as arrays: no REML or PyMC details live here."""
+
+    y: np.ndarray
+    X: np.ndarray
+    X_names: list[str]
+    Z: sp.csc_matrix
+    terms: list[TermBlock]
+    weights: np.ndarray | None
+    offset: np.ndarray
+    response: str
+    fixed_spec: Any = field(repr=False, default=None)
+    dropped_columns: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def q(self) -> int:
+        return self.Z.shape[1]
+
+    @property
+    def n_theta(self) -> int:
+        return sum(t.n_theta for t in self.terms)
+
+    def theta_lower(self) -> np.ndarray:
+        """lme4's bounds: 0 on every T diagonal, -inf elsewhere."""
+        lower = []
+        for t in self.terms:
+            r, c = tril_colwise(t.k)
+            lower.extend(np.where(r == c, 0.0, -np.inf))
+        return np.asarray(lower, dtype=float)
+
+    def theta_default(self) -> np.ndarray:
+        """lme4's start: identity T for every term."""
+        out = []
+        for t in self.terms:
+            r, c = tril_colwise(t.k)
+            out.extend((r == c).astype(float))
+        return np.asarray(out, dtype=float)
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        return [t.T(theta) for t in self.terms]
+
+    def covariances(self, theta: np.ndarray, scale: float) -> list[np.ndarray]:
+        """Σ_term = σ² T T' for each term."""
+        return [scale * (T @ T.T) for T in self.lambdas(theta)]
+
+
+def group_levels(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[list[Any], np.ndarray]:
+    """Levels (in order) and integer codes of the grouping factor formed by ``factors``.
+
+    A single categorical column keeps its category order (unused levels dropped); other
+    columns sort their distinct values. Interactions are labelled ``"a:b"``.
+    """
+    codes_list, levels_list = [], []
+    for name in factors:
+        col = frame[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            cat = col.cat.remove_unused_categories()
+            levels = list(cat.cat.categories)
+            codes = cat.cat.codes.to_numpy()
+        else:
+            values = col.to_numpy()
+            try:
+                levels = sorted(pd.unique(values))
+            except TypeError:
+                levels = sorted(pd.unique(values), key=str)
+            codes = pd.Categorical(values, categories=levels).codes
+        codes_list.append(np.asarray(codes, dtype=np.int64))
+        levels_list.append(levels)
+    if len(factors) == 1:
+        return levels_list[0], codes_list[0]
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for codes, levels in zip(codes_list, levels_list, strict=True):
+        combined = combined * len(levels) + codes
+    used, codes = np.unique(combined, return_inverse=True)
+    labels = []
+    for u in used:
+        parts = []
+        for levels in reversed(levels_list):
+            parts.append(str(levels[u % len(levels)]))
+            u //= len(levels)
+        labels.append(":".join(reversed(parts)))
+    return labels, codes.astype(np.int64)
+
+
+def _full_rank_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Indices of columns kept in order, dropping each column that earlier ones already span."""
+    kept: list[int] = []
+    Q = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        norm = np.linalg.norm(x)
+        if norm == 0:
+            continue
+        r = x - Q @ (Q.T @ x)
+        r = r - Q @ (Q.T @ r)
+        rn = np.linalg.norm(r)
+        if rn > tol * norm:
+            kept.append(j)
+            Q = np.column_stack([Q, r / rn])
+    return kept
+
+
+def _term_matrix(expr: str, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, list[str], Any]:
+    try:
+        mm = model_matrix(expr, frame, na_action="raise")
+    except Exception as ex:  # formulaic's own error types
+        raise ValueError(f"random term {source!r}: cannot build columns for {expr!r}: {ex}") from ex
+    names = [_rename(c) for c in mm.columns]
+    if not names:
+        raise ValueError(f"random term {source!r} has no columns (did you write '(0 | g)'?)")
+    return np.asarray(mm, dtype=float), names, mm.model_spec
+
+
+def _z_block(codes: np.ndarray, Xt: np.ndarray, z_start: int, q_total: int) -> sp.coo_matrix:
+    n, k = Xt.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = z_start + (codes[:, None] * k + np.arange(k)[None, :]).ravel()
+    return sp.coo_matrix((Xt.ravel(), (rows, cols)), shape=(n, q_total))
+
+
+def build_design(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    weights: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+) -> DesignMatrices:
+    """Compile a :class:`ModelSpec` on a complete-case pandas frame into :class:`DesignMatrices`."""
+    if len(frame) == 0:
+        raise ValueError("no rows left to fit: the data are empty after dropping missing values")
+    try:
+        mm = model_matrix(spec.fixed, frame, na_action="raise")
+    except Exception as ex:
+        raise ValueError(f"cannot build the fixed-effects design for {spec.fixed!r}: {ex}") from ex
+    if mm.lhs is None or mm.lhs.shape[1] != 1:
+        raise ValueError(f"formula {spec.fixed!r} must have exactly one numeric response column")
+    response = str(mm.lhs.columns[0])
+    y = np.asarray(mm.lhs, dtype=float).ravel()
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"response {response!r} has infinite values; remove or fix those rows")
+    X_full = np.asarray(mm.rhs, dtype=float)
+    names_full = [_rename(c) for c in mm.rhs.columns]
+    if X_full.shape[1] == 0:
+        raise ValueError(f"formula {spec.fixed!r} has no fixed-effect columns; use 'y ~ 1' at least")
+    kept = _full_rank_columns(X_full)
+    dropped = [names_full[j] for j in range(len(names_full)) if j not in kept]
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column(s): "
+            f"{dropped}",
+            stacklevel=3,
+        )
+    X = X_full[:, kept]
+    X_names = [names_full[j] for j in kept]
+    n = len(y)
+
+    built = []
+    for term in spec.random:
+        Xt, cols, tspec = _term_matrix(term.expr, frame, term.source)
+        levels, codes = group_levels(frame, term.factors)
+        built.append((term, Xt, cols, tspec, levels, codes))
+    _check_levels(built, n)
+    # lme4 order: decreasing number of levels, stable
+    order = sorted(range(len(built)), key=lambda i: -len(built[i][4]))
+    terms: list[TermBlock] = []
+    z_start = theta_start = 0
+    for i in order:
+        term, Xt, cols, tspec, levels, codes = built[i]
+        tb = TermBlock(
+            group=term.group, factors=term.factors, expr=term.expr, columns=cols, levels=levels,
+            codes=codes, z_start=z_start, theta_start=theta_start, model_spec=tspec,
+        )
+        terms.append(tb)
+        z_start += tb.q
+        theta_start += tb.n_theta
+    q = z_start
+    blocks = [_z_block(tb.codes, built[i][1], tb.z_start, q) for tb, i in zip(terms, order, strict=True)]
+    Z = (sp.csc_matrix((n, 0)) if not blocks else sum(blocks[1:], blocks[0])).tocsc()
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+            raise ValueError("weights must be finite and positive; drop rows with zero weight")
+    off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
+    if not np.all(np.isfinite(off)):
+        raise ValueError("offset must be finite")
+    return DesignMatrices(
+        y=y, X=X, X_names=X_names, Z=Z, terms=terms, weights=weights, offset=off,
+        response=response, fixed_spec=mm.rhs.model_spec, dropped_columns=dropped,
+    )
+
+
+def _check_levels(built: list, n: int) -> None:
+    for term, Xt, cols, _tspec, levels, _codes in built:
+        name = term.group
+        if len(levels) < 2:
+            raise ValueError(
+                f"grouping factor {name!r} in {term.source!r} has only {len(levels)} level; "
+                "a random effect needs at least two groups"
+            )
+        if len(levels) >= n:
+            raise ValueError(
+                f"grouping factor {name!r} in {term.source!r} has {len(levels)} levels for {n} "
+                "observations; each level must have several observations (lme4 refuses this too)"
+            )
+        if len(levels) * len(cols) >= n:
+            raise ValueError(
+                f"term {term.source!r} has {len(levels) * len(cols)} random effects for {n} "
+                "observations: the variance parameters are unidentifiable; simplify the term"
+            )

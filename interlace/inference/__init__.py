@@ -1,0 +1,1 @@
+"""Inference on fitted models: Satterthwaite df and numerical derivatives."""

@@ -1,0 +1,263 @@
+"""CrossedLMEResult: the one result type every backend returns, with lme4-style attributes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .design import DesignMatrices
+from .frames import to_pandas
+from .spec import ModelSpec
+
+__all__ = ["CrossedLMEResult", "FitInfo"]
+
+
+@dataclass
+class FitInfo:
+    """Numbers a backend produced; the result derives everything else from these."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    b: np.ndarray
+    scale: float
+    llf: float
+    cov_beta: np.ndarray
+    fe_df: np.ndarray
+    fitted: np.ndarray
+    resid: np.ndarray
+    converged: bool
+    is_singular: bool
+    optimizer_info: dict[str, Any] = field(default_factory=dict)
+
+
+class CrossedLMEResult:
+    """A fitted linear mixed model.
+
+    Fixed effects: ``fe_params``, ``fe_bse``, ``fe_df``, ``fe_tvalues``, ``fe_pvalues``,
+    ``fe_conf_int``, ``fe_cov``. Variance: ``theta``, ``scale`` (σ²), ``variance_components``,
+    ``varcov``, ``random_effects``. Fit: ``llf``, ``aic``, ``bic``, ``deviance``, ``nobs``,
+    ``n_dropped``, ``ngroups``, ``converged``, ``is_singular``. Also ``fittedvalues``, ``resid``,
+    ``predict()`` and ``summary()``.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        design: DesignMatrices,
+        info: FitInfo,
+        *,
+        backend: str = "reml",
+        n_dropped: int = 0,
+        idata: Any = None,
+    ):
+        self.spec = spec
+        self.design = design
+        self._info = info
+        self.backend = backend
+        self.n_dropped = int(n_dropped)
+        self.idata = idata
+        names = design.X_names
+        self.fe_params = pd.Series(info.beta, index=names, name="estimate")
+        self.fe_cov = pd.DataFrame(info.cov_beta, index=names, columns=names)
+        self.fe_bse = pd.Series(np.sqrt(np.diag(info.cov_beta)), index=names, name="std_error")
+        self.fe_df = pd.Series(info.fe_df, index=names, name="df")
+        self.theta = np.asarray(info.theta, dtype=float)
+        self.scale = float(info.scale)
+        self.llf = float(info.llf)
+        self.converged = bool(info.converged)
+        self.is_singular = bool(info.is_singular)
+        self.fittedvalues = np.asarray(info.fitted)
+        self.resid = np.asarray(info.resid)
+        self.optimizer_info = dict(info.optimizer_info)
+
+    # ---- fixed effects -------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    @property
+    def df_method(self) -> str:
+        return self.spec.df_method
+
+    @property
+    def fe_tvalues(self) -> pd.Series:
+        return (self.fe_params / self.fe_bse).rename("t_value")
+
+    @property
+    def fe_pvalues(self) -> pd.Series:
+        t = np.abs(self.fe_tvalues.to_numpy())
+        p = 2 * stats.t.sf(t, self.fe_df.to_numpy())
+        return pd.Series(p, index=self.fe_params.index, name="p_value")
+
+    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """t-based intervals with the fit's denominator df (Wald with ``df_method`` df)."""
+        q = stats.t.ppf(0.5 + level / 2, self.fe_df.to_numpy())
+        half = q * self.fe_bse.to_numpy()
+        est = self.fe_params.to_numpy()
+        return pd.DataFrame({"lower": est - half, "upper": est + half}, index=self.fe_params.index)
+
+    # ---- fit statistics ------------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.design.n
+
+    @property
+    def n_params(self) -> int:
+        """Parameters counted by AIC/BIC: fixed effects, θ and σ."""
+        return self.design.p + self.design.n_theta + 1
+
+    @property
+    def deviance(self) -> float:
+        """−2 logLik: the ML deviance, or the REML criterion for a REML fit."""
+        return -2.0 * self.llf
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.llf + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.llf + np.log(self.nobs) * self.n_params
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.design.terms:
+            out[t.group] = t.m
+        return out
+
+    # ---- variance components -------------------------------------------------------------
+    def _group_terms(self) -> dict[str, list]:
+        groups: dict[str, list] = {}
+        for t in self.design.terms:
+            groups.setdefault(t.group, []).append(t)
+        return groups
+
+    @property
+    def variance_components(self) -> dict[str, float | pd.DataFrame]:
+        """Group → σ² for a single scalar term, or the covariance DataFrame of its columns.
+
+        Several terms on one group (``(x || g)``) are shown as one block-diagonal matrix.
+        """
+        out: dict[str, float | pd.DataFrame] = {}
+        for group, terms in self._group_terms().items():
+            cols, blocks = [], []
+            for t in terms:
+                T = t.T(self.theta)
+                blocks.append(self.scale * (T @ T.T))
+                cols.extend(t.columns)
+            if len(cols) == 1:
+                out[group] = float(blocks[0][0, 0])
+            else:
+                out[group] = pd.DataFrame(_block_diag(blocks), index=cols, columns=cols)
+        return out
+
+    @property
+    def varcov(self) -> pd.DataFrame:
+        """Covariance of all random-effect columns (one level's worth), indexed ``group:column``."""
+        labels, blocks = [], []
+        for group, terms in self._group_terms().items():
+            for t in terms:
+                T = t.T(self.theta)
+                blocks.append(self.scale * (T @ T.T))
+                labels.extend(f"{group}:{c}" for c in t.columns)
+        return pd.DataFrame(_block_diag(blocks), index=labels, columns=labels)
+
+    @property
+    def random_effects(self) -> dict[str, pd.DataFrame]:
+        """Group → conditional modes (BLUPs), one row per level, one column per term column."""
+        b = self._info.b
+        out: dict[str, pd.DataFrame] = {}
+        for group, terms in self._group_terms().items():
+            frames = []
+            for t in terms:
+                vals = b[t.z_start : t.z_start + t.q].reshape(t.m, t.k)
+                frames.append(pd.DataFrame(vals, index=pd.Index(t.levels, name=group), columns=t.columns))
+            out[group] = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1)
+        return out
+
+    # ---- prediction ----------------------------------------------------------------------
+    def predict(self, newdata=None, include_re: bool = True, offset=None) -> np.ndarray:
+        """Predictions Xβ (+ Zb with ``include_re``) for ``newdata`` (default: the fitted data).
+
+        Group levels not seen in fitting get a zero random effect (lme4's
+        ``allow.new.levels=TRUE``), i.e. the population prediction for that group.
+        """
+        d = self.design
+        if newdata is None:
+            if include_re:
+                return self.fittedvalues.copy()
+            return d.X @ self._info.beta + d.offset
+        frame, _ = to_pandas(newdata)
+        X = _new_fixed_matrix(d, frame)
+        pred = X @ self._info.beta
+        if offset is not None:
+            pred = pred + np.asarray(offset, dtype=float)
+        if include_re:
+            pred = pred + _new_random_part(d, frame, self._info.b)
+        return pred
+
+    # ---- reporting -----------------------------------------------------------------------
+    def summary(self):
+        from .summary import ModelSummary
+
+        return ModelSummary(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<CrossedLMEResult {self.spec.formula!r} {self.method} backend={self.backend} "
+            f"nobs={self.nobs} llf={self.llf:.4f}>"
+        )
+
+
+def _block_diag(blocks: list[np.ndarray]) -> np.ndarray:
+    size = sum(b.shape[0] for b in blocks)
+    out = np.zeros((size, size))
+    i = 0
+    for b in blocks:
+        k = b.shape[0]
+        out[i : i + k, i : i + k] = b
+        i += k
+    return out
+
+
+def _required_columns(model_spec, frame: pd.DataFrame, what: str) -> None:
+    missing = sorted(v for v in model_spec.required_variables if v not in frame.columns)
+    if missing:
+        raise KeyError(f"newdata lacks column(s) {missing} needed for the {what}")
+
+
+def _new_fixed_matrix(d: DesignMatrices, frame: pd.DataFrame) -> np.ndarray:
+    _required_columns(d.fixed_spec, frame, "fixed effects")
+    try:
+        mm = d.fixed_spec.get_model_matrix(frame, na_action="raise")
+    except Exception as ex:
+        raise ValueError(f"cannot build fixed effects for newdata: {ex}") from ex
+    names = ["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns]
+    pos = {n: i for i, n in enumerate(names)}
+    M = np.asarray(mm, dtype=float)
+    return M[:, [pos[n] for n in d.X_names]]
+
+
+def _new_random_part(d: DesignMatrices, frame: pd.DataFrame, b: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(frame))
+    for t in d.terms:
+        missing = [f for f in t.factors if f not in frame.columns]
+        if missing:
+            raise KeyError(f"newdata lacks grouping column(s) {missing} for the term on {t.group!r}")
+        _required_columns(t.model_spec, frame, f"random term on {t.group!r}")
+        try:
+            Xt = np.asarray(t.model_spec.get_model_matrix(frame, na_action="raise"), dtype=float)
+        except Exception as ex:
+            raise ValueError(f"cannot build the random term on {t.group!r} for newdata: {ex}") from ex
+        keys = frame[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
+        index = {str(lv): i for i, lv in enumerate(t.levels)}
+        idx = np.array([index.get(k, -1) for k in keys])
+        seen = idx >= 0
+        B = b[t.z_start : t.z_start + t.q].reshape(t.m, t.k)
+        out[seen] += np.einsum("ij,ij->i", Xt[seen], B[idx[seen]])
+    return out
