@@ -37,5 +37,12 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def full_formula(self) -> str:
+        """The model in lme4's one-formula spelling, e.g. ``y ~ x + (1 + x | g)``."""
+        sources = list(dict.fromkeys(t.source for t in self.random))
+        parts = [s if s.startswith("(") else f"({s})" for s in sources]
+        return " + ".join([self.fixed, *parts])
+
+    @property
     def reml(self) -> bool:
         return self.method == "REML"

@@ -48,7 +48,7 @@ def jacobian(
 
 
 def hessian(
-    fun: Callable[[np.ndarray], float], x: np.ndarray, d: float = 1e-3, eps: float = 1e-4,
+    fun: Callable[[np.ndarray], float], x: np.ndarray, d: float = 0.1, eps: float = 1e-4,
     r: int = 4,
 ) -> np.ndarray:
     """The symmetric matrix of second derivatives of a scalar ``fun`` at ``x``."""
