@@ -18,7 +18,6 @@ import pandas as pd
 import scipy.sparse as sp
 from formulaic import model_matrix
 
-from .formula import RandomTerm
 from .spec import ModelSpec
 
 __all__ = ["TermBlock", "DesignMatrices", "build_design", "tril_colwise", "group_levels"]
@@ -276,7 +275,7 @@ def build_design(
 
 
 def _check_levels(built: list, n: int) -> None:
-    for term, Xt, cols, _tspec, levels, _codes in built:
+    for term, _Xt, cols, _tspec, levels, _codes in built:
         name = term.group
         if len(levels) < 2:
             raise ValueError(

@@ -36,7 +36,9 @@ class ModelSummary:
         lines = []
         kind = "REML" if r.method == "REML" else "maximum likelihood"
         df_name = "Satterthwaite" if r.df_method == "satterthwaite" else "Kenward-Roger"
-        lines.append(f"Linear mixed model fit by {kind} (backend: {r.backend}; t-tests use {df_name}'s method)")
+        lines.append(
+            f"Linear mixed model fit by {kind} (backend: {r.backend}; t-tests use {df_name}'s method)"
+        )
         lines.append(f"Formula: {r.spec.full_formula}")
         if r.method == "REML":
             lines.append(f"REML criterion at convergence: {r.deviance:.4f}")
