@@ -104,8 +104,11 @@ def fit(
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
-    if df_method == "kenward-roger":
-        raise NotImplementedError("df_method='kenward-roger' is not available yet; use 'satterthwaite'")
+    if df_method == "kenward-roger" and method != "REML":
+        raise ValueError(
+            "df_method='kenward-roger' needs a REML fit (as pbkrtest): use method='REML', "
+            "or df_method='satterthwaite' with ML"
+        )
     if correlation is not None:
         raise NotImplementedError("correlation= structures are not available yet")
     if backend != "reml":

@@ -166,6 +166,22 @@ def test_predict_newdata(lmm):
     np.testing.assert_allclose(r.predict(nd, include_re=False), case["predict"]["re_form_na"], rtol=1e-6)
 
 
+def test_kenward_roger(lmm):
+    case, _ = lmm
+    if "df_kenward_roger" not in case:
+        pytest.skip("no Kenward-Roger reference for this case (ML fit)")
+    kr = fit_case(case, df_method="kenward-roger")
+    names = list(case["fixef"])
+    assert kr.df_method == "kenward-roger"
+    assert_rel(by_name(kr.fe_df, names), values(case["df_kenward_roger"]), 1e-2, "KR df")
+    assert_rel(by_name(kr.fe_bse, names), values(case["se_kenward_roger"]), 2e-3, "KR SE")
+
+
+def test_kenward_roger_refuses_ml(sleepstudy):
+    with pytest.raises(ValueError, match="kenward-roger.*REML"):
+        interlace.fit("Reaction ~ Days", sleepstudy, groups="Subject", method="ML", df_method="kenward-roger")
+
+
 def test_bobyqa_reaches_same_optimum(lmm):
     case, r = lmm
     b = fit_case(case, optimizer="bobyqa")

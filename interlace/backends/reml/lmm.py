@@ -18,6 +18,7 @@ import numpy as np
 
 from ...design import DesignMatrices
 from ...inference.derivatives import hessian, jacobian
+from ...inference.kenward_roger import kenward_roger, kr_df
 from ...inference.satterthwaite import satterthwaite_df, varpar_covariance
 from ...spec import ModelSpec
 from .optimize import minimize_theta
@@ -124,7 +125,13 @@ def fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
     fitted = design.X @ beta + design.Z @ b + design.offset
     resid = design.y - fitted
 
-    fe_df, A = _satterthwaite(problem, theta, np.sqrt(scale), cov_beta, reml)
+    A = None
+    if spec.df_method == "kenward-roger":
+        adj = kenward_roger(design, theta, scale, phi=cov_beta)
+        cov_beta = adj.phi_adj
+        fe_df = np.array([kr_df(adj, row) for row in np.eye(p)])
+    else:
+        fe_df, A = _satterthwaite(problem, theta, np.sqrt(scale), cov_beta, reml)
     return LMMFit(
         theta=theta, beta=beta, b=b, scale=float(scale), objective=float(objective),
         cov_beta=cov_beta, fe_df=fe_df, fitted=fitted, resid=resid, converged=opt.converged,
