@@ -1,7 +1,8 @@
 """interlace: mixed-effects models in Python with lme4-grade answers."""
 
 from .api import fit
+from .correlation import AR1, CompoundSymmetry
 from .result import CrossedLMEResult
 
-__all__ = ["fit", "CrossedLMEResult", "__version__"]
+__all__ = ["fit", "AR1", "CompoundSymmetry", "CrossedLMEResult", "__version__"]
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from formulaic import Formula
 
+from .correlation import AR1, CompoundSymmetry
 from .design import build_design
 from .formula import groups_to_terms, parse_random, split_formula
 from .frames import column_names, model_frame
@@ -109,14 +110,18 @@ def fit(
             "df_method='kenward-roger' needs a REML fit (as pbkrtest): use method='REML', "
             "or df_method='satterthwaite' with ML"
         )
-    if correlation is not None:
-        raise NotImplementedError("correlation= structures are not available yet")
+    if correlation is not None and not isinstance(correlation, AR1 | CompoundSymmetry):
+        raise TypeError(
+            f"correlation must be interlace.AR1(...) or interlace.CompoundSymmetry(...), got {correlation!r}"
+        )
+    if correlation is not None and df_method == "kenward-roger":
+        raise ValueError("df_method='kenward-roger' is not available with correlation=; use 'satterthwaite'")
     if backend != "reml":
         raise NotImplementedError(f"backend={backend!r} is not available yet; use backend='reml'")
 
     fixed, inline = split_formula(formula)
     terms = parse_random(groups_to_terms(groups) + list(random or []) + inline)
-    if not terms:
+    if not terms and correlation is None:
         raise ValueError(
             "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
             "without random effects use ordinary least squares)"
@@ -124,6 +129,11 @@ def fit(
     columns = column_names(data)
     _check_variables(fixed, terms, columns)
     used = _used_columns([fixed] + [t.expr for t in terms] + [t.group for t in terms], columns)
+    if correlation is not None:
+        missing = [c for c in correlation.columns() if c not in columns]
+        if missing:
+            raise KeyError(f"correlation column(s) {missing} are not in data; available: {columns[:20]}")
+        used += correlation.columns()
     arrays = {}
     for name, value in (("weights", weights), ("offset", offset)):
         if isinstance(value, str):
@@ -143,6 +153,7 @@ def fit(
         formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
         df_method=df_method, has_weights=weights is not None, has_offset=offset is not None,
         theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
+        correlation=correlation,
     )
     design = build_design(spec, frame, row_values["weights"], row_values["offset"])
     from .backends import reml

@@ -18,6 +18,8 @@ import pandas as pd
 import scipy.sparse as sp
 from formulaic import model_matrix
 
+from .correlation import correlation_layout
+from .formula import RandomTerm
 from .spec import ModelSpec
 
 __all__ = ["TermBlock", "DesignMatrices", "build_design", "tril_colwise", "group_levels"]
@@ -89,6 +91,8 @@ class DesignMatrices:
     response: str
     fixed_spec: Any = field(repr=False, default=None)
     dropped_columns: list[str] = field(default_factory=list)
+    correlation: Any = None  # an AR1 / CompoundSymmetry structure
+    corr_layout: Any = field(repr=False, default=None)
 
     @property
     def n(self) -> int:
@@ -268,9 +272,29 @@ def build_design(
     off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
     if not np.all(np.isfinite(off)):
         raise ValueError("offset must be finite")
+    layout = None
+    if spec.correlation is not None:
+        group = correlation_group(spec.correlation, spec.random)
+        layout = correlation_layout(spec.correlation, frame, group)
     return DesignMatrices(
         y=y, X=X, X_names=X_names, Z=Z, terms=terms, weights=weights, offset=off,
         response=response, fixed_spec=mm.rhs.model_spec, dropped_columns=dropped,
+        correlation=spec.correlation, corr_layout=layout,
+    )
+
+
+def correlation_group(structure, random: tuple[RandomTerm, ...]) -> str | None:
+    """The structure's group, defaulting to the model's single grouping factor."""
+    if structure.group is not None:
+        return structure.group
+    factors = {t.factors for t in random}
+    if not factors:
+        return None
+    if len(factors) == 1 and len(next(iter(factors))) == 1:
+        return next(iter(factors))[0]
+    raise ValueError(
+        f"{type(structure).__name__} needs group=...: the model has several grouping factors "
+        f"{sorted(':'.join(f) for f in factors)}"
     )
 
 

@@ -32,6 +32,7 @@ class FitInfo:
     converged: bool
     is_singular: bool
     optimizer_info: dict[str, Any] = field(default_factory=dict)
+    correlation_params: dict[str, float] = field(default_factory=dict)
 
 
 class CrossedLMEResult:
@@ -73,6 +74,7 @@ class CrossedLMEResult:
         self.fittedvalues = np.asarray(info.fitted)
         self.resid = np.asarray(info.resid)
         self.optimizer_info = dict(info.optimizer_info)
+        self.correlation_params = dict(info.correlation_params)
 
     # ---- fixed effects -------------------------------------------------------------------
     @property
@@ -107,8 +109,8 @@ class CrossedLMEResult:
 
     @property
     def n_params(self) -> int:
-        """Parameters counted by AIC/BIC: fixed effects, θ and σ."""
-        return self.design.p + self.design.n_theta + 1
+        """Parameters counted by AIC/BIC: fixed effects, θ, correlation parameters and σ."""
+        return self.design.p + self.design.n_theta + len(self.correlation_params) + 1
 
     @property
     def deviance(self) -> float:
@@ -121,7 +123,15 @@ class CrossedLMEResult:
 
     @property
     def bic(self) -> float:
-        return -2.0 * self.llf + np.log(self.nobs) * self.n_params
+        """−2 logLik + log(n)·npar, as lme4 counts it.
+
+        Models with a residual correlation structure are nlme's (``lme``/``gls``), and for
+        their REML fits nlme uses log(n − p): so does this, for parity.
+        """
+        n_eff = self.nobs
+        if self.correlation_params and self.method == "REML":
+            n_eff = self.nobs - self.design.p
+        return -2.0 * self.llf + np.log(n_eff) * self.n_params
 
     @property
     def ngroups(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ def fit(spec: ModelSpec, design: DesignMatrices, n_dropped: int = 0) -> CrossedL
         theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=est.llf,
         cov_beta=est.cov_beta, fe_df=est.fe_df, fitted=est.fitted, resid=est.resid,
         converged=est.converged, is_singular=est.is_singular,
+        correlation_params=est.correlation_params,
         optimizer_info={
             "optimizer": spec.optimizer, "n_evals": est.n_evals, "grad_norm": est.grad_norm,
             "message": est.message,

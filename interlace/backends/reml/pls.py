@@ -59,42 +59,51 @@ class PLSFactor:
 class PLSProblem:
     """Cross-products of a Gaussian LMM, formed once, and the factorization at any θ.
 
-    ``yw``, ``Xw`` and ``Zw`` are the data after whitening by the prior weights; ``y`` already
-    has the offset removed.
+    The data are whitened by the prior weights (rows times √wᵢ) and, for a residual
+    correlation structure, by ``whiten`` = R^(-1/2) (block diagonal over its groups); the
+    offset is subtracted from y. If whitening mixes levels of the first term (or there are no
+    random terms, as in GLS), every term goes to the dense Schur block.
     """
 
-    def __init__(self, design: DesignMatrices, y: np.ndarray | None = None):
-        if not design.terms:
-            raise ValueError("a linear mixed model needs at least one random-effects term")
+    def __init__(self, design: DesignMatrices, whiten: sp.spmatrix | None = None):
         self.design = design
         w = np.ones(design.n) if design.weights is None else design.weights
         sw = np.sqrt(w)
-        yv = (design.y - design.offset) if y is None else y
         self.sum_log_w = float(np.sum(np.log(w)))
-        Xw = design.X * sw[:, None]
-        yw = yv * sw
-        XY = np.column_stack([Xw, yw])
-        Zw = sp.diags(sw) @ design.Z
-        Zw = Zw.tocsc()
+        XY = np.column_stack([design.X, design.y - design.offset]) * sw[:, None]
+        Zw = (sp.diags(sw) @ design.Z).tocsc()
+        if whiten is not None:  # residual correlation: rows premultiplied by R^(-1/2)
+            XY = np.asarray(whiten @ XY)
+            Zw = (whiten @ Zw).tocsc()
         terms = design.terms
-        t1 = terms[0]
-        self.k1, self.m1, self.q1 = t1.k, t1.m, t1.q
-        self.q2 = design.q - self.q1
         self.p = design.p
         self.n = design.n
+        # the first (largest) term gets the block-diagonal treatment when its Z'Z allows it
+        self.n_first = 1 if terms and self._is_block_diagonal(Zw[:, : terms[0].q], terms[0].k) else 0
+        if self.n_first:
+            t1 = terms[0]
+            self.k1, self.m1, self.q1 = t1.k, t1.m, t1.q
+        else:
+            self.k1, self.m1, self.q1 = 1, 0, 0
+        self.q2 = design.q - self.q1
         Z1 = Zw[:, : self.q1]
         Zr = Zw[:, self.q1 :]
         # first term: the k1 × k1 diagonal blocks of Z1'Z1
         self.D11 = self._diag_blocks(Z1)
         # other terms against the first: sparse; X and y against the first: dense
         self.A_r1 = (Zr.T @ Z1).tocsr()
-        self.A_xy1 = np.asarray((Z1.T @ XY).T)
+        self.A_xy1 = np.asarray((Z1.T @ XY).T).reshape(self.p + 1, self.q1)
         # Schur part, unscaled
         self.A_rr = (Zr.T @ Zr).toarray() if self.q2 else np.zeros((0, 0))
         self.A_xyr = np.asarray((Zr.T @ XY).T) if self.q2 else np.zeros((self.p + 1, 0))
         self.A_xyxy = XY.T @ XY
         self._bd1 = _blockdiag_structure(self.m1, self.k1)
-        self._rest_struct = [(_blockdiag_structure(t.m, t.k), t) for t in terms[1:]]
+        self._rest_struct = [(_blockdiag_structure(t.m, t.k), t) for t in terms[self.n_first :]]
+
+    @staticmethod
+    def _is_block_diagonal(Z1: sp.csc_matrix, k: int) -> bool:
+        G = (Z1.T @ Z1).tocoo()
+        return bool(np.all(G.row // k == G.col // k))
 
     def _diag_blocks(self, Z1: sp.csc_matrix) -> np.ndarray:
         k, m = self.k1, self.m1
@@ -119,7 +128,7 @@ class PLSProblem:
         """Factor the augmented system at θ. Raises ``np.linalg.LinAlgError`` if not PD."""
         theta = np.asarray(theta, dtype=float)
         k = self.k1
-        T1 = self.design.terms[0].T(theta)
+        T1 = self.design.terms[0].T(theta) if self.n_first else np.ones((1, 1))
         # L11 L11' = T1' D_j T1 + I, per level
         A11 = np.swapaxes(T1, 0, 1)[None] @ self.D11 @ T1[None] + np.eye(k)[None]
         if k == 1:
