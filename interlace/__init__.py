@@ -2,7 +2,8 @@
 
 from .api import fit
 from .correlation import AR1, CompoundSymmetry
+from .inference.lrt import anova
 from .result import CrossedLMEResult
 
-__all__ = ["fit", "AR1", "CompoundSymmetry", "CrossedLMEResult", "__version__"]
+__all__ = ["fit", "anova", "AR1", "CompoundSymmetry", "CrossedLMEResult", "__version__"]
 __version__ = "0.1.0"

@@ -211,6 +211,15 @@ class CrossedLMEResult:
             pred = pred + _new_random_part(d, frame, self._info.b)
         return pred
 
+    def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None):
+        """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` or ``"boot"``.
+
+        See :func:`interlace.inference.confint.confint`.
+        """
+        from .inference.confint import confint
+
+        return confint(self, method=method, level=level, nsim=nsim, seed=seed)
+
     # ---- reporting -----------------------------------------------------------------------
     def summary(self):
         from .summary import ModelSummary

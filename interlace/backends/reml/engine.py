@@ -1,0 +1,211 @@
+"""What a fitted REML/ML model can do after the fit: refit, simulate and profile.
+
+A :class:`REMLEngine` is attached to each result of this backend (``result.engine``); the
+inference modules (anova, confint) use it through these methods only.
+
+Variance parameters are profiled on lme4's reporting scale ψ: for each term the standard
+deviations and correlations of its columns, then any correlation-structure parameter, then
+σ. ψ ↦ (θ, z, σ): T = chol(S C S)/σ with S the SDs and C the correlations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ...design import DesignMatrices, tril_colwise
+from ...result import CrossedLMEResult, FitInfo
+from ...spec import ModelSpec
+from .lmm import LMMFit, LMMObjective, fit_lmm
+
+__all__ = ["REMLEngine", "make_result"]
+
+
+def make_result(spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped: int = 0) -> CrossedLMEResult:
+    """Wrap the numbers of a fit in the unified result, with its engine attached."""
+    info = FitInfo(
+        theta=est.theta,
+        beta=est.beta,
+        b=est.b,
+        scale=est.scale,
+        llf=est.llf,
+        cov_beta=est.cov_beta,
+        fe_df=est.fe_df,
+        fitted=est.fitted,
+        resid=est.resid,
+        converged=est.converged,
+        is_singular=est.is_singular,
+        correlation_params=est.correlation_params,
+        optimizer_info={
+            "optimizer": spec.optimizer,
+            "n_evals": est.n_evals,
+            "grad_norm": est.grad_norm,
+            "message": est.message,
+        },
+    )
+    result = CrossedLMEResult(spec, design, info, backend="reml", n_dropped=n_dropped)
+    result.engine = REMLEngine(spec, design, est, n_dropped)
+    return result
+
+
+class REMLEngine:
+    """Refit, simulate and profile one fitted model."""
+
+    def __init__(self, spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped: int = 0):
+        self.spec, self.design, self.est, self.n_dropped = spec, design, est, n_dropped
+
+    # ---- refitting -------------------------------------------------------------------------
+    def refit(self, y: np.ndarray | None = None, **spec_changes) -> CrossedLMEResult:
+        """Fit the same design again, with a new response and/or changed spec fields."""
+        spec = dataclasses.replace(self.spec, **spec_changes)
+        design = self.design if y is None else dataclasses.replace(self.design, y=np.asarray(y, float))
+        return make_result(spec, design, fit_lmm(design, spec), self.n_dropped)
+
+    def simulate(self, nsim: int, seed=None, include_re: bool = True) -> np.ndarray:
+        """Responses drawn from the fitted model: shape (n, nsim) (lme4's ``simulate``).
+
+        With ``include_re`` new random effects b ~ N(0, σ²ΛΛ') are drawn for each
+        simulation; otherwise the conditional modes are kept.
+        """
+        rng = np.random.default_rng(seed)
+        d, e = self.design, self.est
+        sigma = np.sqrt(e.scale)
+        mean = d.X @ e.beta + d.offset
+        w = np.ones(d.n) if d.weights is None else d.weights
+        out = np.empty((d.n, nsim))
+        for s in range(nsim):
+            if include_re:
+                b = np.zeros(d.q)
+                for t in d.terms:
+                    u = rng.standard_normal((t.m, t.k))
+                    b[t.z_start : t.z_start + t.q] = (sigma * u @ t.T(e.theta).T).ravel()
+            else:
+                b = e.b
+            eps = rng.standard_normal(d.n) * sigma
+            if d.correlation is not None:
+                eps = _correlated_noise(d, e, eps)
+            out[:, s] = mean + d.Z @ b + eps / np.sqrt(w)
+        return out
+
+    # ---- the ψ scale ------------------------------------------------------------------------
+    def psi_names(self) -> list[str]:
+        names = []
+        for t in self.design.terms:
+            r, c = tril_colwise(t.k)
+            for i, j in zip(r, c, strict=True):
+                names.append(
+                    f"sd_{t.columns[i]}|{t.group}"
+                    if i == j
+                    else f"cor_{t.columns[j]}.{t.columns[i]}|{t.group}"
+                )
+        if self.design.correlation is not None:
+            names.append(self.design.correlation.name)
+        return names + ["sigma"]
+
+    def psi_hat(self) -> np.ndarray:
+        x = self.est.theta
+        vals = []
+        sigma = np.sqrt(self.est.scale)
+        for t in self.design.terms:
+            T = t.T(x) * sigma
+            S = T @ T.T
+            sd = np.sqrt(np.diag(S))
+            r, c = tril_colwise(t.k)
+            for i, j in zip(r, c, strict=True):
+                vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
+        vals.extend(self.est.correlation_params.values())
+        return np.array(vals + [sigma])
+
+    def psi_bounds(self) -> list[tuple[float, float]]:
+        bounds = []
+        for t in self.design.terms:
+            r, c = tril_colwise(t.k)
+            bounds.extend(
+                (0.0, np.inf) if i == j else (-1 + 1e-8, 1 - 1e-8) for i, j in zip(r, c, strict=True)
+            )
+        if self.design.correlation is not None:
+            bounds.append((-1 + 1e-8, 1 - 1e-8))
+        return bounds + [(1e-12, np.inf)]
+
+    def _psi_to_varpar(self, psi: np.ndarray) -> np.ndarray:
+        sigma = psi[-1]
+        thetas, pos = [], 0
+        for t in self.design.terms:
+            n = t.n_theta
+            r, c = tril_colwise(t.k)
+            sd, C = np.zeros(t.k), np.eye(t.k)
+            for v, i, j in zip(psi[pos : pos + n], r, c, strict=True):
+                if i == j:
+                    sd[i] = v
+                else:
+                    C[i, j] = C[j, i] = v
+            S = C * np.outer(sd, sd) + 1e-14 * np.eye(t.k)
+            T = np.linalg.cholesky(S) / sigma
+            thetas.extend(T[r, c])
+            pos += n
+        extra = []
+        if self.design.correlation is not None:
+            extra = [self.design.correlation.to_z(psi[pos], self.design.corr_layout)]
+        return np.array(thetas + extra + [sigma])
+
+    def psi_deviance(self, psi: np.ndarray, objective: LMMObjective | None = None) -> float:
+        """The REML criterion / ML deviance at ψ (β profiled, σ not)."""
+        obj = objective or self._objective()
+        try:
+            return float(obj.varpar_deviance(self._psi_to_varpar(psi)))
+        except np.linalg.LinAlgError:
+            return np.inf
+
+    def _objective(self) -> LMMObjective:
+        if not hasattr(self, "_obj"):
+            self._obj = LMMObjective(self.design, self.spec.reml)
+        return self._obj
+
+    def profile_psi(self, j: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """min over the other ψ of the deviance with ψ_j = value; returns (deviance, ψ)."""
+        obj = self._objective()
+        free = [i for i in range(start.size) if i != j]
+        bounds = [self.psi_bounds()[i] for i in free]
+
+        def f(sub):
+            psi = start.copy()
+            psi[free] = sub
+            psi[j] = value
+            return self.psi_deviance(psi, obj)
+
+        res = minimize(f, start[free], method="L-BFGS-B", bounds=bounds)
+        psi = start.copy()
+        psi[free] = res.x
+        psi[j] = value
+        return float(res.fun), psi
+
+    def profile_beta(self, j: int, value: float) -> float:
+        """The criterion minimised over θ with β_j fixed at ``value`` (its column as offset)."""
+        d = self.design
+        keep = [i for i in range(d.p) if i != j]
+        reduced = dataclasses.replace(
+            d, X=d.X[:, keep], X_names=[d.X_names[i] for i in keep], offset=d.offset + value * d.X[:, j]
+        )
+        obj = LMMObjective(reduced, self.spec.reml)
+        x0 = np.r_[self.est.theta, list(self._corr_z())]
+        lower = np.r_[d.theta_lower(), [-np.inf] * (x0.size - d.n_theta)]
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+        res = minimize(obj, x0, method="L-BFGS-B", bounds=bounds)
+        return float(res.fun)
+
+    def _corr_z(self):
+        d = self.design
+        for v in self.est.correlation_params.values():
+            yield d.correlation.to_z(v, d.corr_layout)
+
+
+def _correlated_noise(d: DesignMatrices, e: LMMFit, white: np.ndarray) -> np.ndarray:
+    """Turn iid noise into noise with the fitted residual correlation: ε = R^(1/2) e."""
+    value = next(iter(e.correlation_params.values()))
+    z = d.correlation.to_z(value, d.corr_layout)
+    Linv, _ = d.correlation.whitener(z, d.corr_layout)
+    from scipy.sparse.linalg import spsolve
+
+    return spsolve(Linv.tocsc(), white)

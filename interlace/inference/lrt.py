@@ -1,0 +1,65 @@
+"""Likelihood-ratio comparison of nested models (lme4's ``anova``)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["anova"]
+
+
+def _same_data(a, b) -> bool:
+    da, db = a.design, b.design
+    return da.n == db.n and np.array_equal(da.y, db.y) and np.array_equal(da.offset, db.offset)
+
+
+def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
+    """Compare nested models by likelihood ratio: one row per model, ordered by parameter count.
+
+    Chisq = 2·max(0, Δ logLik) against the previous row with Df = Δ npar, p from χ²(Df).
+    REML fits are refitted by ML first, as lme4 does; models fitted to different data are
+    refused.
+    """
+    if len(models) < 2:
+        raise ValueError("anova needs at least two fitted models to compare")
+    for m in models:
+        if not hasattr(m, "engine"):
+            raise TypeError(f"anova compares REML/ML fits from interlace.fit, got {type(m).__name__}")
+    for m in models[1:]:
+        if not _same_data(models[0], m):
+            raise ValueError(
+                "models were not all fitted to the same data (response, rows or offset differ); "
+                "a likelihood-ratio test needs the same observations"
+            )
+    names = list(names) if names is not None else [f"m{i + 1}" for i in range(len(models))]
+    if len(names) != len(models):
+        raise ValueError(f"names has {len(names)} entries for {len(models)} models")
+    if any(m.method == "REML" for m in models):
+        warnings.warn("refitting model(s) with ML (instead of REML)", stacklevel=2)
+        models = tuple(m.engine.refit(method="ML") if m.method == "REML" else m for m in models)
+    order = sorted(range(len(models)), key=lambda i: models[i].n_params)
+    rows = []
+    prev = None
+    for i in order:
+        m = models[i]
+        row = {
+            "npar": m.n_params,
+            "AIC": m.aic,
+            "BIC": m.bic,
+            "logLik": m.llf,
+            "deviance": -2 * m.llf,
+            "Chisq": np.nan,
+            "Df": np.nan,
+            "Pr(>Chisq)": np.nan,
+        }
+        if prev is not None:
+            chisq = 2 * max(0.0, m.llf - prev.llf)
+            df = m.n_params - prev.n_params
+            row["Chisq"], row["Df"] = chisq, df
+            row["Pr(>Chisq)"] = stats.chi2.sf(chisq, df) if df > 0 else np.nan
+        rows.append(row)
+        prev = m
+    return pd.DataFrame(rows, index=[names[i] for i in order])
