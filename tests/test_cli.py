@@ -1,0 +1,102 @@
+"""The command line, driven through subprocess as a user would."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import FIXTURES
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "interlace.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def case():
+    if FIXTURES is None:
+        pytest.skip("reference fixtures not found")
+    return json.loads((FIXTURES / "cases" / "sleepstudy_slopes_reml.json").read_text())
+
+
+def test_fit_json_matches_lme4(case):
+    data = str(FIXTURES / "data" / "sleepstudy.csv")
+    out = run("fit", data, "--formula", "Reaction ~ Days", "--random", "(Days | Subject)", "--output", "json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    for name, est in case["fixef"].items():
+        got = res["fixed_effects"][name]
+        assert got["estimate"] == pytest.approx(est, rel=1e-4)
+        assert got["std_error"] == pytest.approx(case["se"][name], rel=2e-3)
+        assert got["df"] == pytest.approx(case["df_satterthwaite"][name], rel=1e-2)
+    assert res["logLik"] == pytest.approx(case["loglik"], rel=1e-6)
+    assert res["nobs"] == 180 and res["converged"] is True
+    assert res["method"] == "REML"
+
+
+def test_fit_csv_and_text_and_out_file(case, tmp_path):
+    data = str(FIXTURES / "data" / "sleepstudy.csv")
+    out = run("fit", data, "--formula", "Reaction ~ Days", "--groups", "Subject", "--output", "csv")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(io.StringIO(out.stdout))
+    assert list(table.columns) == ["term", "estimate", "std_error", "df", "statistic", "p_value"]
+    assert list(table["term"]) == ["(Intercept)", "Days"]
+    target = tmp_path / "summary.txt"
+    out = run(
+        "fit",
+        data,
+        "--formula",
+        "Reaction ~ Days",
+        "--groups",
+        "Subject",
+        "--method",
+        "ML",
+        "--out",
+        str(target),
+    )
+    assert out.returncode == 0 and out.stdout == ""
+    text = target.read_text()
+    assert "maximum likelihood" in text and "Subject" in text and "Fixed effects" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "missing.csv", "--formula", "y ~ x", "--groups", "g"], "does not exist"),
+        (["fit", "{data}", "--formula", "Reaction ~ Dayz", "--groups", "Subject"], "Dayz"),
+        (["fit", "{data}", "--formula", "Reaction ~ Days", "--random", "(Days Subject)"], "\\|"),
+        (["fit", "{data}", "--formula", "Reaction ~ Days", "--groups", "Nobody"], "Nobody"),
+        (["fit", "{text}", "--formula", "y ~ x", "--groups", "g"], "not numeric"),
+        (["fit", "{bad}", "--formula", "y ~ x", "--groups", "g"], "unsupported"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
+    bad = tmp_path / "data.xlsx"
+    bad.write_text("x")
+    text = tmp_path / "text.csv"
+    text.write_text("y,x,g\n" + "".join(f"v{i},{i},{i % 3}\n" for i in range(12)))
+    args = [a.format(data=FIXTURES / "data" / "sleepstudy.csv", bad=bad, text=text) for a in args]
+    out = run(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interlace: error:")
+    assert pytest.importorskip("re").search(message, lines[0])
+
+
+def test_help_warns_about_untrusted_formulas():
+    out = run("fit", "--help")
+    assert out.returncode == 0
+    assert "untrusted" in out.stdout
+
+
+def test_demo_shows_a_fit():
+    out = run("demo")
+    assert out.returncode == 0, out.stderr
+    assert "Random effects" in out.stdout and "Subject" in out.stdout and "Days" in out.stdout
