@@ -158,4 +158,6 @@ def fit(
     design = build_design(spec, frame, row_values["weights"], row_values["offset"])
     from .backends import reml
 
-    return reml.fit(spec, design, n_dropped=mf.n_dropped)
+    result = reml.fit(spec, design, n_dropped=mf.n_dropped)
+    result.input_namespace = mf.native_namespace
+    return result

@@ -75,6 +75,7 @@ class CrossedLMEResult:
         self.resid = np.asarray(info.resid)
         self.optimizer_info = dict(info.optimizer_info)
         self.correlation_params = dict(info.correlation_params)
+        self.input_namespace = "pandas"
 
     # ---- fixed effects -------------------------------------------------------------------
     @property
@@ -219,6 +220,25 @@ class CrossedLMEResult:
         from .inference.confint import confint
 
         return confint(self, method=method, level=level, nsim=nsim, seed=seed)
+
+    def to_frame(self):
+        """Tidy fixed-effects table: term, estimate, std_error, df, statistic, p_value.
+
+        pandas, or polars when the model was fitted to a polars frame.
+        """
+        table = pd.DataFrame({
+            "term": list(self.fe_params.index),
+            "estimate": self.fe_params.to_numpy(),
+            "std_error": self.fe_bse.to_numpy(),
+            "df": self.fe_df.to_numpy(),
+            "statistic": self.fe_tvalues.to_numpy(),
+            "p_value": self.fe_pvalues.to_numpy(),
+        })
+        if self.input_namespace == "polars":
+            import polars as pl
+
+            return pl.from_pandas(table)
+        return table
 
     # ---- reporting -----------------------------------------------------------------------
     def summary(self):

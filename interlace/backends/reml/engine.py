@@ -89,6 +89,34 @@ class REMLEngine:
             out[:, s] = mean + d.Z @ b + eps / np.sqrt(w)
         return out
 
+    def conditional_variances(self, max_q: int = 20000) -> dict[str, np.ndarray]:
+        """Var(b | y) per term: σ² [Λ (Λ'Z'WZΛ + I)⁻¹ Λ']'s k × k diagonal blocks, (m, k, k) each.
+
+        lme4's ``condVar``: conditional on θ̂ and β̂. Keyed by group (terms sharing a group,
+        as in ``(x || g)``, are stacked column-wise in term order).
+        """
+        d, e = self.design, self.est
+        if d.q > max_q:
+            raise ValueError(f"conditional variances need a dense {d.q} × {d.q} inverse; q > max_q={max_q}")
+        w = np.ones(d.n) if d.weights is None else d.weights
+        Zw = d.Z.multiply(np.sqrt(w)[:, None]).tocsc()
+        if d.correlation is not None:
+            z = next(self._corr_z())
+            Zw = (d.correlation.whitener(z, d.corr_layout)[0] @ Zw).tocsc()
+        Lam = np.zeros((d.q, d.q))
+        for t in d.terms:
+            T = t.T(e.theta)
+            for lv in range(t.m):
+                s0 = t.z_start + lv * t.k
+                Lam[s0 : s0 + t.k, s0 : s0 + t.k] = T
+        C = Lam.T @ (Zw.T @ Zw).toarray() @ Lam + np.eye(d.q)
+        V = e.scale * Lam @ np.linalg.solve(C, Lam.T)
+        out: dict[str, list[np.ndarray]] = {}
+        for t in d.terms:
+            idx = t.z_start + np.arange(t.q).reshape(t.m, t.k)
+            out.setdefault(t.group, []).append(V[idx[:, :, None], idx[:, None, :]])
+        return {g: blocks[0] if len(blocks) == 1 else _stack_blocks(blocks) for g, blocks in out.items()}
+
     # ---- the ψ scale ------------------------------------------------------------------------
     def psi_names(self) -> list[str]:
         names = []
@@ -199,6 +227,18 @@ class REMLEngine:
         d = self.design
         for v in self.est.correlation_params.values():
             yield d.correlation.to_z(v, d.corr_layout)
+
+
+def _stack_blocks(blocks: list[np.ndarray]) -> np.ndarray:
+    m = blocks[0].shape[0]
+    k = sum(b.shape[1] for b in blocks)
+    out = np.zeros((m, k, k))
+    i = 0
+    for b in blocks:
+        kb = b.shape[1]
+        out[:, i : i + kb, i : i + kb] = b
+        i += kb
+    return out
 
 
 def _correlated_noise(d: DesignMatrices, e: LMMFit, white: np.ndarray) -> np.ndarray:

@@ -1,0 +1,80 @@
+"""Diagnostic plots (matplotlib): caterpillar plot of random effects, residuals, QQ plot."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["caterpillar", "residuals_vs_fitted", "qq"]
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as ex:  # pragma: no cover - depends on the environment
+        raise ImportError("plots need matplotlib: pip install matplotlib") from ex
+    return plt
+
+
+def caterpillar(result, group: str, level: float = 0.95, ax=None):
+    """Conditional modes of ``group``'s random effects, sorted, with ±z·√condVar intervals.
+
+    One panel per column of the group's terms. Returns the matplotlib Figure.
+    """
+    plt = _pyplot()
+    if group not in result.random_effects:
+        raise KeyError(f"no random effects for group {group!r}; groups: {list(result.random_effects)}")
+    re = result.random_effects[group]
+    cv = result.engine.conditional_variances()[group]
+    z = stats.norm.ppf(0.5 + level / 2)
+    k = re.shape[1]
+    if ax is None:
+        fig, axes = plt.subplots(1, k, figsize=(4 * k, max(3.0, 0.18 * len(re) + 1)), squeeze=False)
+        axes = axes[0]
+    else:
+        axes, fig = np.atleast_1d(ax), np.atleast_1d(ax)[0].figure
+    for j, col in enumerate(re.columns):
+        vals = re[col].to_numpy()
+        half = z * np.sqrt(cv[:, j, j])
+        order = np.argsort(vals)
+        y = np.arange(len(vals))
+        a = axes[j]
+        a.errorbar(vals[order], y, xerr=half[order], fmt="o", ms=3, capsize=0)
+        a.axvline(0, color="grey", lw=0.8)
+        a.set_yticks(y)
+        a.set_yticklabels([str(i) for i in re.index[order]], fontsize=7)
+        a.set_title(f"{group}: {col}")
+    fig.tight_layout()
+    return fig
+
+
+def residuals_vs_fitted(result, ax=None):
+    """Residuals against fitted values, with a zero line. Returns the Figure."""
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 4))
+    fig = ax.figure
+    ax.scatter(result.fittedvalues, result.resid, s=8, alpha=0.7)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("fitted")
+    ax.set_ylabel("residual")
+    ax.set_title("Residuals vs fitted")
+    return fig
+
+
+def qq(result, ax=None):
+    """Normal QQ plot of the standardized residuals. Returns the Figure."""
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = ax.figure
+    r = np.sort(result.resid / np.sqrt(result.scale))
+    n = r.size
+    q = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+    ax.scatter(q, r, s=8)
+    lim = [min(q[0], r[0]), max(q[-1], r[-1])]
+    ax.plot(lim, lim, color="grey", lw=0.8)
+    ax.set_xlabel("normal quantile")
+    ax.set_ylabel("standardized residual")
+    ax.set_title("Normal QQ")
+    return fig
