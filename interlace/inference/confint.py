@@ -2,9 +2,9 @@
 
 - ``wald``: β̂ ± z·SE for fixed effects; variance parameters get none (NaN), as in lme4.
 - ``profile``: the likelihood-ratio interval {ψ : D(ψ) − D(ψ̂) ≤ χ²₁(level)} with D the
-  criterion the model was fitted with (REML or ML), minimised over all other parameters.
-  Variance parameters are profiled on the SD / correlation / σ scale; a fixed effect is
-  profiled by moving its column into the offset.
+  ML deviance minimised over all other parameters; a REML fit is refitted by ML first, as
+  lme4's ``profile`` does. Variance parameters are profiled on the SD / correlation / σ
+  scale; a fixed effect is profiled by moving its column into the offset.
 - ``boot``: percentile intervals from a parametric bootstrap (simulate, refit).
 """
 
@@ -69,7 +69,8 @@ def confint(result, method: str = "profile", level: float = 0.95, nsim: int = 50
         out.loc[beta.index, lo_name] = beta - z * result.fe_bse
         out.loc[beta.index, hi_name] = beta + z * result.fe_bse
     elif method == "profile":
-        _profile(result, engine, out, level)
+        ml = result if result.method == "ML" else engine.refit(method="ML", df_method="satterthwaite")
+        _profile(ml, ml.engine, out, level)
     else:
         _boot(result, engine, out, level, nsim, seed)
     return out
