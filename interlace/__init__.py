@@ -2,8 +2,18 @@
 
 from .api import fit
 from .correlation import AR1, CompoundSymmetry
+from .inference.emmeans import contrast, emmeans
 from .inference.lrt import anova
 from .result import CrossedLMEResult
 
-__all__ = ["fit", "anova", "AR1", "CompoundSymmetry", "CrossedLMEResult", "__version__"]
+__all__ = [
+    "fit",
+    "anova",
+    "emmeans",
+    "contrast",
+    "AR1",
+    "CompoundSymmetry",
+    "CrossedLMEResult",
+    "__version__",
+]
 __version__ = "0.1.0"

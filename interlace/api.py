@@ -120,7 +120,8 @@ def fit(
         raise NotImplementedError(f"backend={backend!r} is not available yet; use backend='reml'")
 
     fixed, inline = split_formula(formula)
-    terms = parse_random(groups_to_terms(groups) + list(random or []) + inline)
+    random_specs = [random] if isinstance(random, str) else list(random or [])
+    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
     if not terms and correlation is None:
         raise ValueError(
             "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
@@ -160,4 +161,5 @@ def fit(
 
     result = reml.fit(spec, design, n_dropped=mf.n_dropped)
     result.input_namespace = mf.native_namespace
+    result.model_frame = frame
     return result

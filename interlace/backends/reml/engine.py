@@ -117,6 +117,33 @@ class REMLEngine:
             out.setdefault(t.group, []).append(V[idx[:, :, None], idx[:, None, :]])
         return {g: blocks[0] if len(blocks) == 1 else _stack_blocks(blocks) for g, blocks in out.items()}
 
+    def contrast_df(self, L: np.ndarray) -> np.ndarray:
+        """Denominator df of each row ℓ of L for the fit's ``df_method`` (Satterthwaite or KR)."""
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        if self.spec.df_method == "kenward-roger":
+            if not hasattr(self, "_kr"):
+                from ...inference.kenward_roger import kenward_roger
+
+                obj = self._objective()
+                problem, _ = obj.problem(np.r_[self.est.theta, list(self._corr_z())])
+                phi = self.est.scale * problem.rx_inverse(problem.factor(self.est.theta))
+                self._kr = kenward_roger(self.design, self.est.theta, self.est.scale, phi=phi)
+            from ...inference.kenward_roger import kr_df
+
+            return np.array([kr_df(self._kr, row) for row in L])
+        if not hasattr(self, "_satt"):
+            from ...inference.derivatives import hessian, jacobian
+            from ...inference.satterthwaite import varpar_covariance
+
+            obj = self._objective()
+            varpar = np.r_[self.est.theta, list(self._corr_z()), np.sqrt(self.est.scale)]
+            A = varpar_covariance(hessian(obj.varpar_deviance, varpar))
+            self._satt = (obj.cov_beta(varpar), jacobian(obj.cov_beta, varpar), A)
+        from ...inference.satterthwaite import satterthwaite_df
+
+        cov, J, A = self._satt
+        return satterthwaite_df(cov, J, A, L)
+
     # ---- the ψ scale ------------------------------------------------------------------------
     def psi_names(self) -> list[str]:
         names = []

@@ -1,0 +1,150 @@
+"""After-fit diagnostics: R² and ICC (Nakagawa), influence (Cook's distance, leverage), allfit.
+
+With V = σ²(W⁻¹ + ZΛΛ'Z') and P = V⁻¹ = (W − WZBZ'W)/σ², B = Λ(Λ'Z'WZΛ + I)⁻¹Λ' (Woodbury),
+variance components held at their estimates:
+
+- leverage hᵢᵢ = 1 − σ² Qᵢᵢ / wᵢ with Q = P − PX(X'PX)⁻¹X'P: the diagonal of the hat matrix
+  of the conditional fitted values Xβ̂ + Zb̂ (HLMdiag's "overall" leverage);
+- Cook's distance of a set I of rows: Cᵢ = (β̂ − β̂₍I₎)' (X'PX) (β̂ − β̂₍I₎) / p, with the exact
+  deletion estimate β̂₍I₎ = (X'PX − Q_I' P_II⁻¹ Q_I)⁻¹ (X'Py − Q_I' P_II⁻¹ r_I), Q_I = P_I·X,
+  r_I = P_I·y (the inverse of V without rows I, from P by a Schur complement).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["r2", "icc", "influence", "allfit"]
+
+
+def _random_variance(result) -> float:
+    """Σ over terms of the mean over observations of zᵢ'Σ_t zᵢ (Johnson 2014)."""
+    d = result.design
+    total = 0.0
+    for t in d.terms:
+        Sigma = result.scale * (t.T(result.theta) @ t.T(result.theta).T)
+        # the term's model-matrix row for each observation: its k nonzeros in Z
+        coo = d.Z[:, t.z_start : t.z_start + t.q].tocoo()
+        rows = np.zeros((d.n, t.k))
+        rows[coo.row, coo.col % t.k] = coo.data
+        total += float(np.mean(np.einsum("ij,jk,ik->i", rows, Sigma, rows)))
+    return total
+
+
+def r2(result) -> dict[str, float]:
+    """Nakagawa's marginal and conditional R² (Johnson's extension to random slopes).
+
+    σ²_f = Var(Xβ̂) (n − 1 denominator), σ²_r = Σ_t mean zᵢ'Σ_t zᵢ, σ²_ε = σ²;
+    marginal = σ²_f / (σ²_f + σ²_r + σ²_ε), conditional = (σ²_f + σ²_r) / (same).
+    """
+    fixed = result.design.X @ result.fe_params.to_numpy()
+    var_f = float(np.var(fixed, ddof=1))
+    var_r = _random_variance(result)
+    total = var_f + var_r + result.scale
+    return {"marginal": var_f / total, "conditional": (var_f + var_r) / total}
+
+
+def icc(result) -> dict[str, float]:
+    """Adjusted ICC σ²_r / (σ²_r + σ²_ε) and the unadjusted σ²_r / (σ²_f + σ²_r + σ²_ε)."""
+    fixed = result.design.X @ result.fe_params.to_numpy()
+    var_f = float(np.var(fixed, ddof=1))
+    var_r = _random_variance(result)
+    return {
+        "adjusted": var_r / (var_r + result.scale),
+        "unadjusted": var_r / (var_f + var_r + result.scale),
+    }
+
+
+def _precision_parts(result, max_q: int = 20000):
+    d = result.design
+    if d.correlation is not None:
+        raise ValueError("influence diagnostics are not available with a residual correlation structure")
+    if d.q > max_q:
+        raise ValueError(f"influence needs a dense {d.q} × {d.q} matrix; q exceeds max_q={max_q}")
+    w = np.ones(d.n) if d.weights is None else d.weights
+    s2 = result.scale
+    WZ = d.Z.multiply(w[:, None]).tocsr()
+    D = (d.Z.T @ WZ).toarray()
+    Lam = np.zeros((d.q, d.q))
+    for t in d.terms:
+        T = t.T(result.theta)
+        for lv in range(t.m):
+            s0 = t.z_start + lv * t.k
+            Lam[s0 : s0 + t.k, s0 : s0 + t.k] = T
+    B = Lam @ np.linalg.solve(Lam.T @ D @ Lam + np.eye(d.q), Lam.T)
+    y = d.y - d.offset
+
+    def apply_P(M):
+        M = np.asarray(M, dtype=float)
+        WM = M * w[:, None] if M.ndim == 2 else M * w
+        return (WM - WZ @ (B @ (WZ.T @ M))) / s2
+
+    return d, w, s2, WZ, B, y, apply_P
+
+
+def influence(result, group: str | None = None) -> pd.DataFrame:
+    """Cook's distance and leverage per observation, or Cook's distance per level of ``group``.
+
+    Variance components are held at their estimates (the one-step deletion of HLMdiag /
+    influence.ME with fixed θ).
+    """
+    d, w, s2, WZ, B, y, apply_P = _precision_parts(result)
+    X = d.X
+    PX, Py = apply_P(X), apply_P(y)
+    M = X.T @ PX
+    beta = np.linalg.solve(M, X.T @ Py)
+    p = d.p
+    if group is None:
+        # diag(P): w − w² zᵢ'Bzᵢ
+        wzBzw = np.asarray(WZ.multiply(WZ @ B).sum(axis=1)).ravel()  # wᵢ² zᵢ'Bzᵢ
+        Pii = (w - wzBzw) / s2
+        Minv = np.linalg.inv(M)
+        Qii = Pii - np.einsum("ij,jk,ik->i", PX, Minv, PX)
+        lev = 1 - s2 * Qii / w
+        cook = np.empty(d.n)
+        for i in range(d.n):
+            q_i, r_i, p_ii = PX[i], Py[i], Pii[i]
+            Mi = M - np.outer(q_i, q_i) / p_ii
+            b_i = np.linalg.solve(Mi, X.T @ Py - q_i * r_i / p_ii)
+            delta = beta - b_i
+            cook[i] = float(delta @ M @ delta) / p
+        return pd.DataFrame({"cooks_distance": cook, "leverage": lev})
+    terms = [t for t in d.terms if t.group == group]
+    if not terms:
+        raise KeyError(f"no grouping factor {group!r}; groups: {sorted({t.group for t in d.terms})}")
+    t = terms[0]
+    out = []
+    for lv in range(t.m):
+        idx = np.flatnonzero(t.codes == lv)
+        E = np.zeros((d.n, idx.size))
+        E[idx, np.arange(idx.size)] = 1.0
+        P_I = apply_P(E).T  # rows I of P (P symmetric)
+        P_II = P_I[:, idx]
+        Q_I, r_I = P_I @ X, P_I @ y
+        Mi = M - Q_I.T @ np.linalg.solve(P_II, Q_I)
+        b_i = np.linalg.solve(Mi, X.T @ Py - Q_I.T @ np.linalg.solve(P_II, r_I))
+        delta = beta - b_i
+        out.append(float(delta @ M @ delta) / p)
+    return pd.DataFrame({"cooks_distance": out}, index=pd.Index(t.levels, name=group))
+
+
+def allfit(result, optimizers: tuple[str, ...] = ("lbfgsb", "bobyqa")) -> pd.DataFrame:
+    """Refit with every optimizer and tabulate logLik, θ, fixed effects, convergence and time."""
+    engine = getattr(result, "engine", None)
+    if engine is None:
+        raise TypeError("allfit needs a REML/ML fit from interlace.fit (backend='reml')")
+    rows = {}
+    for opt in optimizers:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = engine.refit(optimizer=opt)
+        row = {"logLik": r.llf, "converged": r.converged, "seconds": time.perf_counter() - t0}
+        row.update({f"theta[{i}]": v for i, v in enumerate(r.theta)})
+        row.update(r.fe_params.to_dict())
+        rows[opt] = row
+    return pd.DataFrame(rows).T
