@@ -2,8 +2,11 @@
 
 from .api import fit
 from .correlation import AR1, CompoundSymmetry
+from .diagnostics import allfit
+from .inference.bootstrap import bootstrap
 from .inference.emmeans import contrast, emmeans
 from .inference.lrt import anova
+from .inference.power import power
 from .result import CrossedLMEResult
 
 __all__ = [
@@ -11,6 +14,9 @@ __all__ = [
     "anova",
     "emmeans",
     "contrast",
+    "bootstrap",
+    "power",
+    "allfit",
     "AR1",
     "CompoundSymmetry",
     "CrossedLMEResult",

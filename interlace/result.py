@@ -221,6 +221,13 @@ class CrossedLMEResult:
 
         return confint(self, method=method, level=level, nsim=nsim, seed=seed)
 
+    def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
+        """Responses drawn from the fitted model, shape (nobs, nsim) (lme4's ``simulate``)."""
+        engine = getattr(self, "engine", None)
+        if engine is None:
+            raise TypeError("simulate needs a fit with a REML/ML engine")
+        return engine.simulate(nsim, seed=seed, include_re=include_re)
+
     def to_frame(self):
         """Tidy fixed-effects table: term, estimate, std_error, df, statistic, p_value.
 
