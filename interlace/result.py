@@ -221,6 +221,29 @@ class CrossedLMEResult:
 
         return confint(self, method=method, level=level, nsim=nsim, seed=seed)
 
+    def r2(self) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R² (see :mod:`interlace.diagnostics`)."""
+        from .diagnostics import r2
+
+        return r2(self)
+
+    def icc(self) -> dict[str, float]:
+        """Adjusted and unadjusted intraclass correlation (see :mod:`interlace.diagnostics`)."""
+        from .diagnostics import icc
+
+        return icc(self)
+
+    def influence(self, group: str | None = None) -> pd.DataFrame:
+        """Cook's distance and leverage per observation, or per level of ``group``."""
+        from .diagnostics import influence
+
+        return influence(self, group=group)
+
+    def check_singular(self, tol: float = 1e-4) -> bool:
+        """lme4's ``isSingular``: is any θ with a lower bound of 0 within ``tol`` of it?"""
+        lower = self.design.theta_lower()
+        return bool(np.any(np.isfinite(lower) & (self.theta < lower + tol)))
+
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
         """Responses drawn from the fitted model, shape (nobs, nsim) (lme4's ``simulate``)."""
         engine = getattr(self, "engine", None)

@@ -130,3 +130,11 @@ def test_simulate_shapes_and_seed(sleep_fit):
     np.testing.assert_allclose(
         cond.mean(axis=1), sleep_fit.fittedvalues, atol=4 * np.sqrt(sleep_fit.scale / 500) * 1.5
     )
+
+
+def test_result_methods_delegate(sleep_fit):
+    assert sleep_fit.r2() == diagnostics.r2(sleep_fit)
+    assert sleep_fit.icc() == diagnostics.icc(sleep_fit)
+    assert sleep_fit.influence(group="Subject").shape == (18, 1)
+    assert sleep_fit.check_singular() is False
+    assert sleep_fit.check_singular(tol=1.0) is True  # θ₃ = 0.23 is within 1 of its bound
