@@ -120,6 +120,8 @@ def fit(
         raise NotImplementedError(f"backend={backend!r} is not available yet; use backend='reml'")
 
     fixed, inline = split_formula(formula)
+    if random is not None and not isinstance(random, str | list | tuple):
+        raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
     random_specs = [random] if isinstance(random, str) else list(random or [])
     terms = parse_random(groups_to_terms(groups) + random_specs + inline)
     if not terms and correlation is None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from formulaic.errors import DataMismatchWarning
 from scipy import stats
 
 from .design import DesignMatrices
@@ -303,9 +305,14 @@ def _required_columns(model_spec, frame: pd.DataFrame, what: str) -> None:
 def _new_fixed_matrix(d: DesignMatrices, frame: pd.DataFrame) -> np.ndarray:
     _required_columns(d.fixed_spec, frame, "fixed effects")
     try:
-        mm = d.fixed_spec.get_model_matrix(frame, na_action="raise")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataMismatchWarning)
+            mm = d.fixed_spec.get_model_matrix(frame, na_action="raise")
     except Exception as ex:
-        raise ValueError(f"cannot build fixed effects for newdata: {ex}") from ex
+        raise ValueError(
+            f"cannot build fixed effects for newdata: {ex} (categorical predictors must use levels "
+            "seen in fitting)"
+        ) from ex
     names = ["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns]
     pos = {n: i for i, n in enumerate(names)}
     M = np.asarray(mm, dtype=float)
