@@ -150,23 +150,28 @@ class CrossedLMEResult:
             groups.setdefault(t.group, []).append(t)
         return groups
 
+    def term_names(self) -> list[str]:
+        """lme4's name for each term: its group, with ``.1``, ``.2`` … for repeats of a group."""
+        seen: dict[str, int] = {}
+        names = []
+        for t in self.design.terms:
+            k = seen.get(t.group, 0)
+            names.append(t.group if k == 0 else f"{t.group}.{k}")
+            seen[t.group] = k + 1
+        return names
+
     @property
     def variance_components(self) -> dict[str, float | pd.DataFrame]:
-        """Group → σ² for a single scalar term, or the covariance DataFrame of its columns.
+        """Term → σ² for a scalar term, or the covariance DataFrame of a vector term's columns.
 
-        Several terms on one group (``(x || g)``) are shown as one block-diagonal matrix.
+        Keys are lme4's ``VarCorr`` names: the group, and ``group.1``, ``group.2`` … when several
+        terms share a group (``(x || g)`` gives ``g`` and ``g.1``).
         """
         out: dict[str, float | pd.DataFrame] = {}
-        for group, terms in self._group_terms().items():
-            cols, blocks = [], []
-            for t in terms:
-                T = t.T(self.theta)
-                blocks.append(self.scale * (T @ T.T))
-                cols.extend(t.columns)
-            if len(cols) == 1:
-                out[group] = float(blocks[0][0, 0])
-            else:
-                out[group] = pd.DataFrame(_block_diag(blocks), index=cols, columns=cols)
+        for name, t in zip(self.term_names(), self.design.terms, strict=True):
+            T = t.T(self.theta)
+            S = self.scale * (T @ T.T)
+            out[name] = float(S[0, 0]) if t.k == 1 else pd.DataFrame(S, index=t.columns, columns=t.columns)
         return out
 
     @property

@@ -70,19 +70,19 @@ class ModelSummary:
     def _random_table(self) -> list[str]:
         r = self.result
         rows = []
-        for group, vc in r.variance_components.items():
+        for (name, vc), term in zip(r.variance_components.items(), r.design.terms, strict=True):
             if isinstance(vc, float):
-                rows.append((group, r.design.terms and _name_of(r, group), vc, ""))
+                rows.append((name, term.columns[0], vc, ""))
                 continue
             v = vc.to_numpy()
             sd = np.sqrt(np.diag(v))
-            for i, name in enumerate(vc.columns):
+            for i, col in enumerate(vc.columns):
                 corr = ""
                 if i > 0:
                     with np.errstate(invalid="ignore", divide="ignore"):
                         c = v[i, :i] / (sd[i] * sd[:i])
                     corr = " ".join(f"{x:5.2f}" for x in np.nan_to_num(c))
-                rows.append((group if i == 0 else "", name, float(v[i, i]), corr))
+                rows.append((name if i == 0 else "", col, float(v[i, i]), corr))
         rows.append(("Residual", "", r.scale, ""))
         w_g = max(8, *(len(x[0]) for x in rows))
         w_n = max(4, *(len(str(x[1])) for x in rows))
@@ -104,10 +104,3 @@ class ModelSummary:
             )
         out.append("---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
         return out
-
-
-def _name_of(r, group: str) -> str:
-    for t in r.design.terms:
-        if t.group == group:
-            return t.columns[0]
-    return ""

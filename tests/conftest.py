@@ -13,15 +13,24 @@ CANDIDATES = [HERE.parent.parent / "shared" / "fixtures", HERE / "data" / "fixtu
 FIXTURES = next((p for p in CANDIDATES if (p / "cases").is_dir()), None)
 
 
-def load_cases() -> list[dict]:
-    if FIXTURES is None:
+EXTRA = HERE / "data" / "extra"  # made by tests/r/make_extra_cases.R
+
+
+def load_cases(root: pathlib.Path | None = None) -> list[dict]:
+    """Reference cases under ``root`` (default: the shared fixtures), each tagged with its folder."""
+    root = FIXTURES if root is None else root
+    if root is None or not (root / "cases").is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted((FIXTURES / "cases").glob("*.json"))]
+    cases = [json.loads(p.read_text()) for p in sorted((root / "cases").glob("*.json"))]
+    for c in cases:
+        c["_root"] = str(root)
+    return cases
 
 
 def load_data(case: dict) -> pd.DataFrame:
     """The case's CSV with R's factor columns as ordered-level pandas Categoricals."""
-    df = pd.read_csv(FIXTURES / "data" / case["data"])
+    root = pathlib.Path(case.get("_root") or FIXTURES)
+    df = pd.read_csv(root / "data" / case["data"])
     for col, levels in (case.get("categorical") or {}).items():
         if col in df:
             df[col] = pd.Categorical(df[col].astype(str), categories=[str(v) for v in levels])

@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import load_cases, load_data
+from conftest import EXTRA, load_cases, load_data
 
 import interlace
 
-CASES = load_cases()
+CASES = load_cases() + load_cases(EXTRA)
 LMM_CASES = [c for c in CASES if c["interlace"]["fn"] == "fit" and "correlation" not in c["interlace"]]
 NOT_YET = {
     "glmer": "glmer is the GLMM issue",
@@ -69,6 +69,8 @@ def test_fixed_effects(lmm):
     names = list(case["fixef"])
     assert_rel(by_name(r.fe_params, names), values(case["fixef"]), 1e-4, "fixef")
     assert_rel(by_name(r.fe_bse, names), values(case["se"]), 2e-3, "se")
+    if "vcov" not in case:
+        return
     vcov = np.atleast_2d(np.asarray(case["vcov"], dtype=float))
     order = [list(map(norm, r.fe_params.index)).index(n) for n in names]
     got = r.fe_cov.to_numpy()[np.ix_(order, order)]
@@ -81,7 +83,8 @@ def test_likelihood(lmm):
     assert_rel([r.aic], [case["aic"]], 1e-6, "aic")
     assert_rel([r.bic], [case["bic"]], 1e-6, "bic")
     crit = case.get("reml_criterion", case.get("deviance"))
-    assert_rel([r.deviance], [crit], 1e-6, "deviance / REML criterion")
+    if crit is not None:
+        assert_rel([r.deviance], [crit], 1e-6, "deviance / REML criterion")
     assert r.nobs == case["nobs"]
     assert r.method == case["method"]
 
@@ -98,7 +101,7 @@ def test_variance_parameters(lmm):
         if row["grp"] == "Residual":
             assert_rel([r.scale], [row["vcov"]], 2e-3, "residual variance")
             continue
-        grp = row["grp"].split(".")[0]
+        grp = row["grp"]
         vc = r.variance_components.get(grp, r.variance_components.get(":".join(grp.split(":")[::-1])))
         if isinstance(vc, float):
             got = vc
@@ -151,6 +154,8 @@ def test_conditional_modes(lmm):
 
 def test_fitted_and_residuals(lmm):
     case, r = lmm
+    if "fitted_head" not in case:
+        pytest.skip("case has no fitted values reference")
     k = len(case["fitted_head"])
     np.testing.assert_allclose(r.fittedvalues[:k], case["fitted_head"], rtol=1e-5)
     np.testing.assert_allclose(r.resid[:k], case["resid_head"], rtol=1e-3, atol=1e-4)
