@@ -165,3 +165,81 @@ def fit(
     result.input_namespace = mf.native_namespace
     result.model_frame = frame
     return result
+
+
+def glmer(
+    formula: str,
+    data,
+    family="binomial",
+    groups: str | list[str] | None = None,
+    random: list[str] | None = None,
+    weights=None,
+    offset=None,
+    nAGQ: int = 1,  # noqa: N803 - lme4's spelling
+    optimizer: str = "bobyqa",
+    backend: str = "reml",
+    link: str | None = None,
+):
+    """Fit a generalized linear mixed model by the Laplace approximation (lme4's ``glmer``).
+
+    g(E[y | b]) = Xβ + Zb + offset, b ~ N(0, ΛΛ'). ``family`` is ``"binomial"`` (0/1, or
+    proportions with ``weights`` = trials) or ``"poisson"``, with its canonical link unless
+    ``link=`` says otherwise. ``nAGQ=1`` is the Laplace approximation, ``nAGQ=0`` the faster
+    first stage only, ``nAGQ>1`` adaptive Gauss–Hermite (one scalar random-effects term).
+    """
+    from .backends.reml.glmm import fit_glmm
+    from .families import get_family
+    from .glmm_result import GLMMResult
+    from .result import FitInfo
+
+    fam = get_family(family, link)
+    optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
+    backend = _choice("backend", backend, BACKENDS)
+    if backend != "reml":
+        raise NotImplementedError("glmer(backend='pymc') is not available yet; use backend='reml'")
+    if not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
+        raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
+    fixed, inline = split_formula(formula)
+    if random is not None and not isinstance(random, str | list | tuple):
+        raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
+    random_specs = [random] if isinstance(random, str) else list(random or [])
+    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
+    if not terms:
+        raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
+    if nAGQ > 1 and (len(terms) != 1 or terms[0].expr.replace(" ", "") not in ("1",)):
+        raise ValueError("nAGQ > 1 needs a single scalar random-effects term such as (1 | g)")
+    columns = column_names(data)
+    _check_variables(fixed, terms, columns)
+    used = _used_columns([fixed] + [t.expr for t in terms] + [t.group for t in terms], columns)
+    arrays = {}
+    for name, value in (("weights", weights), ("offset", offset)):
+        if isinstance(value, str):
+            _row_array(name, value, data, columns)
+            used.append(value)
+        else:
+            arrays[name] = _row_array(name, value, data, columns)
+    mf = model_frame(data, list(dict.fromkeys(used)), arrays)
+    frame = mf.data
+    _check_response(fixed, frame)
+    rows = {
+        name: (frame[value].to_numpy(dtype=float) if isinstance(value, str) else
+               (None if arrays.get(name) is None else arrays[name][mf.keep]))
+        for name, value in (("weights", weights), ("offset", offset))
+    }
+    spec = ModelSpec(
+        formula=formula, fixed=fixed, random=tuple(terms), method="ML", family=fam.name, optimizer=optimizer,
+        has_weights=weights is not None, has_offset=offset is not None,
+    )
+    design = build_design(spec, frame, rows["weights"], rows["offset"])
+    fam.validate(design.y, np.ones(design.n) if design.weights is None else design.weights, design.response)
+    est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer)
+    info = FitInfo(
+        theta=est.theta, beta=est.beta, b=est.b, scale=1.0, llf=-0.5 * est.deviance, cov_beta=est.cov_beta,
+        fe_df=np.full(design.p, np.inf), fitted=est.mu, resid=design.y - est.mu, converged=est.converged,
+        is_singular=est.is_singular,
+        optimizer_info={"optimizer": optimizer, "n_evals": est.n_evals, "message": est.message},
+    )
+    result = GLMMResult(spec, design, info, fam, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
+    result.input_namespace = mf.native_namespace
+    result.model_frame = frame
+    return result

@@ -104,3 +104,35 @@ class ModelSummary:
             )
         out.append("---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
         return out
+
+
+class GLMMSummary(ModelSummary):
+    """lme4's glmer report: family and link, Laplace or AGQ, z tests."""
+
+    def _render(self) -> str:
+        r = self.result
+        approx = (
+            "Laplace Approximation" if r.nagq <= 1 else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {r.nagq})"
+        )
+        lines = [
+            f"Generalized linear mixed model fit by maximum likelihood ({approx})",
+            f" Family: {r.family.name}  ( {r.family.link.name} )",
+            f"Formula: {r.spec.full_formula}",
+            f"     AIC      BIC   logLik deviance\n {r.aic:8.2f} {r.bic:8.2f} {r.llf:8.2f} {r.deviance:8.2f}",
+            "",
+            "Random effects:",
+        ]
+        rand = self._random_table()
+        lines.extend(line for line in rand if not line.lstrip().startswith("Residual"))
+        groups = ", ".join(f"{g}, {m}" for g, m in r.ngroups.items())
+        lines.append(f"Number of obs: {r.nobs}, groups:  {groups}")
+        lines.append("")
+        lines.append("Fixed effects:")
+        names = list(r.fe_params.index)
+        w = max(11, *(len(n) for n in names))
+        lines.append(f"{'':<{w}} {'Estimate':>10} {'Std. Error':>10} {'z value':>8} {'Pr(>|z|)':>9}")
+        for n, est, se, z, p in zip(names, r.fe_params, r.fe_bse, r.fe_zvalues, r.fe_pvalues, strict=True):
+            lines.append(f"{n:<{w}} {est:10.4g} {se:10.4g} {z:8.3f} {_pfmt(p):>9} {_stars(p)}".rstrip())
+        if r.is_singular:
+            lines.append("boundary (singular) fit: see is_singular")
+        return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""GLMMResult: the unified result for generalized linear mixed models (``interlace.glmer``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .design import DesignMatrices
+from .families import Family
+from .frames import to_pandas
+from .result import CrossedLMEResult, FitInfo, _new_fixed_matrix, _new_random_part
+from .spec import ModelSpec
+
+__all__ = ["GLMMResult"]
+
+
+class GLMMResult(CrossedLMEResult):
+    """A fitted GLMM. Like :class:`CrossedLMEResult`, with ``family``, Wald z tests, no σ.
+
+    ``fittedvalues`` are on the response scale (μ̂); ``resid`` are response residuals y − μ̂;
+    ``predict(type="link")`` gives η̂.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        design: DesignMatrices,
+        info: FitInfo,
+        family: Family,
+        eta: np.ndarray,
+        nagq: int,
+        n_dropped: int = 0,
+    ):
+        super().__init__(spec, design, info, backend="reml", n_dropped=n_dropped)
+        self.family = family
+        self.nagq = nagq
+        self.linear_predictor = eta
+
+    @property
+    def n_params(self) -> int:
+        return self.design.p + self.design.n_theta
+
+    @property
+    def fe_zvalues(self) -> pd.Series:
+        return (self.fe_params / self.fe_bse).rename("z_value")
+
+    @property
+    def fe_pvalues(self) -> pd.Series:
+        z = np.abs(self.fe_zvalues.to_numpy())
+        return pd.Series(2 * stats.norm.sf(z), index=self.fe_params.index, name="p_value")
+
+    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        q = stats.norm.ppf(0.5 + level / 2)
+        est, se = self.fe_params.to_numpy(), self.fe_bse.to_numpy()
+        return pd.DataFrame({"lower": est - q * se, "upper": est + q * se}, index=self.fe_params.index)
+
+    def predict(
+        self, newdata=None, include_re: bool = True, offset=None, type: str = "response"
+    ) -> np.ndarray:
+        """η̂ (``type="link"``) or μ̂ = g⁻¹(η̂) (``"response"``); unseen levels get b = 0."""
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+        d = self.design
+        if newdata is None:
+            eta = self.linear_predictor if include_re else d.X @ self.fe_params.to_numpy() + d.offset
+        else:
+            frame, _ = to_pandas(newdata)
+            eta = _new_fixed_matrix(d, frame) @ self.fe_params.to_numpy()
+            if offset is not None:
+                eta = eta + np.asarray(offset, dtype=float)
+            if include_re:
+                eta = eta + _new_random_part(d, frame, self._info.b)
+        return eta if type == "link" else self.family.link.inverse(eta)
+
+    def summary(self):
+        from .summary import GLMMSummary
+
+        return GLMMSummary(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<GLMMResult {self.spec.formula!r} {self.family.name}({self.family.link.name}) "
+            f"nAGQ={self.nagq} nobs={self.nobs} llf={self.llf:.4f}>"
+        )
