@@ -1,0 +1,123 @@
+"""OrdinalResult: a fitted cumulative link mixed model (``interlace.clmm``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["OrdinalResult"]
+
+
+class OrdinalResult:
+    """Thresholds α, effects β (positive β shifts responses to higher categories), σ of the
+    random intercept, conditional modes, log-likelihood (Laplace), and predictions."""
+
+    def __init__(
+        self,
+        *,
+        formula,
+        response_levels,
+        X_names,
+        alpha,
+        beta,
+        cov,
+        sigma,
+        b,
+        group,
+        group_levels,
+        loglik,
+        nobs,
+        n_dropped,
+        link,
+        fixed_spec,
+        converged,
+    ):
+        k = len(alpha)
+        self.formula, self.link, self.converged = formula, link, converged
+        self.response_levels = list(response_levels)
+        names = [f"{a}|{b}" for a, b in zip(self.response_levels[:-1], self.response_levels[1:], strict=True)]
+        se = np.sqrt(np.diag(cov))
+        self.thresholds = pd.Series(alpha, index=names, name="threshold")
+        self.threshold_bse = pd.Series(se[:k], index=names, name="std_error")
+        self.fe_params = pd.Series(beta, index=X_names, name="estimate")
+        self.fe_bse = pd.Series(se[k:], index=X_names, name="std_error")
+        self.cov_params = pd.DataFrame(cov, index=names + list(X_names), columns=names + list(X_names))
+        self.group = group
+        self.variance_components = {group: float(sigma**2)}
+        self.random_effects = {
+            group: pd.DataFrame({"(Intercept)": b}, index=pd.Index(group_levels, name=group))
+        }
+        self.llf, self.nobs, self.n_dropped = float(loglik), int(nobs), int(n_dropped)
+        self._fixed_spec = fixed_spec
+
+    @property
+    def fe_zvalues(self) -> pd.Series:
+        return (self.fe_params / self.fe_bse).rename("z_value")
+
+    @property
+    def fe_pvalues(self) -> pd.Series:
+        return pd.Series(
+            2 * stats.norm.sf(np.abs(self.fe_zvalues)), index=self.fe_params.index, name="p_value"
+        )
+
+    @property
+    def n_params(self) -> int:
+        return len(self.thresholds) + len(self.fe_params) + 1
+
+    @property
+    def aic(self) -> float:
+        return -2 * self.llf + 2 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2 * self.llf + np.log(self.nobs) * self.n_params
+
+    def predict(self, newdata, type: str = "prob", include_re: bool = True):
+        """Category probabilities (DataFrame, one column per level) or the most likely class."""
+        from .backends.reml.clmm import cdf_pdf
+        from .frames import to_pandas
+
+        if type not in ("prob", "class"):
+            raise ValueError(f"type must be 'prob' or 'class', got {type!r}")
+        frame, _ = to_pandas(newdata)
+        mm = self._fixed_spec.get_model_matrix(frame, na_action="raise")
+        cols = [str(c) for c in mm.columns]
+        X = np.asarray(mm, dtype=float)[:, [cols.index(c) for c in self.fe_params.index]]
+        eta = X @ self.fe_params.to_numpy()
+        if include_re and self.group in frame.columns:
+            re = self.random_effects[self.group]["(Intercept)"]
+            lookup = {str(k): v for k, v in re.items()}
+            eta = eta + np.array([lookup.get(str(g), 0.0) for g in frame[self.group]])
+        cuts = np.r_[-np.inf, self.thresholds.to_numpy(), np.inf]
+        F = cdf_pdf(cuts[None, :] - eta[:, None], self.link)[0]
+        F[:, 0], F[:, -1] = 0.0, 1.0
+        probs = pd.DataFrame(np.diff(F, axis=1), columns=self.response_levels)
+        if type == "prob":
+            return probs
+        return pd.Series(np.asarray(self.response_levels, dtype=object)[probs.to_numpy().argmax(axis=1)])
+
+    def summary(self) -> str:
+        lines = [
+            f"Cumulative Link Mixed Model fitted with the Laplace approximation (link: {self.link})",
+            f"formula: {self.formula}",
+            f" logLik {self.llf:.2f}   AIC {self.aic:.2f}   nobs {self.nobs}",
+            "",
+            "Random effects:",
+            f" {self.group} (Intercept): variance {self.variance_components[self.group]:.4g}, "
+            f"sd {np.sqrt(self.variance_components[self.group]):.4g}",
+            "",
+            "Coefficients:",
+        ]
+        for n in self.fe_params.index:
+            lines.append(
+                f"  {n:<24} {self.fe_params[n]:10.4f} {self.fe_bse[n]:9.4f} z {self.fe_zvalues[n]:7.3f} "
+                f"p {self.fe_pvalues[n]:.3g}"
+            )
+        lines.append("Threshold coefficients:")
+        for n in self.thresholds.index:
+            lines.append(f"  {n:<24} {self.thresholds[n]:10.4f} {self.threshold_bse[n]:9.4f}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<OrdinalResult {self.formula!r} link={self.link} nobs={self.nobs} llf={self.llf:.4f}>"
