@@ -1,6 +1,6 @@
 """interlace: mixed-effects models in Python with lme4-grade answers."""
 
-from .api import clmm, fit, glmer
+from .api import clmm, coxme, fit, glmer
 from .correlation import AR1, CompoundSymmetry
 from .diagnostics import allfit
 from .inference.bootstrap import bootstrap
@@ -11,6 +11,7 @@ from .result import CrossedLMEResult
 
 __all__ = [
     "fit",
+    "coxme",
     "clmm",
     "glmer",
     "anova",
