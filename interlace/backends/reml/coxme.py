@@ -9,10 +9,11 @@ penalized partial likelihood PPL(β, b) = log PL(β, b) − b'b/(2σ²) is maxim
 H_bb = −∂²PPL/∂b², is then maximised over σ². Var(β̂) is the β block of the inverse penalized
 information, as coxme reports.
 
-coxme stores the information of a grouping factor with many levels (≥ 50 by default, its
-``sparse`` control) as a sparse block whose off-diagonal frailty–frailty entries are dropped;
-its log-determinant and Var(β̂) use that approximation. ``sparse_levels`` reproduces it (set
-it to ``None`` for the exact Hessian).
+coxme approximates the information of a grouping factor with many levels as sparse: with its
+default ``sparse=c(50, .02)``, for a factor of 50 or more levels the off-diagonal entries
+between two levels that each hold at most 2 % of the observations are dropped; the
+log-determinant and Var(β̂) use that matrix. ``sparse=(50, 0.02)`` reproduces it (``None``
+for the exact Hessian).
 
 Efron's partial likelihood at an event time t with d events D and risk set R:
 Σ_{i∈D} ηᵢ − Σ_{k<d} log(Σ_R e^η − (k/d) Σ_D e^η); risk-set sums are accumulated from the
@@ -107,31 +108,36 @@ def _ppl_max(X, Z, time, status, s2, start):
     return coef, cur, H
 
 
-def _sparsify(H: np.ndarray, p: int) -> np.ndarray:
-    """Drop the off-diagonal frailty–frailty entries (coxme's sparse storage)."""
+def _sparsify(H: np.ndarray, p: int, small: np.ndarray) -> np.ndarray:
+    """Drop frailty–frailty entries between two ``small`` levels (coxme's sparse approximation)."""
     Hs = H.copy()
-    bb = Hs[p:, p:]
-    Hs[p:, p:] = np.diag(np.diag(bb))
+    drop = np.outer(small, small)
+    np.fill_diagonal(drop, False)
+    Hs[p:, p:][drop] = 0.0
     return Hs
 
 
 def fit_coxme(
-    X: np.ndarray, Z: np.ndarray, time: np.ndarray, status: np.ndarray, sparse_levels: int | None = 50
+    X: np.ndarray,
+    Z: np.ndarray,
+    time: np.ndarray,
+    status: np.ndarray,
+    sparse: tuple[int, float] | None = (50, 0.02),
 ) -> CoxmeFit:
     """Maximise the Laplace-approximated integrated partial likelihood over σ²."""
     p, q = X.shape[1], Z.shape[1]
     state = {"start": np.zeros(p + q)}
-    sparse = sparse_levels is not None and q >= sparse_levels
+    small = None
+    if sparse is not None and q >= sparse[0]:
+        small = Z.sum(axis=0) / Z.shape[0] <= sparse[1]
 
     def integrated(log_s2):
         s2 = float(np.exp(log_s2))
         coef, ppl, H = _ppl_max(X, Z, time, status, s2, state["start"])
         state["start"] = coef
-        if sparse:
-            H = _sparsify(H, p)
-            logdet = float(np.sum(np.log(-np.diag(H)[p:])))
-        else:
-            logdet = np.linalg.slogdet(-H[p:, p:])[1]
+        if small is not None:
+            H = _sparsify(H, p, small)
+        logdet = np.linalg.slogdet(-H[p:, p:])[1]
         return ppl - 0.5 * q * np.log(s2) - 0.5 * logdet, coef, ppl, H
 
     res = minimize_scalar(
