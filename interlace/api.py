@@ -264,8 +264,8 @@ def clmm(
     from .design import group_levels
     from .ordinal_result import OrdinalResult
 
-    if link not in ("logit", "probit", "cloglog"):
-        raise ValueError(f"link must be 'logit', 'probit' or 'cloglog', got {link!r}")
+    if link not in ("logit", "probit", "cloglog", "loglog"):
+        raise ValueError(f"link must be 'logit', 'probit', 'cloglog' or 'loglog', got {link!r}")
     fixed, inline = split_formula(formula)
     random_specs = [random] if isinstance(random, str) else list(random or [])
     terms = parse_random(groups_to_terms(groups) + random_specs + inline)

@@ -100,3 +100,45 @@ def test_bad_input(formula, kwargs, exc, match):
     kw = {"groups": "g", **kwargs}
     with pytest.raises(exc, match=match):
         interlace.clmm(formula, df, **kw)
+
+
+SOUP_R = {
+    # Rscript: m <- clmm(SURENESS ~ PROD + DAY + (1|RESP), data = ordinal::soup, link = lk)
+    # cat(logLik(m), m$beta, m$alpha, attr(VarCorr(m)$RESP, "stddev"))   (ordinal 2022.11-16)
+    "logit": (
+        -2667.53,
+        [1.214166, -0.3135263],
+        [-1.645279, -0.6173682, -0.2770321, -0.01002731, 0.6995971],
+        0.5670084,
+    ),
+    "probit": (
+        -2671.205,
+        [0.7080994, -0.1663699],
+        [-0.9487364, -0.3680073, -0.1669459, -0.007267777, 0.4211013],
+        0.3425029,
+    ),
+    # ordinal's clmm "cloglog" is the log-log model (see docs/clmm.md)
+    "loglog": (
+        -2687.952,
+        [0.6388551, -0.1143942],
+        [-0.5229616, -0.009677399, 0.1827498, 0.3418097, 0.8012743],
+        0.3447364,
+    ),
+}
+
+
+@pytest.mark.parametrize("link", list(SOUP_R))
+def test_soup_matches_ordinal(link):
+    import pathlib
+
+    s = pd.read_csv(pathlib.Path(__file__).parent / "data" / "soup.csv")
+    s["SURENESS"] = pd.Categorical(s["SURENESS"], categories=sorted(s["SURENESS"].unique()), ordered=True)
+    s["PROD"] = pd.Categorical(s["PROD"], categories=["Ref", "Test"])
+    s["DAY"] = pd.Categorical(s["DAY"].astype(str), categories=["1", "2"])
+    ll, beta, alpha, sd = SOUP_R[link]
+    with np.errstate(all="ignore"):
+        m = interlace.clmm("SURENESS ~ PROD + DAY", s, groups="RESP", link=link)
+    assert m.llf == pytest.approx(ll, abs=6e-3)  # R printed to 7 significant digits
+    np.testing.assert_allclose(m.fe_params, beta, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(m.thresholds, alpha, rtol=2e-4, atol=2e-5)
+    assert np.sqrt(m.variance_components["RESP"]) == pytest.approx(sd, rel=2e-4)

@@ -37,6 +37,11 @@ def cdf_pdf(x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
             f,
             -x * f if np.all(np.isfinite(x)) else np.where(np.isfinite(x), -np.nan_to_num(x) * f, 0.0),
         )
+    if link == "loglog":  # F = exp(−e^(−x))
+        e = np.exp(np.minimum(-x, 700))
+        F = np.exp(-e)
+        f = e * F
+        return F, f, f * (e - 1)
     # cloglog: F = 1 − exp(−eˣ)
     e = np.exp(np.minimum(x, 700))
     F = -np.expm1(-e)
@@ -76,6 +81,10 @@ class _Problem:
         return p, fa - fc, dfa - dfc
 
     def loglik(self, alpha: np.ndarray, beta: np.ndarray, sigma: float) -> float:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._loglik(alpha, beta, sigma)
+
+    def _loglik(self, alpha: np.ndarray, beta: np.ndarray, sigma: float) -> float:
         if np.any(np.diff(alpha) <= 0) or sigma <= 0:
             return -np.inf
         upper, lower = self._bounds(alpha)
@@ -119,6 +128,8 @@ def fit_clmm(
         a0 = special.logit(cum)
     elif link == "probit":
         a0 = special.ndtri(cum)
+    elif link == "loglog":
+        a0 = -np.log(-np.log(cum))
     else:
         a0 = np.log(-np.log1p(-cum))
     a0 = np.maximum.accumulate(a0 + np.arange(J - 1) * 1e-3)
