@@ -105,6 +105,11 @@ def fit(
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
+    from .lazy import is_lazy
+
+    if is_lazy(data):
+        return _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
+                         df_method, theta0, backend)
     if df_method == "kenward-roger" and method != "REML":
         raise ValueError(
             "df_method='kenward-roger' needs a REML fit (as pbkrtest): use method='REML', "
@@ -373,3 +378,41 @@ def coxme(formula: str, data, groups: str | list[str] | None = None, random: lis
         loglik=est.loglik_integrated, loglik_null=est.loglik_null, loglik_penalized=est.loglik_penalized,
         nobs=len(frame), n_events=int(status.sum()), n_dropped=mf.n_dropped,
     )
+
+
+def _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation, df_method,
+              theta0, backend) -> CrossedLMEResult:
+    """fit() on a lazy frame: aggregate the cross-products where the data live, then fit."""
+    from .backends.reml.engine import make_result
+    from .backends.reml.lazy_fit import compressed_design
+    from .backends.reml.lmm import fit_lmm
+    from .lazy import lazy_crossproducts
+
+    if backend != "reml":
+        raise ValueError("lazy frames are fitted by backend='reml' only; collect the frame for 'pymc'")
+    if correlation is not None:
+        raise ValueError("correlation= needs row-level data; collect the lazy frame first")
+    if df_method == "kenward-roger":
+        raise ValueError("df_method='kenward-roger' needs row-level data; use 'satterthwaite' or collect")
+    if offset is not None:
+        raise ValueError("offset= is not supported for lazy frames; subtract it from the response column")
+    if weights is not None and not isinstance(weights, str):
+        raise TypeError("with a lazy frame, weights= must name a column of it")
+    fixed, inline = split_formula(formula)
+    random_specs = [random] if isinstance(random, str) else list(random or [])
+    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
+    if not terms:
+        raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
+    cp = lazy_crossproducts(data, fixed, terms, weights=weights)
+    spec = ModelSpec(
+        formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
+        df_method=df_method, has_weights=weights is not None,
+        theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
+    )
+    design = compressed_design(cp.ZtZ, cp.ZtXy, cp.XytXy, cp.terms, cp.X_names, cp.response, cp.n)
+    est = fit_lmm(design, spec)
+    est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
+    est.fitted = est.resid = None  # no row-level data were collected
+    result = make_result(spec, design, est, n_dropped=cp.n_dropped)
+    result.input_namespace = "lazy"
+    return result

@@ -93,10 +93,11 @@ class DesignMatrices:
     dropped_columns: list[str] = field(default_factory=list)
     correlation: Any = None  # an AR1 / CompoundSymmetry structure
     corr_layout: Any = field(repr=False, default=None)
+    n_rows: int | None = None  # observations represented, when y/X/Z are a compressed equivalent
 
     @property
     def n(self) -> int:
-        return self.y.shape[0]
+        return self.y.shape[0] if self.n_rows is None else self.n_rows
 
     @property
     def p(self) -> int:

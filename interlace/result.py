@@ -73,8 +73,9 @@ class CrossedLMEResult:
         self.llf = float(info.llf)
         self.converged = bool(info.converged)
         self.is_singular = bool(info.is_singular)
-        self.fittedvalues = np.asarray(info.fitted)
-        self.resid = np.asarray(info.resid)
+        # None for fits from a lazy frame: no row-level data were collected
+        self.fittedvalues = None if info.fitted is None else np.asarray(info.fitted)
+        self.resid = None if info.resid is None else np.asarray(info.resid)
         self.optimizer_info = dict(info.optimizer_info)
         self.correlation_params = dict(info.correlation_params)
         self.input_namespace = "pandas"
@@ -206,6 +207,11 @@ class CrossedLMEResult:
         ``allow.new.levels=TRUE``), i.e. the population prediction for that group.
         """
         d = self.design
+        if d.n_rows is not None:
+            raise ValueError(
+                "this model was fitted from a lazy frame's cross-products: predict needs row-level "
+                "data; collect the frame and fit it eagerly"
+            )
         if newdata is None:
             if include_re:
                 return self.fittedvalues.copy()

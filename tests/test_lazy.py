@@ -1,0 +1,99 @@
+"""Fits from lazy frames (polars, DuckDB, Dask) equal the in-memory fits; only aggregates are collected."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from conftest import load_cases, load_data
+
+import interlace
+from interlace import datasets
+
+duckdb = pytest.importorskip("duckdb")
+dd = pytest.importorskip("dask.dataframe")
+
+CASES = {c["name"]: c for c in load_cases()}
+
+
+def _plain(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype(str)
+    return out
+
+
+def _lazies(df):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "polars": pl.from_pandas(df).lazy(),
+            "duckdb": duckdb.from_df(df),
+            "dask": dd.from_pandas(df, npartitions=3),
+        }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sleepstudy_slopes_reml",
+        "sleepstudy_intercept_ml",
+        "penicillin_crossed_reml",
+        "pastes_nested_reml",
+        "sleepstudy_weights_reml",
+        "sleepstudy_uncorrelated_reml",
+    ],
+)
+def test_lazy_equals_eager_on_fixtures(name):
+    if name not in CASES:
+        pytest.skip("reference fixtures not found")
+    case = CASES[name]
+    df = _plain(load_data(case))
+    kw = {k: v for k, v in case["interlace"].items() if k not in ("fn", "formula")}
+    eager = interlace.fit(case["interlace"]["formula"], df, **kw)
+    for backend, lf in _lazies(df).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = interlace.fit(case["interlace"]["formula"], lf, **kw)
+        assert r.llf == pytest.approx(eager.llf, rel=1e-8), backend
+        np.testing.assert_allclose(r.fe_params, eager.fe_params, rtol=1e-8)
+        np.testing.assert_allclose(r.fe_bse, eager.fe_bse, rtol=2e-6)  # θ agrees to the optimizer tolerance
+        np.testing.assert_allclose(r.theta, eager.theta, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(r.fe_df, eager.fe_df, rtol=1e-5)
+        assert r.nobs == eager.nobs
+        assert r.fittedvalues is None
+        assert r.llf == pytest.approx(case["loglik"], rel=1e-6)
+
+
+def test_lazy_with_categorical_fixed_effects_and_missing_rows():
+    df = _plain(datasets.load("stroop"))
+    df.loc[[3, 50], "rt"] = np.nan
+    kw = dict(random=["(1 | subject)", "(1 | item)"])
+    eager = interlace.fit("rt ~ condition", df, **kw)
+    r = interlace.fit("rt ~ condition", pl.from_pandas(df).lazy(), **kw)
+    assert r.n_dropped == 2 and r.nobs == eager.nobs
+    np.testing.assert_allclose(r.fe_params, eager.fe_params, rtol=1e-8)
+    assert list(r.fe_params.index) == list(eager.fe_params.index)
+    with pytest.raises(ValueError, match="row-level"):
+        r.predict(df.head())
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"correlation": interlace.AR1(time="Days", group="Subject")}, ValueError, "row-level"),
+        ({"df_method": "kenward-roger"}, ValueError, "row-level"),
+        ({"backend": "pymc"}, ValueError, "reml"),
+        ({"formula": "Reaction ~ log(Days + 1)"}, ValueError, "plain column"),
+        ({"formula": "Reaction ~ Nope"}, KeyError, "Nope"),
+    ],
+)
+def test_lazy_refuses_what_needs_rows(kwargs, exc, match):
+    df = _plain(datasets.load("sleepstudy"))
+    formula = kwargs.pop("formula", "Reaction ~ Days")
+    with pytest.raises(exc, match=match):
+        interlace.fit(formula, pl.from_pandas(df).lazy(), groups="Subject", **kwargs)
