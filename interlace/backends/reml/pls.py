@@ -67,7 +67,7 @@ class PLSProblem:
 
     def __init__(self, design: DesignMatrices, whiten: sp.spmatrix | None = None):
         self.design = design
-        w = np.ones(design.n) if design.weights is None else design.weights
+        w = np.ones(design.y.shape[0]) if design.weights is None else design.weights
         sw = np.sqrt(w)
         self.sum_log_w = float(np.sum(np.log(w)))
         XY = np.column_stack([design.X, design.y - design.offset]) * sw[:, None]
