@@ -61,8 +61,8 @@ def test_lazy_equals_eager_on_fixtures(name):
             r = interlace.fit(case["interlace"]["formula"], lf, **kw)
         assert r.llf == pytest.approx(eager.llf, rel=1e-8), backend
         np.testing.assert_allclose(r.fe_params, eager.fe_params, rtol=1e-8)
-        np.testing.assert_allclose(r.fe_bse, eager.fe_bse, rtol=2e-6)  # θ agrees to the optimizer tolerance
-        np.testing.assert_allclose(r.theta, eager.theta, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(r.fe_bse, eager.fe_bse, rtol=1e-5)  # θ agrees to the optimizer tolerance
+        np.testing.assert_allclose(r.theta, eager.theta, rtol=5e-5, atol=1e-6)
         np.testing.assert_allclose(r.fe_df, eager.fe_df, rtol=1e-5)
         assert r.nobs == eager.nobs
         assert r.fittedvalues is None
