@@ -104,6 +104,16 @@ def _sort_key(v):
     return (0, v, "") if isinstance(v, int | float | np.integer | np.floating) else (1, 0, str(v))
 
 
+def _codes(table, keys: list[str], index: dict) -> np.ndarray:
+    """Level positions of each row of an aggregated table (vectorised lookup)."""
+    import pandas as pd
+
+    lv = pd.DataFrame(list(index.keys()), columns=keys)
+    lv["__code"] = list(index.values())
+    merged = table[keys].merge(lv, on=keys, how="left", sort=False)
+    return merged["__code"].to_numpy(dtype=np.int64)
+
+
 def _group_sums(lf, keys: list[str], pairs: list[tuple[str, str]]):
     """Σ w·a·b per group of ``keys`` for each (a, b) in ``pairs`` ('1' is the constant).
 
@@ -240,7 +250,7 @@ def lazy_crossproducts(
         gkeys = list(dict.fromkeys(keys_a + cat_fixed))
         pairs = [(z, m) for z in zc_a for m in nums]
         g = _group_sums(lf, gkeys, pairs)
-        lvl = np.array([index[a][tuple(r)] for r in g[keys_a].itertuples(index=False, name=None)])
+        lvl = _codes(g, keys_a, index[a])
         for j, z in enumerate(zc_a):
             for xi, (_name, num, cond) in enumerate(xcols + [("y", response, {})]):
                 key = f"__s{pairs.index((z, num))}"
@@ -256,8 +266,8 @@ def lazy_crossproducts(
             gk = list(dict.fromkeys(keys_a + keys_b))
             pairs = [(za, zb) for za in zc_a for zb in zc_b]
             g = _group_sums(lf, gk, pairs)
-            la = np.array([index[a][tuple(r)] for r in g[keys_a].itertuples(index=False, name=None)])
-            lb = np.array([index[b][tuple(r)] for r in g[keys_b].itertuples(index=False, name=None)])
+            la = _codes(g, keys_a, index[a])
+            lb = _codes(g, keys_b, index[b])
             for k, (za, zb) in enumerate(pairs):
                 ja, jb = zc_a.index(za), zc_b.index(zb)
                 r_idx = tb_a.z_start + la * tb_a.k + ja

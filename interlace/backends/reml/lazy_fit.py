@@ -14,7 +14,6 @@ aggregates came from. The remainder is the Schur complement of D₁ in C, positi
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ...design import DesignMatrices
@@ -30,6 +29,14 @@ def _psd_factor(S: np.ndarray) -> np.ndarray:
     return (vecs[:, keep] * np.sqrt(vals[keep])).T
 
 
+def _diag_blocks(Z1tZ1: sp.spmatrix, m: int, k: int) -> np.ndarray:
+    coo = sp.coo_matrix(Z1tZ1)
+    blocks = np.zeros((m, k, k))
+    same = coo.row // k == coo.col // k
+    np.add.at(blocks, (coo.row[same] // k, coo.row[same] % k, coo.col[same] % k), coo.data[same])
+    return blocks
+
+
 def compressed_design(
     ZtZ: sp.spmatrix, ZtXy: np.ndarray, XytXy: np.ndarray, terms, X_names, response, n: int
 ) -> DesignMatrices:
@@ -39,36 +46,38 @@ def compressed_design(
     p = XytXy.shape[0] - 1
     t1 = terms[0]
     k, m, q1 = t1.k, t1.m, t1.q
-    dense_rest = np.zeros((q - q1 + p + 1, q - q1 + p + 1))
-    if q > q1:
-        dense_rest[: q - q1, : q - q1] = ZtZ[q1:, q1:].toarray()
-        dense_rest[: q - q1, q - q1 :] = ZtXy[q1:]
-    dense_rest[q - q1 :, : q - q1] = dense_rest[: q - q1, q - q1 :].T
-    dense_rest[q - q1 :, q - q1 :] = XytXy
-    B = np.vstack([ZtZ[q1:, :q1].toarray(), ZtXy[:q1].T]) if q > q1 else ZtXy[:q1].T.copy()  # rest × q1
-    rows_z1, rows_rest = [], []
-    schur = dense_rest.copy()
-    for j in range(m):
-        sl = slice(j * k, (j + 1) * k)
-        D = ZtZ[sl, sl].toarray()
-        L = np.linalg.cholesky(D + 1e-300 * np.eye(k))
-        Bj = B[:, sl]
-        G = sla.solve_triangular(L, Bj.T, lower=True)  # L⁻¹ B_j'  (k × rest)
-        rows_z1.append(L.T)
-        rows_rest.append(G)
-        schur -= G.T @ G
+    q2 = q - q1
+    D = _diag_blocks(ZtZ[:q1, :q1], m, k)
+    L = np.linalg.cholesky(D)
+    Linv = np.linalg.inv(L)
+    # block-diagonal L_j' and L_j⁻¹ as sparse matrices
+    idx = (np.arange(m) * k)[:, None, None]
+    rows = np.broadcast_to(idx + np.arange(k)[None, :, None], (m, k, k)).ravel()
+    cols = np.broadcast_to(idx + np.arange(k)[None, None, :], (m, k, k)).ravel()
+    Lt_bd = sp.csr_matrix((np.swapaxes(L, 1, 2).ravel(), (rows, cols)), shape=(q1, q1))
+    Linv_bd = sp.csr_matrix((Linv.ravel(), (rows, cols)), shape=(q1, q1))
+    Bs = ZtZ[q1:, :q1]  # other terms against the first (sparse)
+    Bd = ZtXy[:q1].T  # X and y against the first (dense, (p+1) × q1)
+    Gs = (Linv_bd @ Bs.T).tocsr()  # q1 × q2: rows L_j⁻¹ B_j' for the other terms
+    Gd = np.asarray(Linv_bd @ Bd.T)  # q1 × (p+1)
+    # the Schur complement of D₁ in C
+    schur = np.empty((q2 + p + 1, q2 + p + 1))
+    if q2:
+        schur[:q2, :q2] = ZtZ[q1:, q1:].toarray() - (Gs.T @ Gs).toarray()
+        cross = ZtXy[q1:] - np.asarray(Gs.T @ Gd)
+        schur[:q2, q2:] = cross
+        schur[q2:, :q2] = cross.T
+    schur[q2:, q2:] = XytXy - Gd.T @ Gd
     R = _psd_factor(schur)
-    n_syn = m * k + R.shape[0]
-    Z1 = sp.block_diag(rows_z1, format="csr") if m else sp.csr_matrix((0, 0))
-    Z1 = sp.vstack([Z1, sp.csr_matrix((R.shape[0], q1))], format="csr")
-    rest = np.vstack([np.vstack(rows_rest), R])
-    Zr = sp.csr_matrix(rest[:, : q - q1])
-    Z = sp.hstack([Z1, Zr], format="csc")
-    X = rest[:, q - q1 : q - q1 + p]
-    y = rest[:, -1]
+    r = R.shape[0]
+    Z_top = sp.hstack([Lt_bd, Gs], format="csr")
+    Z_bottom = sp.hstack([sp.csr_matrix((r, q1)), sp.csr_matrix(R[:, :q2])], format="csr")
+    Z = sp.vstack([Z_top, Z_bottom], format="csc")
+    rest = np.vstack([Gd, R[:, q2:]])
+    n_syn = q1 + r
     return DesignMatrices(
-        y=y,
-        X=X,
+        y=rest[:, -1].copy(),
+        X=rest[:, :p].copy(),
         X_names=list(X_names),
         Z=Z,
         terms=list(terms),
