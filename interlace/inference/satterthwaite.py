@@ -11,8 +11,36 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["varpar_covariance", "satterthwaite_df"]
+__all__ = ["varpar_covariance", "satterthwaite_df", "varpar_hessian", "cov_beta_jacobian"]
 
+
+def varpar_hessian(
+    hess_logdet: np.ndarray, hess_r2: np.ndarray, grad_r2: np.ndarray, r2: float, sigma: float, c: float
+) -> np.ndarray:
+    """Hessian in φ = (θ, σ) of D(θ, σ) = ℓ(θ) + r²(θ)/σ² + c log σ² (lmerTest's deviance
+    with β profiled), from the θ-derivatives of ℓ and r²:
+
+        ∂²D/∂θ² = ∇²ℓ + ∇²r²/σ²,   ∂²D/∂θ∂σ = −2∇r²/σ³,   ∂²D/∂σ² = 6r²/σ⁴ − 2c/σ².
+    """
+    nt = grad_r2.size
+    H = np.empty((nt + 1, nt + 1))
+    Htt = hess_logdet + hess_r2 / sigma**2
+    H[:nt, :nt] = (Htt + Htt.T) / 2
+    H[:nt, nt] = H[nt, :nt] = -2.0 * grad_r2 / sigma**3
+    H[nt, nt] = 6.0 * r2 / sigma**4 - 2.0 * c / sigma**2
+    return H
+
+
+def cov_beta_jacobian(rx_inv: np.ndarray, sigma: float, d_rxtrx: np.ndarray) -> np.ndarray:
+    """∂Var(β̂)/∂φ for Var(β̂) = σ²(R_X'R_X)⁻¹, shape (p, p, n_θ + 1), from ∂(R_X'R_X)/∂θ:
+    ∂(R_X'R_X)⁻¹ = −(R_X'R_X)⁻¹ ∂(R_X'R_X) (R_X'R_X)⁻¹ and ∂Var/∂σ = 2σ(R_X'R_X)⁻¹."""
+    nt = d_rxtrx.shape[0]
+    p = rx_inv.shape[0]
+    J = np.empty((p, p, nt + 1))
+    for i in range(nt):
+        J[:, :, i] = -(sigma**2) * rx_inv @ d_rxtrx[i] @ rx_inv
+    J[:, :, nt] = 2.0 * sigma * rx_inv
+    return J
 
 def varpar_covariance(H: np.ndarray, tol: float = 1e-8) -> np.ndarray:
     """A = 2 H⁺: the asymptotic covariance of the variance parameters."""

@@ -7,10 +7,19 @@ weights w:
     REML: d_R(θ) = log|L_Z|² + log|R_X|² + (n−p)(1 + log(2π r²/(n−p)))     − Σ log wᵢ
 
 σ̂² = r²/n (ML) or r²/(n−p) (REML); Var(β̂) = σ̂² (R_X'R_X)⁻¹.
+
+θ is optimized with the analytic gradient (:mod:`.gradient`). Satterthwaite's inputs (lmerTest's
+Hessian of the deviance in φ = (θ, σ) and Jacobian of Var(β̂)) come from the same derivatives:
+σ parts and the Jacobian in closed form, the θθ block by central differences of the analytic
+gradients. With a residual correlation structure (whose parameter has no analytic derivative
+here) the derivative-free path of numerical derivatives is used throughout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -19,14 +28,38 @@ import numpy as np
 from ...design import DesignMatrices
 from ...inference.derivatives import hessian, jacobian
 from ...inference.kenward_roger import kenward_roger, kr_df
-from ...inference.satterthwaite import satterthwaite_df, varpar_covariance
+from ...inference.satterthwaite import (
+    cov_beta_jacobian,
+    satterthwaite_df,
+    varpar_covariance,
+    varpar_hessian,
+)
 from ...spec import ModelSpec
-from .optimize import minimize_theta
+from .gradient import factor_derivatives
+from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
 from .pls import PLSProblem
 
 __all__ = ["LMMFit", "LMMObjective", "fit_lmm"]
 
 LOG_2PI = float(np.log(2 * np.pi))
+
+
+def blas_threads():
+    """A context limiting BLAS/LAPACK to one thread while fitting.
+
+    The dense blocks here are small (10²–10³ rows) and interleaved with single-threaded numpy
+    work; on the 2-core machines we benchmark on, OpenBLAS's spinning worker threads slow that
+    work down by about 2× and the threaded factorizations gain less than that back
+    (docs/performance.md). ``INTERLACE_BLAS_THREADS`` overrides the limit (0: no limit).
+    """
+    n = int(os.environ.get("INTERLACE_BLAS_THREADS", "1"))
+    if n <= 0:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 @dataclass
@@ -47,7 +80,8 @@ class LMMFit:
     grad_norm: float
     message: str
     is_singular: bool
-    varpar_cov: np.ndarray | None = None
+    varpar_cov: np.ndarray | None = None  # A = 2H⁺ over φ = (θ, [z], σ) (Satterthwaite)
+    cov_beta_jac: np.ndarray | None = None  # J = ∂Var(β̂)/∂φ, shape (p, p, len(φ))
     correlation_params: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -70,6 +104,7 @@ class LMMObjective:
         self._key: float | None = None
         self._cached: tuple[PLSProblem, float] | None = None
         self._plain = PLSProblem(design) if self.corr is None else None
+        self._last: tuple | None = None  # (θ, factor, derivatives) of the last gradient
 
     @property
     def n_corr(self) -> int:
@@ -94,6 +129,55 @@ class LMMObjective:
             return np.inf
         return _deviance_from_factor(problem, f, self.reml) + logdet_R
 
+    @property
+    def has_gradient(self) -> bool:
+        """The analytic θ-gradient is available (not with a residual correlation structure)."""
+        return self.corr is None
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """The profiled deviance and its analytic gradient in θ (see :mod:`.gradient`)."""
+        try:
+            f, fd = self.factor_and_derivatives(x)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(x)
+        problem = self._plain
+        c = problem.n - problem.p if self.reml else problem.n
+        return _deviance_from_factor(problem, f, self.reml), fd.g_logdet + c * fd.g_r2 / fd.r2
+
+    def factor_and_derivatives(self, theta: np.ndarray):
+        """The factor and its θ-derivatives (:class:`~.gradient.FactorDerivatives`) at θ;
+        the last pair is kept, so the fit's final evaluation is not repeated."""
+        theta = np.asarray(theta, dtype=float)
+        if self._last is not None and np.array_equal(self._last[0], theta):
+            return self._last[1], self._last[2]
+        problem = self._plain
+        f = problem.factor(theta)
+        fd = factor_derivatives(problem, f, self.reml)
+        self._last = (theta.copy(), f, fd)
+        return f, fd
+
+    def satterthwaite_parts(self, theta: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """(H, J): H the Hessian of the deviance in φ = (θ, σ) (β profiled, lmerTest's
+        ``devfun_vp``) and J = ∂Var(β̂)/∂φ, both at (θ, σ² = scale).
+
+        H's θθ block is the central-difference Jacobian of the analytic gradients of ℓ and r²;
+        its σ parts and J are analytic (:func:`~interlace.inference.satterthwaite.varpar_hessian`).
+        """
+        problem = self._plain
+        f, fd = self.factor_and_derivatives(theta)
+        nt = self.n_theta
+
+        def pieces(th: np.ndarray) -> np.ndarray:
+            g = factor_derivatives(problem, problem.factor(th), self.reml)
+            return np.concatenate([g.g_logdet, g.g_r2])
+
+        Jg = jacobian(pieces, theta, d=1e-4, eps=1e-5, r=1) if nt else np.zeros((0, 0))
+        sigma = float(np.sqrt(scale))
+        c = problem.n - problem.p if self.reml else problem.n
+        H = varpar_hessian(Jg[:nt], Jg[nt:], fd.g_r2, f.r2, sigma, c)
+        J = cov_beta_jacobian(problem.rx_inverse(f), sigma, fd.d_rxtrx)
+        return H, J
+
     def varpar_deviance(self, varpar: np.ndarray) -> float:
         """lmerTest's deviance in φ = (θ, z, σ): β profiled, σ not (its ``devfun_vp``)."""
         x, sigma2 = varpar[:-1], varpar[-1] ** 2
@@ -109,6 +193,28 @@ class LMMObjective:
         problem, _ = self.problem(varpar[:-1])
         f = problem.factor(varpar[: self.n_theta])
         return varpar[-1] ** 2 * problem.rx_inverse(f)
+
+
+def _verbose(fun, value_and_grad):
+    """Wrap the objective so that each evaluation reports its criterion on stderr."""
+    count = [0]
+
+    def report(v):
+        count[0] += 1
+        sys.stderr.write(f"\rREML/ML: evaluation {count[0]:4d}, criterion {v:.6f}")
+        sys.stderr.flush()
+
+    def f(x):
+        v = fun(x)
+        report(v)
+        return v
+
+    def fg(x):
+        v, g = value_and_grad(x)
+        report(v)
+        return v, g
+
+    return f, (fg if value_and_grad is not None else None)
 
 
 def _deviance_from_factor(problem: PLSProblem, f, reml: bool) -> float:
@@ -127,6 +233,11 @@ def singular_theta(design: DesignMatrices, theta: np.ndarray, tol: float = 1e-4)
 
 def fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
     """Fit a Gaussian LMM (or, with a correlation structure and no terms, a GLS) by REML or ML."""
+    with blas_threads():
+        return _fit_lmm(design, spec)
+
+
+def _fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
     reml = spec.reml
     n, p = design.n, design.p
     if reml and n <= p:
@@ -144,35 +255,53 @@ def fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
         x0 = np.r_[theta0, obj.corr.to_z(0.0, design.corr_layout)]
         lower = np.r_[lower_theta, -np.inf]
 
-    opt = minimize_theta(obj, x0, lower, spec.optimizer)
+    levels = np.array([t.m for t in design.terms for _ in range(t.n_theta)], dtype=float)
+    scale = np.ones(x0.size)
+    scale[: levels.size] = np.sqrt(levels / levels.max()) if levels.size else 1.0
+    fun, vg = obj, (obj.value_and_grad if obj.has_gradient else None)
+    if spec.options.get("verbose"):
+        fun, vg = _verbose(fun, vg)
+    opt = minimize_theta(fun, x0, lower, spec.optimizer, value_and_grad=vg, scale=scale)
+    if spec.options.get("verbose"):
+        sys.stderr.write(f"\rREML/ML: done after {opt.n_evals} evaluations, criterion {opt.fun:.6f}\n")
     x = opt.x
     theta = x[: obj.n_theta]
     problem, _ = obj.problem(x)
-    f = problem.factor(theta)
-    objective = obj(x)
+    f = obj.factor_and_derivatives(theta)[0] if obj.has_gradient else problem.factor(theta)
+    objective = _deviance_from_factor(problem, f, reml) + obj.problem(x)[1]
     beta, b = problem.solve(f)
     scale = f.r2 / (n - p if reml else n)
     cov_beta = scale * problem.rx_inverse(f)
-    if not opt.converged:
-        warnings.warn(
-            f"model failed to converge: |gradient| = {opt.grad_norm:.2e} "
-            f"(optimizer {spec.optimizer!r}: {opt.message}); try optimizer='bobyqa' or "
-            "rescale predictors",
-            stacklevel=3,
-        )
     fitted = design.X @ beta + design.Z @ b + design.offset
     resid = design.y - fitted
 
-    A = None
+    A = J = None
     if spec.df_method == "kenward-roger":
         adj = kenward_roger(design, theta, scale, phi=cov_beta)
         cov_beta = adj.phi_adj
         fe_df = np.array([kr_df(adj, row) for row in np.eye(p)])
+    elif obj.has_gradient:
+        H, J = obj.satterthwaite_parts(theta, scale)
+        A = varpar_covariance(H)
+        fe_df = satterthwaite_df(cov_beta, J, A)
+        if opt.grad is not None and H.shape[0] > 1:
+            # the profiled deviance's Hessian: the Schur complement of σ in H
+            nt = H.shape[0] - 1
+            H_prof = H[:nt, :nt] - np.outer(H[:nt, nt], H[nt, :nt]) / H[nt, nt]
+            gnorm = scaled_grad_norm(opt.grad, x, lower, H_prof)
+            opt.grad_norm, opt.converged = gnorm, opt.optimizer_ok and gnorm <= GRAD_TOL
     else:
         varpar = np.concatenate([x, [np.sqrt(scale)]])
         A = varpar_covariance(hessian(obj.varpar_deviance, varpar))
         J = jacobian(obj.cov_beta, varpar)
         fe_df = satterthwaite_df(cov_beta, J, A)
+    if not opt.converged:
+        warnings.warn(
+            f"model failed to converge: |gradient| = {opt.grad_norm:.2e} "
+            f"(optimizer {spec.optimizer!r}: {opt.message}); try optimizer='bobyqa' or "
+            "rescale predictors",
+            stacklevel=4,
+        )
     corr_params = {}
     if obj.n_corr:
         corr_params[obj.corr.name] = obj.corr.value(x[-1], design.corr_layout)
@@ -180,5 +309,6 @@ def fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
         theta=theta, beta=beta, b=b, scale=float(scale), objective=float(objective),
         cov_beta=cov_beta, fe_df=fe_df, fitted=fitted, resid=resid, converged=opt.converged,
         n_evals=opt.n_evals, grad_norm=opt.grad_norm, message=opt.message,
-        is_singular=singular_theta(design, theta), varpar_cov=A, correlation_params=corr_params,
+        is_singular=singular_theta(design, theta), varpar_cov=A, cov_beta_jac=J,
+        correlation_params=corr_params,
     )

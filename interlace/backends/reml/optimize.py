@@ -8,9 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["OptimResult", "minimize_theta", "GRAD_TOL"]
+__all__ = ["OptimResult", "minimize_theta", "scaled_grad_norm", "GRAD_TOL"]
 
 GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance on the deviance gradient
+LOG_FLOOR = float(np.log(1e-10))  # smallest diagonal θ of the log-scale phase
+POLISH_BELOW = 1e-2  # a diagonal θ below this after the log-scale phase is polished on θ's scale
+REL_GTOL = 1e-8  # analytic-gradient stop: projected |gradient| <= REL_GTOL · max(1, |deviance|)
 
 
 @dataclass
@@ -21,6 +24,8 @@ class OptimResult:
     converged: bool
     message: str
     grad_norm: float
+    grad: np.ndarray | None = None  # gradient at x
+    optimizer_ok: bool = True  # the optimizer's own verdict, before the gradient check
 
 
 def _central_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, f0: float) -> np.ndarray:
@@ -39,14 +44,64 @@ def _projected_grad_norm(g: np.ndarray, x: np.ndarray, lower: np.ndarray) -> flo
     return float(np.max(np.abs(np.where(active, 0.0, g)), initial=0.0))
 
 
+def scaled_grad_norm(g: np.ndarray, x: np.ndarray, lower: np.ndarray, hess: np.ndarray) -> float:
+    """lme4's ``check.conv.grad`` statistic: max over the free parameters of min(|g|, |R⁻¹g|)
+    with R'R the Hessian (R⁻¹g is the gradient in units of the estimates' standard errors).
+
+    Parameters at an active lower bound are left out; if the free Hessian is not positive
+    definite the absolute projected gradient is used.
+    """
+    free = ~((x <= lower + 1e-10) & (g > 0))
+    if not free.any():
+        return 0.0
+    gf = g[free]
+    try:
+        R = np.linalg.cholesky(hess[np.ix_(free, free)]).T
+    except np.linalg.LinAlgError:
+        return _projected_grad_norm(g, x, lower)
+    sc = np.linalg.solve(R, gf)
+    return float(np.max(np.minimum(np.abs(gf), np.abs(sc))))
+
+
+class _GradientStop:
+    """Stops L-BFGS-B (through its callback) once the projected gradient at the current
+    iterate is below REL_GTOL · max(1, |f|): the deviance is a sum of n terms, so rounding
+    puts a floor under its gradient proportional to its size, and an absolute tolerance
+    either stops too early on small data or lets the line search churn at the optimum on
+    large data."""
+
+    def __init__(self, fg, lower: np.ndarray):
+        self.fg, self.lower = fg, lower
+        self.last: tuple | None = None
+        self.stopped = False
+
+    def __call__(self, x):
+        v, g = self.fg(x)
+        self.last = (np.array(x, dtype=float), v, np.asarray(g, dtype=float))
+        return v, g
+
+    def callback(self, intermediate_result) -> None:
+        if self.last is None or not np.array_equal(self.last[0], intermediate_result.x):
+            return
+        x, v, g = self.last
+        if _projected_grad_norm(g, x, self.lower) <= REL_GTOL * max(1.0, abs(v)):
+            self.stopped = True
+            raise StopIteration
+
+
 def _run(
-    f, x0: np.ndarray, lower: np.ndarray, method: str, maxiter: int
+    f, x0: np.ndarray, lower: np.ndarray, method: str, maxiter: int, fg=None
 ) -> tuple[np.ndarray, float, str, bool]:
     if method == "lbfgsb":
+        stop = None
+        if fg is None:
 
-        def fg(x):
-            f0 = f(x)
-            return f0, _central_gradient(f, x, f0)
+            def fg(x):
+                f0 = f(x)
+                return f0, _central_gradient(f, x, f0)
+        else:
+            stop = _GradientStop(fg, lower)
+            fg = stop
 
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
         res = minimize(
@@ -55,10 +110,13 @@ def _run(
             jac=True,
             method="L-BFGS-B",
             bounds=bounds,
+            callback=None if stop is None else stop.callback,
             options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-8, "maxcor": 20},
         )
         x, fx, msg = res.x, float(res.fun), str(res.message)
-        ok = bool(res.success) or "ABNORMAL" in msg.upper()
+        ok = bool(res.success) or "ABNORMAL" in msg.upper() or (stop is not None and stop.stopped)
+        if stop is not None and stop.stopped:
+            msg = "CONVERGENCE: PROJECTED GRADIENT AT ROUNDING LEVEL"
     elif method == "bobyqa":
         import pybobyqa
 
@@ -83,17 +141,61 @@ def _run(
     return x, fx, msg, ok
 
 
+def _run_log(
+    fg, x0: np.ndarray, lower: np.ndarray, maxiter: int, scale: np.ndarray
+) -> tuple[np.ndarray, float, str, bool]:
+    """L-BFGS-B on u = s·z, z = log θ for the entries bounded below by 0 (T's diagonal) and
+    z = θ elsewhere, s a per-parameter scale.
+
+    The deviance grows like log θ² for large θ (each level contributes log(1 + n θ²)), so on
+    the log scale it is much closer to quadratic; its curvature there grows with the term's
+    number of levels, which ``scale`` (√(m/m_max) per term) evens out.
+    """
+    pos = np.isfinite(lower) & (lower == 0)
+
+    def to_x(u):
+        x = u / scale
+        x[pos] = np.exp(x[pos])
+        return x
+
+    def fgu(u):
+        x = to_x(u)
+        v, g = fg(x)
+        g = np.array(g, dtype=float)
+        g[pos] *= x[pos]
+        return v, g / scale
+
+    u0 = x0.copy()
+    u0[pos] = np.log(np.maximum(x0[pos], 1e-4))
+    u0 *= scale
+    bounds = [(LOG_FLOOR * s, None) if p else (None, None) for p, s in zip(pos, scale, strict=True)]
+    u_lower = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
+    stop = _GradientStop(fgu, u_lower)
+    res = minimize(
+        stop, u0, jac=True, method="L-BFGS-B", bounds=bounds, callback=stop.callback,
+        options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-7, "maxcor": 20},
+    )
+    if stop.stopped:
+        return to_x(res.x), float(res.fun), "CONVERGENCE: PROJECTED GRADIENT AT ROUNDING LEVEL", True
+    return to_x(res.x), float(res.fun), str(res.message), bool(res.success)
+
+
 def minimize_theta(
     fun: Callable[[np.ndarray], float],
     x0: np.ndarray,
     lower: np.ndarray,
     method: str = "lbfgsb",
     maxiter: int = 2000,
+    value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
+    scale: np.ndarray | None = None,
 ) -> OptimResult:
     """Minimise ``fun`` subject to ``x >= lower``.
 
-    The deviance depends on θ only through ΛΛ', so it is symmetric about 0 in each diagonal
-    element: central differences may step below a bound of 0 safely.
+    With ``value_and_grad`` (an analytic gradient) L-BFGS-B uses it, first on a log scale
+    (see :func:`_run_log`; ``scale`` per parameter), then, near a bound, on θ's own scale;
+    otherwise central differences. The deviance depends on θ only through ΛΛ', so it is
+    symmetric about 0 in each diagonal element: central differences may step below a bound of 0
+    safely.
     """
     count = [0]
 
@@ -101,8 +203,28 @@ def minimize_theta(
         count[0] += 1
         return fun(x)
 
+    fg = None
+    if value_and_grad is not None:
+        last: list = [None, None]
+
+        def fg(x):
+            if last[0] is not None and np.array_equal(x, last[0]):
+                return last[1]
+            count[0] += 1
+            last[0], last[1] = np.array(x, dtype=float), value_and_grad(x)
+            return last[1]
+
     x0 = np.maximum(np.asarray(x0, dtype=float), lower)
-    x, fx, msg, ok = _run(f, x0, lower, method, maxiter)
+    if method == "lbfgsb" and fg is not None:
+        # log-scale phase, then (near a bound or if it failed) a polish on θ's own scale
+        s = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
+        x, fx, msg, ok = _run_log(fg, x0, lower, maxiter, s)
+        if not ok or np.any(np.isfinite(lower) & (x < lower + POLISH_BELOW)):
+            x2, fx2, msg2, ok2 = _run(f, x, lower, method, maxiter, fg)
+            if fx2 <= fx:
+                x, fx, msg, ok = x2, fx2, msg2, ok2
+    else:
+        x, fx, msg, ok = _run(f, x0, lower, method, maxiter, fg)
     # A diagonal element of T at its bound 0 is always a stationary point (the deviance is
     # symmetric about 0 there), so a line search that lands on the bound stops even when the
     # deviance falls away from it. Probe inside the bound and restart if it does.
@@ -118,12 +240,16 @@ def minimize_theta(
                 best = (probe, fp)
         if best is None:
             break
-        x2, fx2, msg2, ok2 = _run(f, best[0], lower, method, maxiter)
+        x2, fx2, msg2, ok2 = _run(f, best[0], lower, method, maxiter, fg)
         if fx2 >= fx:
             break
         x, fx, msg, ok = x2, fx2, msg2, ok2
-    g = _central_gradient(fun, x, fx)
+    if fg is not None:
+        g = fg(x)[1]
+    else:
+        g = _central_gradient(fun, x, fx)
     gnorm = _projected_grad_norm(g, x, lower)
-    if gnorm > GRAD_TOL:
-        ok = False
-    return OptimResult(x=x, fun=fx, n_evals=count[0], converged=ok, message=msg, grad_norm=gnorm)
+    return OptimResult(
+        x=x, fun=fx, n_evals=count[0], converged=ok and gnorm <= GRAD_TOL, message=msg, grad_norm=gnorm,
+        grad=np.asarray(g, dtype=float), optimizer_ok=ok,
+    )

@@ -1,23 +1,26 @@
 """Penalized least squares on a blocked Cholesky factor (lme4's PLS, MixedModels.jl's blocks).
 
-For fixed θ the augmented, scaled cross-product matrix
+For fixed θ the augmented, scaled cross-product matrix of [Z₁ Z_r X y] (Z₁ the first, largest
+random-effects term, Z_r the others)
 
-    [ Λ₁'Z₁'Z₁Λ₁ + I   sym                ]
-    [ Λᵣ'Zᵣ'Z₁Λ₁        Λᵣ'Zᵣ'ZᵣΛᵣ + I  sym ]        (Zᵣ = the other terms)
-    [ [X y]'Z₁Λ₁        [X y]'ZᵣΛᵣ   [X y]'[X y] ]
+    Ω = Λ̃'MΛ̃ + diag(I_q, 0, 0),   M = [Z₁ Z_r X y]'[Z₁ Z_r X y],   Λ̃ = blockdiag(Λ₁, Λ_r, I)
 
-is factored as L L'. The first (largest) term's block is block diagonal with k₁ × k₁ blocks
-(every observation has exactly one level), so its factor is a batch of tiny Choleskys; its
-off-diagonal block is scaled, not factored; the remaining Schur complement (other terms, X, y)
-is dense and small and goes to LAPACK. From L:
+is factored blockwise. The first term's block Λ₁'Z₁'Z₁Λ₁ + I is block diagonal with k₁ × k₁
+blocks C_j = T₁'D_jT₁ + I (each observation has one level), so it is eliminated level by level:
+with B = [Z_r X y]'Z₁ and W = blockdiag_j T₁C_j⁻¹T₁', the Schur complement is
 
-- log|L_Z|² = Σ log diag(L)² over the random-effect rows,
-- log|R_X|² = Σ log diag(L)² over the X rows,
+    Ω̃ = Λ̃_ρ'(M_ρρ − B W B')Λ̃_ρ + diag(I, 0, 0)     (ρ = the other terms, X, y),
+
+a small dense matrix factored with LAPACK (L_RR). B W B' is a :class:`~.gram.WeightedGram`.
+From the factors:
+
+- log|L_Z|² = Σ_j log det C_j + Σ log diag(L_RR)² over the other terms' rows,
+- log|R_X|² = Σ log diag(L_RR)² over the X rows,
 - r²(θ) = L_yy² is the penalized residual sum of squares at (β̂, û),
-- β̂ and û follow by back-substitution.
+- β̂ and û follow by back-substitution; b̂₁ = W_j s_j per level with s = B'[−b̂_r; −β̂; 1].
 
 All cross-products of the (√w-whitened) data are formed once; an evaluation touches no
-n-length array.
+n-length array and allocates no sparse matrix.
 """
 
 from __future__ import annotations
@@ -29,31 +32,85 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ...design import DesignMatrices
+from .gram import WeightedGram
 
-__all__ = ["PLSProblem", "PLSFactor"]
+__all__ = ["PLSProblem", "PLSFactor", "BlockLambda"]
 
 
-def _blockdiag_structure(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR indptr/indices for a block-diagonal matrix of m dense k × k blocks (row-major data)."""
-    indptr = np.arange(0, m * k * k + 1, k, dtype=np.int64)
-    base = np.repeat(np.arange(m) * k, k * k).reshape(m, k, k)
-    indices = (base + np.arange(k)[None, None, :]).ravel()
-    return indptr, indices
+class BlockLambda:
+    """Λ for a list of terms (block diagonal: m copies of T per term) applied to dense arrays."""
+
+    def __init__(self, terms, offset: int = 0):
+        self.blocks = []  # (start, stop, m, k, term)
+        pos = offset
+        for t in terms:
+            self.blocks.append((pos, pos + t.q, t.m, t.k, t))
+            pos += t.q
+        self.size = pos - offset
+        self.offset = offset
+        self.all_scalar = all(k == 1 for _, _, _, k, _ in self.blocks)
+
+    def diagonal(self, theta: np.ndarray) -> np.ndarray:
+        """For scalar terms only: the diagonal of Λ."""
+        out = np.empty(self.size)
+        for a, b, _m, _k, t in self.blocks:
+            out[a - self.offset : b - self.offset] = theta[t.theta_start]
+        return out
+
+    def apply(self, theta: np.ndarray, X: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """Λ X (or Λ' X) for X with ``size`` rows; returns a new array."""
+        out = np.array(X, dtype=float, copy=True)
+        if self.all_scalar:
+            lam = self.diagonal(theta)
+            return out * (lam[:, None] if out.ndim == 2 else lam)
+        for a, b, m, k, t in self.blocks:
+            a0, b0 = a - self.offset, b - self.offset
+            T = t.T(theta)
+            op = T.T if transpose else T
+            blk = X[a0:b0].reshape(m, k, -1)
+            res = np.zeros(blk.shape)
+            for i in range(k):
+                for j in range(k):
+                    if op[i, j] != 0.0:
+                        res[:, i] += op[i, j] * blk[:, j]
+            out[a0:b0] = res.reshape(out[a0:b0].shape)
+        return out
+
+    def sandwich(
+        self, theta: np.ndarray, A: np.ndarray, outer: bool = False, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Λ̃'AΛ̃ (or Λ̃AΛ̃' with ``outer``) for a square A whose first ``size`` rows and columns
+        belong to the terms (Λ̃ is the identity on the others); into ``out`` if given."""
+        if self.all_scalar:
+            lam = np.ones(A.shape[0])
+            lam[: self.size] = self.diagonal(theta)
+            out = np.multiply(A, lam[:, None], out=out)
+            out *= lam[None, :]
+            return out
+        if out is not None:
+            out[...] = self.sandwich(theta, A, outer)
+            return out
+        out = A.copy()
+        s = self.size
+        tr = not outer
+        out[:s] = self.apply(theta, out[:s], transpose=tr)
+        out[:, :s] = self.apply(theta, out[:, :s].T, transpose=tr).T
+        return out
 
 
 @dataclass
 class PLSFactor:
-    """The factor at one θ and the quantities the deviance needs."""
+    """The factor at one θ and the quantities the deviance and its gradient need."""
 
     theta: np.ndarray
     logdet_LZ: float
     logdet_RX: float
     r2: float
-    L11: np.ndarray  # (m1, k1, k1) lower-triangular blocks
-    M1: np.ndarray  # (m1, k1, k1): T₁ L11⁻ᵀ per level
-    L21: np.ndarray | sp.spmatrix  # rows: other-term columns (sparse part)
-    L21_xy: np.ndarray  # rows: X columns then y, dense (p+1, q1)
-    LRR: np.ndarray  # dense lower factor of the Schur complement (q2 + p + 1)
+    L11: np.ndarray  # (m1, k1, k1) lower Cholesky factors of C_j = T₁'D_jT₁ + I
+    M1: np.ndarray  # (m1, k1, k1): T₁ L11_j⁻ᵀ per level
+    W: np.ndarray  # (m1, k1, k1): T₁ C_j⁻¹ T₁'
+    Mt: np.ndarray  # M_ρρ − B W B' (unscaled Schur complement of the first term)
+    LRR: np.ndarray  # lower Cholesky factor of Ω̃ (other terms, X, y)
 
 
 class PLSProblem:
@@ -67,18 +124,20 @@ class PLSProblem:
 
     def __init__(self, design: DesignMatrices, whiten: sp.spmatrix | None = None):
         self.design = design
-        w = np.ones(design.y.shape[0]) if design.weights is None else design.weights
+        w = np.ones(design.n) if design.weights is None else design.weights
         sw = np.sqrt(w)
         self.sum_log_w = float(np.sum(np.log(w)))
-        XY = np.column_stack([design.X, design.y - design.offset]) * sw[:, None]
-        Zw = (sp.diags(sw) @ design.Z).tocsc()
+        XY = np.column_stack([design.X, design.y - design.offset])
+        if design.weights is not None:
+            XY *= sw[:, None]
+        Zw = design.Z if design.weights is None else (sp.diags(sw) @ design.Z)
+        Zw = sp.csc_matrix(Zw)
         if whiten is not None:  # residual correlation: rows premultiplied by R^(-1/2)
             XY = np.asarray(whiten @ XY)
             Zw = (whiten @ Zw).tocsc()
         terms = design.terms
         self.p = design.p
         self.n = design.n
-        # the first (largest) term gets the block-diagonal treatment when its Z'Z allows it
         self.n_first = 1 if terms and self._is_block_diagonal(Zw[:, : terms[0].q], terms[0].k) else 0
         if self.n_first:
             t1 = terms[0]
@@ -86,19 +145,26 @@ class PLSProblem:
         else:
             self.k1, self.m1, self.q1 = 1, 0, 0
         self.q2 = design.q - self.q1
+        self.rest = BlockLambda(terms[self.n_first :])
         Z1 = Zw[:, : self.q1]
         Zr = Zw[:, self.q1 :]
-        # first term: the k1 × k1 diagonal blocks of Z1'Z1
         self.D11 = self._diag_blocks(Z1)
-        # other terms against the first: sparse; X and y against the first: dense
-        self.A_r1 = (Zr.T @ Z1).tocsr()
-        self.A_xy1 = np.asarray((Z1.T @ XY).T).reshape(self.p + 1, self.q1)
-        # Schur part, unscaled
-        self.A_rr = (Zr.T @ Zr).toarray() if self.q2 else np.zeros((0, 0))
-        self.A_xyr = np.asarray((Zr.T @ XY).T) if self.q2 else np.zeros((self.p + 1, 0))
-        self.A_xyxy = XY.T @ XY
-        self._bd1 = _blockdiag_structure(self.m1, self.k1)
-        self._rest_struct = [(_blockdiag_structure(t.m, t.k), t) for t in terms[self.n_first :]]
+        # rows ρ = (other terms, X, y) against the first term
+        Brest = (Zr.T @ Z1).tocsr()
+        Bxy = np.asarray((Z1.T @ XY).T).reshape(self.p + 1, self.q1)
+        term_rows = [(a, b) for a, b, *_ in self.rest.blocks]
+        self.gram = WeightedGram(Brest, Bxy, term_rows, self.k1)
+        N = self.q2 + self.p + 1
+        M = np.empty((N, N))
+        q2 = self.q2
+        if q2:
+            M[:q2, :q2] = (Zr.T @ Zr).toarray()
+            ZrXY = np.asarray(Zr.T @ XY)
+            M[:q2, q2:] = ZrXY
+            M[q2:, :q2] = ZrXY.T
+        M[q2:, q2:] = XY.T @ XY
+        self.M = M
+        self._eye_k = np.eye(self.k1)
 
     @staticmethod
     def _is_block_diagonal(Z1: sp.csc_matrix, k: int) -> bool:
@@ -107,82 +173,79 @@ class PLSProblem:
 
     def _diag_blocks(self, Z1: sp.csc_matrix) -> np.ndarray:
         k, m = self.k1, self.m1
-        G = (Z1.T @ Z1).tocoo()
         blocks = np.zeros((m, k, k))
+        if m == 0:
+            return blocks
+        if k == 1:
+            blocks[:, 0, 0] = np.asarray(Z1.multiply(Z1).sum(axis=0)).ravel()
+            return blocks
+        G = (Z1.T @ Z1).tocoo()
         same = (G.row // k) == (G.col // k)
         np.add.at(blocks, (G.row[same] // k, G.row[same] % k, G.col[same] % k), G.data[same])
         return blocks
 
-    def _lambda_rest(self, theta: np.ndarray) -> sp.csr_matrix:
-        """Λᵣ (block diagonal over the other terms) as a sparse matrix."""
-        mats = []
-        for (indptr, indices), t in self._rest_struct:
-            T = t.T(theta)
-            data = np.broadcast_to(T, (t.m, t.k, t.k)).ravel()
-            mats.append(sp.csr_matrix((data, indices, indptr), shape=(t.q, t.q)))
-        if not mats:
-            return sp.csr_matrix((0, 0))
-        return sp.block_diag(mats, format="csr")
+    def first_T(self, theta: np.ndarray) -> np.ndarray:
+        return self.design.terms[0].T(theta) if self.n_first else np.ones((1, 1))
+
+    def first_blocks(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(L11, M1, W, Σ_j log det C_j) for the first term at θ."""
+        k = self.k1
+        T1 = self.first_T(theta)
+        if k == 1:
+            lam = T1[0, 0]
+            c = lam * lam * self.D11[:, 0, 0] + 1.0
+            l11 = np.sqrt(c)
+            W = (lam * lam / c)[:, None, None]
+            return l11[:, None, None], (lam / l11)[:, None, None], W, float(np.sum(np.log(c)))
+        C = T1.T[None] @ self.D11 @ T1[None] + self._eye_k[None]
+        L11 = np.linalg.cholesky(C)
+        Linv = np.linalg.solve(L11, np.broadcast_to(self._eye_k, L11.shape))
+        M1 = T1[None] @ np.swapaxes(Linv, 1, 2)
+        W = M1 @ np.swapaxes(M1, 1, 2)
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
+        return L11, M1, W, logdet
 
     def factor(self, theta: np.ndarray) -> PLSFactor:
         """Factor the augmented system at θ. Raises ``np.linalg.LinAlgError`` if not PD."""
         theta = np.asarray(theta, dtype=float)
-        k = self.k1
-        T1 = self.design.terms[0].T(theta) if self.n_first else np.ones((1, 1))
-        # L11 L11' = T1' D_j T1 + I, per level
-        A11 = np.swapaxes(T1, 0, 1)[None] @ self.D11 @ T1[None] + np.eye(k)[None]
-        if k == 1:
-            l11 = np.sqrt(A11[:, 0, 0])
-            L11 = l11[:, None, None]
-            M1 = (T1[0, 0] / l11)[:, None, None]
-        else:
-            L11 = np.linalg.cholesky(A11)
-            eye = np.broadcast_to(np.eye(k), L11.shape)
-            Linv = np.linalg.solve(L11, eye)
-            M1 = T1[None] @ np.swapaxes(Linv, 1, 2)
-        logdet = 2.0 * float(np.sum(np.log(np.diagonal(L11, axis1=1, axis2=2))))
-        indptr, indices = self._bd1
-        M = sp.csr_matrix((M1.ravel(), indices, indptr), shape=(self.q1, self.q1))
-        # L21 = Λr' A_r1 Λ1 L11⁻ᵀ (sparse), and the X/y rows (dense)
-        L21_xy = np.asarray((M.T @ self.A_xy1.T).T)
+        L11, M1, W, logdet = self.first_blocks(theta)
+        Mt = self.gram.gram(W) if self.q1 else np.zeros_like(self.M)
+        np.subtract(self.M, Mt, out=Mt)
+        S = self.rest.sandwich(theta, Mt)
         q2 = self.q2
-        S = self.A_xyxy - L21_xy @ L21_xy.T
-        if q2:
-            Lr = self._lambda_rest(theta)
-            L21 = (Lr.T @ self.A_r1 @ M).tocsr()
-            Arr = Lr.T @ (Lr.T @ self.A_rr).T  # Λr' A_rr Λr (A_rr symmetric)
-            Arr[np.diag_indices(q2)] += 1.0
-            Arr -= (L21 @ L21.T).toarray()
-            Axr = np.asarray((Lr.T @ self.A_xyr.T).T) - np.asarray((L21 @ L21_xy.T).T)
-            S = np.block([[Arr, Axr.T], [Axr, S]])
-        else:
-            L21 = sp.csr_matrix((0, self.q1))
-        LRR = sla.cholesky(S, lower=True, check_finite=False)
+        S[np.arange(q2), np.arange(q2)] += 1.0
+        # S is symmetric, so S.T is the same matrix in Fortran order: factored in place
+        LRR, info = sla.lapack.dpotrf(S.T, lower=1, overwrite_a=1, clean=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("augmented cross-product matrix is not positive definite")
         d = np.diagonal(LRR)
         logdet += 2.0 * float(np.sum(np.log(d[:q2])))
         logdet_RX = 2.0 * float(np.sum(np.log(d[q2 : q2 + self.p])))
         r2 = float(d[-1] ** 2)
-        return PLSFactor(theta, logdet, logdet_RX, r2, L11, M1, L21, L21_xy, LRR)
+        return PLSFactor(theta, logdet, logdet_RX, r2, L11, M1, W, Mt, LRR)
+
+    def first_term_modes(self, f: PLSFactor, v: np.ndarray) -> np.ndarray:
+        """b₁ = W s with s = B'v (v over ρ, one column per response); shape (q1, c)."""
+        s = self.gram.tmul(v)
+        k = self.k1
+        if k == 1:
+            return f.W[:, 0, 0][:, None] * s
+        c = s.shape[1]
+        return np.einsum("jab,jbc->jac", f.W, s.reshape(self.m1, k, c)).reshape(self.q1, c)
 
     def solve(self, f: PLSFactor) -> tuple[np.ndarray, np.ndarray]:
         """β̂ and the conditional modes b̂ = Λû (in Z's column order) from a factor."""
-        q2, p = self.q2, self.p
+        q2 = self.q2
         LRR = f.LRR
         Laa = LRR[:-1, :-1]
         lya = LRR[-1, :-1]
         xr = sla.solve_triangular(Laa, lya, lower=True, trans="T", check_finite=False)
         beta = xr[q2:]
-        u_rest = xr[:q2]
-        # u1 = L11⁻ᵀ (l21_y − L21_a' x_R)
-        rhs = f.L21_xy[-1].copy()
-        rhs -= f.L21_xy[:p].T @ beta
-        if q2:
-            rhs -= f.L21.T @ u_rest
-        k = self.k1
-        rhs = rhs.reshape(self.m1, k)
-        # b1 = Λ1 u1 = T1 L11⁻ᵀ rhs = M1 rhs per level
-        b1 = np.einsum("mij,mj->mi", f.M1, rhs).ravel()
-        b_rest = self._lambda_rest(f.theta) @ u_rest if q2 else np.zeros(0)
+        b_rest = self.rest.apply(f.theta, xr[:q2]) if q2 else np.zeros(0)
+        if not self.q1:
+            return beta, b_rest
+        v = np.concatenate([-b_rest, -beta, [1.0]])[:, None]
+        b1 = self.first_term_modes(f, v)[:, 0]
         return beta, np.concatenate([b1, b_rest])
 
     def rx_inverse(self, f: PLSFactor) -> np.ndarray:
