@@ -1,6 +1,8 @@
 """interlace: mixed-effects models in Python with lme4-grade answers."""
 
 from .api import clmm, coxme, fit, glmer
+from .backends.pymc.priors import Prior
+from .compare import compare, plot_compare
 from .correlation import AR1, CompoundSymmetry
 from .diagnostics import allfit
 from .inference.bootstrap import bootstrap
@@ -11,9 +13,9 @@ from .result import CrossedLMEResult
 
 __all__ = [
     "fit",
-    "coxme",
-    "clmm",
     "glmer",
+    "clmm",
+    "coxme",
     "anova",
     "emmeans",
     "contrast",
@@ -23,6 +25,9 @@ __all__ = [
     "AR1",
     "CompoundSymmetry",
     "CrossedLMEResult",
+    "compare",
+    "plot_compare",
+    "Prior",
     "__version__",
 ]
 __version__ = "0.1.0"

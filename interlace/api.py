@@ -93,6 +93,18 @@ def fit(
     df_method: str = "satterthwaite",
     theta0=None,
     backend: str = "reml",
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    sampler: str = "auto",
+    priors: dict | None = None,
+    marginalize="auto",
+    target_accept: float = 0.8,
+    verbose: bool = False,
 ) -> CrossedLMEResult:
     """Fit a linear mixed model y = Xβ + Zb + ε, b ~ N(0, σ²ΛΛ'), ε ~ N(0, σ²W⁻¹).
 
@@ -100,6 +112,9 @@ def fit(
     accepted); ``random`` takes lme4 terms such as ``"(1 + x | g)"`` and ``groups`` is shorthand
     for ``(1 | g)`` per column. ``method`` is ``"REML"`` or ``"ML"``; ``df_method`` picks the
     denominator df of the t-tests. Rows with missing values in used columns are dropped.
+    ``backend="pymc"`` samples the same model with NUTS instead (see ``docs/pymc.md``); the
+    keyword-only arguments ``draws`` … ``target_accept`` configure that sampler. ``verbose=True``
+    reports each REML/ML deviance evaluation on standard error.
     """
     method = _choice("method", method, METHODS, upper=True)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
@@ -121,8 +136,6 @@ def fit(
         )
     if correlation is not None and df_method == "kenward-roger":
         raise ValueError("df_method='kenward-roger' is not available with correlation=; use 'satterthwaite'")
-    if backend != "reml":
-        raise NotImplementedError(f"backend={backend!r} is not available yet; use backend='reml'")
 
     fixed, inline = split_formula(formula)
     if random is not None and not isinstance(random, str | list | tuple):
@@ -161,12 +174,21 @@ def fit(
         formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
         df_method=df_method, has_weights=weights is not None, has_offset=offset is not None,
         theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
-        correlation=correlation,
+        correlation=correlation, options={"verbose": bool(verbose)},
     )
     design = build_design(spec, frame, row_values["weights"], row_values["offset"])
-    from .backends import reml
+    if backend == "pymc":
+        from .backends import pymc as pymc_backend
 
-    result = reml.fit(spec, design, n_dropped=mf.n_dropped)
+        result = pymc_backend.fit(
+            spec, design, n_dropped=mf.n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
+            random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
+            marginalize=marginalize, target_accept=target_accept,
+        )
+    else:
+        from .backends import reml
+
+        result = reml.fit(spec, design, n_dropped=mf.n_dropped)
     result.input_namespace = mf.native_namespace
     result.model_frame = frame
     return result

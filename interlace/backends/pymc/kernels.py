@@ -1,0 +1,274 @@
+"""Compiled (numba) loops for the single-term marginal density, the sampler's inner loop.
+
+The formulas are those of :mod:`.single` and :mod:`.marginal`, written as loops over the levels
+with k × k and (p + 1)-square arithmetic done in place, so one evaluation of log p(y | θ, σ)
+and its gradient is a single call with no per-level Python or numpy overhead. numba ships with
+pytensor; compiled code is cached on disk (``cache=True``), so only the first run on a machine
+pays for compilation. :func:`available` is False when numba cannot be imported, and the numpy
+implementation is used instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["available", "integrated", "given_beta"]
+
+try:  # numba is a dependency of pytensor, but keep the numpy path if it is missing
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only without numba
+    njit = None
+
+
+def available() -> bool:
+    return njit is not None
+
+
+def _chol(A, L):
+    """Lower Cholesky factor of the small SPD matrix A into L; False if A is not PD."""
+    k = A.shape[0]
+    for i in range(k):
+        for j in range(i + 1):
+            s = A[i, j]
+            for t in range(j):
+                s -= L[i, t] * L[j, t]
+            if i == j:
+                if s <= 0.0:
+                    return False
+                L[i, i] = np.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+        for j in range(i + 1, k):
+            L[i, j] = 0.0
+    return True
+
+
+def _fwd(L, B):
+    """L⁻¹B in place (L lower, B k × c)."""
+    k, c = B.shape
+    for a in range(c):
+        for i in range(k):
+            s = B[i, a]
+            for t in range(i):
+                s -= L[i, t] * B[t, a]
+            B[i, a] = s / L[i, i]
+
+
+def _bwd(L, B):
+    """L⁻ᵀB in place."""
+    k, c = B.shape
+    for a in range(c):
+        for i in range(k - 1, -1, -1):
+            s = B[i, a]
+            for t in range(i + 1, k):
+                s -= L[t, i] * B[t, a]
+            B[i, a] = s / L[i, i]
+
+
+def _levels(T, D, E, Mxy, U, Xi):
+    """Pass over the levels: S, log|A|, Γ = Σ_j C_j⁻¹T'D_j; Ũ_j and Ξ_j into U and Xi.
+    Returns ok=False when some C_j is not positive definite."""
+    m, k, c = E.shape
+    S = Mxy.copy()
+    Gam = np.zeros((k, k))
+    logdet = 0.0
+    C = np.empty((k, k))
+    L = np.empty((k, k))
+    TD = np.empty((k, k))
+    H = np.empty((k, c))
+    Ci = np.empty((k, k))
+    for j in range(m):
+        for a in range(k):  # TD = T'D_j
+            for b in range(k):
+                s = 0.0
+                for t in range(k):
+                    s += T[t, a] * D[j, t, b]
+                TD[a, b] = s
+        for a in range(k):  # C = T'D_jT + I
+            for b in range(k):
+                s = 0.0
+                for t in range(k):
+                    s += TD[a, t] * T[t, b]
+                C[a, b] = s + (1.0 if a == b else 0.0)
+        if not _chol(C, L):
+            return False, S, 0.0, Gam
+        for a in range(k):
+            logdet += 2.0 * np.log(L[a, a])
+        for a in range(k):  # H = L⁻¹T'E_j
+            for b in range(c):
+                s = 0.0
+                for t in range(k):
+                    s += T[t, a] * E[j, t, b]
+                H[a, b] = s
+        _fwd(L, H)
+        for a in range(c):
+            for b in range(c):
+                s = 0.0
+                for t in range(k):
+                    s += H[t, a] * H[t, b]
+                S[a, b] -= s
+        for a in range(k):
+            for b in range(c):
+                U[j, a, b] = H[a, b]
+        _bwd(L, U[j])
+        for a in range(k):  # Ξ = E − D T Ũ
+            for b in range(c):
+                s = 0.0
+                for t in range(k):
+                    tu = 0.0
+                    for r in range(k):
+                        tu += T[t, r] * U[j, r, b]
+                    s += D[j, a, t] * tu
+                Xi[j, a, b] = E[j, a, b] - s
+        for a in range(k):  # C⁻¹ = L⁻ᵀL⁻¹
+            for b in range(k):
+                Ci[a, b] = 1.0 if a == b else 0.0
+        _fwd(L, Ci)
+        _bwd(L, Ci)
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
+                for t in range(k):
+                    s += Ci[a, t] * TD[t, b]
+                Gam[a, b] += s
+    return True, S, logdet, Gam
+
+
+def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, cols):
+    """log p(y | θ, σ) with β ~ N(m₀, P₀⁻¹) integrated out, ∂/∂θ (lme4 order) and ∂/∂σ."""
+    m, k, c = E.shape
+    p = c - 1
+    nt = rows.shape[0]
+    U = np.empty((m, k, c))
+    Xi = np.empty((m, k, c))
+    ok, S, logdet, Gam = _levels(T, D, E, Mxy, U, Xi)
+    g = np.zeros(nt)
+    if not ok:
+        return -np.inf, g, 0.0
+    s2 = sigma * sigma
+    Hm = np.empty((p, p))
+    h = np.empty(p)
+    for a in range(p):
+        for b in range(p):
+            Hm[a, b] = S[a, b] / s2 + P0[a, b]
+        h[a] = S[a, p] / s2 + P0m0[a]
+    LH = np.empty((p, p))
+    if not _chol(Hm, LH):
+        return -np.inf, g, 0.0
+    bt = h.reshape(p, 1).copy()
+    _fwd(LH, bt)
+    _bwd(LH, bt)
+    cv = np.empty(c)
+    for a in range(p):
+        cv[a] = -bt[a, 0]
+    cv[p] = 1.0
+    Q = 0.0
+    for a in range(c):
+        for b in range(c):
+            Q += cv[a] * S[a, b] * cv[b]
+    quad0 = 0.0
+    logdet_H = 0.0
+    for a in range(p):
+        logdet_H += 2.0 * np.log(LH[a, a])
+        for b in range(p):
+            quad0 += (bt[a, 0] - m0[a]) * P0[a, b] * (bt[b, 0] - m0[b])
+    value = c_const - n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
+    value += -0.5 * (logdet_S0 + logdet_H) - 0.5 * quad0
+    Hi = np.zeros((p, p))
+    for a in range(p):
+        Hi[a, a] = 1.0
+    _fwd(LH, Hi)
+    _bwd(LH, Hi)
+    tr = 0.0
+    for a in range(p):
+        for b in range(p):
+            tr += Hi[a, b] * S[a, b]
+    cross = np.zeros((k, k))
+    u = np.empty(k)
+    z = np.empty(k)
+    V = np.empty((k, p))
+    for j in range(m):
+        for a in range(k):
+            su = 0.0
+            sz = 0.0
+            for b in range(c):
+                su += U[j, a, b] * cv[b]
+                sz += Xi[j, a, b] * cv[b]
+            u[a] = su
+            z[a] = sz
+            for b in range(p):
+                s = 0.0
+                for t in range(p):
+                    s += U[j, a, t] * Hi[t, b]
+                V[a, b] = s
+        for r in range(k):
+            for cc in range(k):
+                s = z[r] * u[cc]
+                for b in range(p):
+                    s += Xi[j, r, b] * V[cc, b]
+                cross[r, cc] += s
+    for i in range(nt):
+        r = rows[i]
+        cc = cols[i]
+        g[i] = -Gam[cc, r] + cross[r, cc] / s2
+    g_sigma = -n / sigma + (Q + tr) / (s2 * sigma)
+    return value, g, g_sigma
+
+
+def _given_beta(T, D, E, Mxy, sigma, beta, n, c_const, rows, cols):
+    """log p(y | θ, σ, β) and its gradient in (θ, σ, β)."""
+    m, k, c = E.shape
+    p = c - 1
+    nt = rows.shape[0]
+    U = np.empty((m, k, c))
+    Xi = np.empty((m, k, c))
+    ok, S, logdet, Gam = _levels(T, D, E, Mxy, U, Xi)
+    g = np.zeros(nt)
+    gb = np.zeros(p)
+    if not ok:
+        return -np.inf, g, 0.0, gb
+    s2 = sigma * sigma
+    cv = np.empty(c)
+    for a in range(p):
+        cv[a] = -beta[a]
+    cv[p] = 1.0
+    Sc = np.zeros(c)
+    for a in range(c):
+        for b in range(c):
+            Sc[a] += S[a, b] * cv[b]
+    Q = 0.0
+    for a in range(c):
+        Q += cv[a] * Sc[a]
+    value = c_const - n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
+    cross = np.zeros((k, k))
+    u = np.empty(k)
+    z = np.empty(k)
+    for j in range(m):
+        for a in range(k):
+            su = 0.0
+            sz = 0.0
+            for b in range(c):
+                su += U[j, a, b] * cv[b]
+                sz += Xi[j, a, b] * cv[b]
+            u[a] = su
+            z[a] = sz
+        for r in range(k):
+            for cc in range(k):
+                cross[r, cc] += z[r] * u[cc]
+    for i in range(nt):
+        g[i] = -Gam[cols[i], rows[i]] + cross[rows[i], cols[i]] / s2
+    for a in range(p):
+        gb[a] = Sc[a] / s2
+    return value, g, -n / sigma + Q / (s2 * sigma), gb
+
+
+if njit is not None:
+    _chol = njit(cache=True)(_chol)
+    _fwd = njit(cache=True)(_fwd)
+    _bwd = njit(cache=True)(_bwd)
+    _levels = njit(cache=True)(_levels)
+    integrated = njit(cache=True)(_integrated)
+    given_beta = njit(cache=True)(_given_beta)
+else:  # pragma: no cover
+    integrated = _integrated
+    given_beta = _given_beta

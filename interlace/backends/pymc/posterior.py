@@ -1,0 +1,139 @@
+"""From raw draws to a complete InferenceData: b for the marginal model, observed data, log-likelihood.
+
+- Marginal model: for every draw (θ, σ[, β]) one exact draw of β | y, θ, σ (when β was
+  integrated out) and of b | y, θ, σ, β (see :class:`~.marginal.MarginalBase`), stored as
+  ``beta`` and per group as ``b_<group>`` with dims (group level, effect) — the same variables
+  the non-centred model has.
+- ``observed_data``: the response. ``log_likelihood``: the pointwise conditional log-density
+  log N(yᵢ | xᵢ'β + zᵢ'b + oᵢ, σ²/wᵢ) per draw, so ``az.loo``/``az.waic`` work (the usual
+  conditional LOO of a hierarchical model, as bambi reports it).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from ...design import DesignMatrices
+from .model import FIXED_DIM, OBS_DIM, ModelLayout
+
+__all__ = ["complete_idata", "posterior_arrays", "MAX_LOGLIK_ENTRIES"]
+
+MAX_LOGLIK_ENTRIES = 50_000_000  # draws × observations kept in log_likelihood (400 MB)
+
+
+def posterior_arrays(idata, name: str) -> np.ndarray:
+    """Draws of one posterior variable as (chain·draw, ...)."""
+    a = idata.posterior[name].to_numpy()
+    return a.reshape((-1,) + a.shape[2:])
+
+
+def _conditional_draws(
+    design: DesignMatrices, layout: ModelLayout, idata, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact draws for the marginal model, per posterior draw: β | θ, σ, y when β was integrated
+    out (else the sampled β), then b | θ, σ, β, y. Shapes (chains, draws, p) and (…, q)."""
+    post = idata.posterior
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
+    theta = posterior_arrays(idata, "theta")
+    sigma = posterior_arrays(idata, "sigma")
+    beta = None if layout.beta_prior is not None else posterior_arrays(idata, "beta")
+    beta, b = layout.lmm.draw_conditionals(theta, sigma, beta, layout.beta_prior, rng)
+    return beta.reshape(nc, nd, design.p), b.reshape(nc, nd, design.q)
+
+
+def _group_arrays(design: DesignMatrices, layout: ModelLayout, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Split (chains, draws, q) into ``b_<group>`` arrays (chains, draws, levels, effects)."""
+    out = {}
+    for g, idx in layout.groups.items():
+        parts = []
+        for i in idx:
+            t = design.terms[i]
+            parts.append(b[..., t.z_start : t.z_start + t.q].reshape(b.shape[:2] + (t.m, t.k)))
+        out[f"b_{g}"] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+    return out
+
+
+def _flat_b(design: DesignMatrices, layout: ModelLayout, idata) -> np.ndarray:
+    """(chains, draws, q) from the ``b_<group>`` variables, in Z's column order."""
+    post = idata.posterior
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
+    out = np.empty((nc, nd, design.q))
+    for g, idx in layout.groups.items():
+        arr = post[f"b_{g}"].to_numpy()
+        col = 0
+        for i in idx:
+            t = design.terms[i]
+            out[..., t.z_start : t.z_start + t.q] = arr[..., col : col + t.k].reshape(nc, nd, t.q)
+            col += t.k
+    return out
+
+
+def _loglik(design: DesignMatrices, beta: np.ndarray, sigma: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log N(yᵢ | μᵢ, σ²/wᵢ) for draws (S, ·): returns (S, n)."""
+    mu = beta @ design.X.T + np.asarray(design.Z @ b.T).T + design.offset[None, :]
+    w = np.ones(design.n) if design.weights is None else design.weights
+    var = (sigma[:, None] ** 2) / w[None, :]
+    r = design.y[None, :] - mu
+    return -0.5 * (np.log(2 * np.pi * var) + r * r / var)
+
+
+def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response: str, seed=None):
+    """Add b (marginal model), observed_data and log_likelihood to ``idata`` in place; returns it."""
+    post = idata.posterior
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
+    if layout.marginal:
+        beta, b = _conditional_draws(design, layout, idata, np.random.default_rng(seed))
+        extra = {}
+        if layout.beta_prior is not None:
+            extra["beta"] = xr.DataArray(
+                beta,
+                dims=("chain", "draw", FIXED_DIM),
+                coords={"chain": post.chain, "draw": post.draw, FIXED_DIM: layout.coords[FIXED_DIM]},
+            )
+        for name, arr in _group_arrays(design, layout, b).items():
+            g = name[2:]
+            extra[name] = xr.DataArray(
+                arr,
+                dims=("chain", "draw", g, layout.group_effect_dims[g]),
+                coords={
+                    "chain": post.chain,
+                    "draw": post.draw,
+                    g: layout.coords[g],
+                    layout.group_effect_dims[g]: layout.group_effects[g],
+                },
+            )
+        idata.posterior = post.assign(extra)
+    else:
+        b = _flat_b(design, layout, idata)
+    obs = xr.Dataset(
+        {response: xr.DataArray(design.y, dims=(OBS_DIM,), coords={OBS_DIM: layout.coords[OBS_DIM]})}
+    )
+    if "observed_data" in idata.groups():
+        del idata.observed_data
+    idata.add_groups(observed_data=obs)
+    if "log_likelihood" in idata.groups():
+        del idata.log_likelihood
+    if nc * nd * design.n > MAX_LOGLIK_ENTRIES:
+        warnings.warn(
+            f"log_likelihood not stored: {nc * nd} draws × {design.n} observations exceed "
+            f"{MAX_LOGLIK_ENTRIES:,} values; az.loo needs it — use fewer draws",
+            stacklevel=4,
+        )
+        return idata
+    beta = posterior_arrays(idata, "beta")
+    sigma = posterior_arrays(idata, "sigma")
+    ll = _loglik(design, beta, sigma, b.reshape(nc * nd, design.q)).reshape(nc, nd, design.n)
+    lik = xr.Dataset(
+        {
+            response: xr.DataArray(
+                ll,
+                dims=("chain", "draw", OBS_DIM),
+                coords={"chain": post.chain, "draw": post.draw, OBS_DIM: layout.coords[OBS_DIM]},
+            )
+        }
+    )
+    idata.add_groups(log_likelihood=lik)
+    return idata

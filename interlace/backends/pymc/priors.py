@@ -1,0 +1,187 @@
+"""Priors of the PyMC backend: weakly informative defaults scaled to the data, and overrides.
+
+With s_y the SD of the response (offset removed), s_j the SD of fixed-effect column j and s_c
+the SD of random-effect column c (1 for an intercept), the defaults are
+
+- fixed effects: with an intercept the predictors are centred, the intercept at the predictor
+  means gets Normal(mean(y), 2.5 s_y), each slope Normal(0, 2.5 s_y / s_j);
+- residual SD σ: HalfStudentT(ν = 4, s_y);
+- SD of each random-effect column: HalfNormal(2.5 s_y / s_c);
+- correlations of a vector term (1 + x | g): LKJ(η = 1), uniform over correlation matrices.
+
+``priors=`` overrides any of them: keys are fixed-effect names (``"(Intercept)"`` is the
+intercept at the predictor means), ``"sigma"``, a group (``"Subject"``: every SD of that
+group) or ``"group:column"`` (one SD), and ``"eta"`` (a number, the LKJ shape); values are
+:class:`Prior` objects such as ``Prior("StudentT", nu=3, mu=0, sigma=10)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...design import DesignMatrices, TermBlock
+
+__all__ = ["Prior", "PriorSet", "default_priors", "resolve_priors", "term_columns", "POSITIVE_FAMILIES"]
+
+POSITIVE_FAMILIES = (
+    "HalfNormal",
+    "HalfStudentT",
+    "HalfCauchy",
+    "Exponential",
+    "Gamma",
+    "InverseGamma",
+    "LogNormal",
+    "Weibull",
+    "ChiSquared",
+    "HalfFlat",
+)
+
+
+class Prior:
+    """A PyMC distribution by name with its parameters, e.g. ``Prior("Normal", mu=0, sigma=5)``."""
+
+    def __init__(self, dist: str, **params: Any):
+        if not isinstance(dist, str):
+            raise TypeError(f"Prior takes the name of a PyMC distribution, e.g. 'Normal', got {dist!r}")
+        self.dist = dist
+        self.params = {k: v for k, v in params.items()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"Prior({self.dist!r}{', ' if args else ''}{args})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Prior) and self.dist == other.dist and self.params == other.params
+
+    def family(self):
+        """The PyMC distribution class; ValueError if PyMC has no such distribution."""
+        import pymc as pm
+
+        cls = getattr(pm, self.dist, None)
+        if not (isinstance(cls, type) and issubclass(cls, pm.Continuous)):
+            raise ValueError(
+                f"{self!r}: {self.dist!r} is not a continuous PyMC distribution "
+                "(use a name such as 'Normal', 'StudentT', 'HalfNormal')"
+            )
+        return cls
+
+
+@dataclass
+class PriorSet:
+    """The priors of one model, resolved per coefficient, per random-effect column and for σ."""
+
+    fixed: dict[str, Prior]
+    sigma: Prior
+    sd: dict[str, Prior]  # key "group:column"
+    eta: float = 1.0
+    center: bool = False  # intercept present: predictors centred
+    x_means: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    intercept: int | None = None
+
+
+def term_columns(design: DesignMatrices, t: TermBlock) -> np.ndarray:
+    """The n × k model matrix of one random-effects term, recovered from Z."""
+    coo = design.Z[:, t.z_start : t.z_start + t.q].tocoo()
+    out = np.zeros((design.n, t.k))
+    out[coo.row, coo.col % t.k] = coo.data
+    return out
+
+
+def _scale(x: np.ndarray) -> float:
+    """SD of a column, or its root mean square if it is constant (1 for an intercept)."""
+    s = float(np.std(x))
+    if s <= 1e-12 * max(1.0, float(np.max(np.abs(x)))):
+        s = float(np.sqrt(np.mean(x * x)))
+    return s if s > 0 else 1.0
+
+
+def sd_key(group: str, column: str) -> str:
+    return f"{group}:{column}"
+
+
+def default_priors(design: DesignMatrices) -> PriorSet:
+    """The documented weakly informative defaults for ``design`` (see the module docstring)."""
+    yc = design.y - design.offset
+    s_y = float(np.std(yc))
+    if not s_y > 0:
+        s_y = max(1.0, float(np.abs(yc).mean()))
+    X = design.X
+    ones = [j for j in range(X.shape[1]) if np.all(X[:, j] == 1.0)]
+    intercept = ones[0] if ones else None
+    means = X.mean(axis=0)
+    fixed: dict[str, Prior] = {}
+    for j, name in enumerate(design.X_names):
+        if j == intercept:
+            fixed[name] = Prior("Normal", mu=float(np.mean(yc)), sigma=2.5 * s_y)
+        else:
+            fixed[name] = Prior("Normal", mu=0.0, sigma=2.5 * s_y / _scale(X[:, j]))
+    sd: dict[str, Prior] = {}
+    for t in design.terms:
+        cols = term_columns(design, t)
+        for c, col in enumerate(t.columns):
+            sd[sd_key(t.group, col)] = Prior("HalfNormal", sigma=2.5 * s_y / _scale(cols[:, c]))
+    return PriorSet(
+        fixed=fixed,
+        sigma=Prior("HalfStudentT", nu=4.0, sigma=s_y),
+        sd=sd,
+        eta=1.0,
+        center=intercept is not None,
+        x_means=means,
+        intercept=intercept,
+    )
+
+
+def _check_prior(key: str, value, positive: bool) -> Prior:
+    if not isinstance(value, Prior):
+        raise TypeError(
+            f"priors[{key!r}] must be interlace.Prior(...), e.g. Prior('Normal', mu=0, sigma=10); "
+            f"got {value!r}"
+        )
+    value.family()
+    if positive and value.dist not in POSITIVE_FAMILIES:
+        raise ValueError(
+            f"priors[{key!r}] = {value!r} is a prior for a standard deviation and needs positive "
+            f"support: use one of {list(POSITIVE_FAMILIES)}"
+        )
+    return value
+
+
+def resolve_priors(design: DesignMatrices, priors: dict | None) -> PriorSet:
+    """Defaults with the user's ``priors=`` overrides applied; unknown keys raise KeyError."""
+    ps = default_priors(design)
+    if priors is None:
+        return ps
+    if not isinstance(priors, dict):
+        raise TypeError(
+            f"priors= must be a dict such as {{'sigma': Prior('HalfNormal', sigma=10)}}, got {priors!r}"
+        )
+    groups = {t.group for t in design.terms}
+    for key, value in priors.items():
+        if key == "eta":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(
+                    f"priors['eta'] is the LKJ shape and must be a positive number, got {value!r}"
+                )
+            ps.eta = float(value)
+        elif key in ps.fixed:
+            ps.fixed[key] = _check_prior(key, value, positive=False)
+        elif key == "sigma":
+            ps.sigma = _check_prior(key, value, positive=True)
+        elif key in ps.sd:
+            ps.sd[key] = _check_prior(key, value, positive=True)
+        elif key in groups:
+            prior = _check_prior(key, value, positive=True)
+            for k in ps.sd:
+                if k.startswith(f"{key}:") and k[len(key) + 1 :] in _group_columns(design, key):
+                    ps.sd[k] = prior
+        else:
+            valid = list(ps.fixed) + ["sigma"] + sorted(groups) + list(ps.sd) + ["eta"]
+            raise KeyError(f"priors has an unknown key {key!r}; valid keys: {valid}")
+    return ps
+
+
+def _group_columns(design: DesignMatrices, group: str) -> list[str]:
+    return [c for t in design.terms if t.group == group for c in t.columns]

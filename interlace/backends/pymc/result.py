@@ -1,0 +1,212 @@
+"""The PyMC fit as the unified result: posterior summaries in CrossedLMEResult's attributes.
+
+- ``fe_params`` / ``fe_bse``: posterior means / SDs of β; ``fe_cov``: their posterior covariance;
+  ``fe_conf_int(level)``: equal-tailed posterior intervals; ``fe_df`` is infinite.
+- ``scale`` = E[σ²] and ``theta`` chosen so that ``variance_components`` and ``varcov`` are the
+  posterior means of each term's covariance σ²T T' (T = chol(E[σ²TT'] / E[σ²])).
+- ``random_effects``: posterior means of b. ``fittedvalues`` use the posterior means.
+- ``llf``: the (ML) log-likelihood log p(y | θ, σ, β) at those posterior means, so ``aic``/``bic``
+  are defined; for model comparison prefer ``az.loo(result.idata)``.
+- ``idata``: arviz InferenceData (posterior, sample_stats, observed_data, log_likelihood);
+  ``diagnostics``: R-hat and ESS per parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ...design import DesignMatrices, tril_colwise
+from ...result import CrossedLMEResult, FitInfo
+from ...spec import ModelSpec
+from .model import ModelLayout, marginal_density
+from .posterior import posterior_arrays
+from .sampling import Diagnostics
+
+__all__ = ["PyMCResult", "make_result", "variance_draws", "variance_names"]
+
+
+def variance_names(design: DesignMatrices) -> list[str]:
+    """lme4 ``confint`` names of the variance parameters: SDs and correlations per term, sigma."""
+    names = []
+    for t in design.terms:
+        rows, cols = tril_colwise(t.k)
+        for i, j in zip(rows, cols, strict=True):
+            names.append(
+                f"sd_{t.columns[i]}|{t.group}" if i == j else f"cor_{t.columns[j]}.{t.columns[i]}|{t.group}"
+            )
+    return names + ["sigma"]
+
+
+def _term_covariances(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray) -> list[np.ndarray]:
+    """Per term, draws (S, k, k) of σ²TT'."""
+    out = []
+    S = theta.shape[0]
+    for t in design.terms:
+        rows, cols = tril_colwise(t.k)
+        T = np.zeros((S, t.k, t.k))
+        T[:, rows, cols] = theta[:, t.theta_slice]
+        T *= sigma[:, None, None]
+        out.append(T @ np.swapaxes(T, 1, 2))
+    return out
+
+
+def variance_draws(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Draws (S, len(variance_names)) of the SDs, correlations and σ."""
+    cols = []
+    for t, C in zip(design.terms, _term_covariances(design, theta, sigma), strict=True):
+        sd = np.sqrt(np.einsum("sii->si", C))
+        rows, cc = tril_colwise(t.k)
+        for i, j in zip(rows, cc, strict=True):
+            if i == j:
+                cols.append(sd[:, i])
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cols.append(np.where(sd[:, i] * sd[:, j] > 0, C[:, i, j] / (sd[:, i] * sd[:, j]), 0.0))
+    cols.append(sigma)
+    return np.column_stack(cols)
+
+
+def _mean_theta(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray, scale: float) -> np.ndarray:
+    """θ with scale·T T' equal to the posterior mean of every term's covariance."""
+    out = np.zeros(design.n_theta)
+    for t, C in zip(design.terms, _term_covariances(design, theta, sigma), strict=True):
+        M = C.mean(axis=0) / scale
+        try:
+            T = np.linalg.cholesky(M)
+        except np.linalg.LinAlgError:  # semidefinite: factor through the eigen-decomposition
+            w, V = np.linalg.eigh(M)
+            _, R = np.linalg.qr((V * np.sqrt(np.clip(w, 0, None))).T)
+            T = R.T * np.sign(np.where(np.diag(R) == 0, 1.0, np.diag(R)))
+        rows, cols = tril_colwise(t.k)
+        out[t.theta_slice] = T[rows, cols]
+    return out
+
+
+class PyMCResult(CrossedLMEResult):
+    """A Bayesian fit: the unified result plus the posterior (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec,
+        design,
+        info,
+        *,
+        n_dropped=0,
+        idata=None,
+        beta_draws=None,
+        variance_draws=None,
+        diagnostics: Diagnostics | None = None,
+        layout: ModelLayout | None = None,
+    ):
+        super().__init__(spec, design, info, backend="pymc", n_dropped=n_dropped, idata=idata)
+        self._beta_draws = beta_draws
+        self._var_draws = variance_draws
+        self.diagnostics = None if diagnostics is None else diagnostics.table
+        self.layout = layout
+
+    @property
+    def fe_draws(self) -> pd.DataFrame:
+        """Posterior draws of β, one column per coefficient (chains stacked)."""
+        return pd.DataFrame(self._beta_draws, columns=self.fe_params.index)
+
+    @property
+    def variance_draws(self) -> pd.DataFrame:
+        """Posterior draws of the SDs, correlations and σ (lme4 ``confint`` names)."""
+        return pd.DataFrame(self._var_draws, columns=variance_names(self.design))
+
+    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """Equal-tailed posterior intervals of the fixed effects."""
+        lo, hi = _quantiles(self._beta_draws, level)
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=self.fe_params.index)
+
+    def confint(self, method: str = "quantile", level: float = 0.95, **_ignored) -> pd.DataFrame:
+        """Equal-tailed posterior intervals for the variance parameters and the fixed effects,
+        in the layout of the REML fit's ``confint``."""
+        if method != "quantile":
+            raise ValueError(
+                f"a PyMC fit has posterior intervals: use method='quantile' (got {method!r}; "
+                "profile, Wald and bootstrap intervals belong to backend='reml')"
+            )
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, got {level!r}")
+        draws = np.column_stack([self._var_draws, self._beta_draws])
+        lo, hi = _quantiles(draws, level)
+        names = variance_names(self.design) + list(self.fe_params.index)
+        return pd.DataFrame(
+            {f"{100 * (1 - level) / 2:g} %": lo, f"{100 * (1 + level) / 2:g} %": hi}, index=names
+        )
+
+    def summary(self):
+        from .report import BayesSummary
+
+        return BayesSummary(self)
+
+    def __repr__(self) -> str:
+        info = self.optimizer_info
+        return (
+            f"<CrossedLMEResult {self.spec.formula!r} backend=pymc sampler={info.get('sampler')} "
+            f"{info.get('chains')}×{info.get('draws')} draws nobs={self.nobs}>"
+        )
+
+
+def _quantiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    a = (1.0 - level) / 2.0
+    return np.quantile(draws, a, axis=0), np.quantile(draws, 1.0 - a, axis=0)
+
+
+def make_result(
+    spec: ModelSpec,
+    design: DesignMatrices,
+    layout: ModelLayout,
+    idata,
+    diag: Diagnostics,
+    converged: bool,
+    sampler_info: dict,
+    n_dropped: int = 0,
+) -> PyMCResult:
+    """Posterior summaries → FitInfo → :class:`PyMCResult`."""
+    beta_d = posterior_arrays(idata, "beta")
+    sigma_d = posterior_arrays(idata, "sigma").astype(float)
+    theta_d = posterior_arrays(idata, "theta")
+    beta = beta_d.mean(axis=0)
+    cov_beta = np.atleast_2d(np.cov(beta_d, rowvar=False))
+    scale = float(np.mean(sigma_d**2))
+    theta = _mean_theta(design, theta_d, sigma_d, scale)
+    b = np.zeros(design.q)
+    for g, idx in layout.groups.items():
+        arr = idata.posterior[f"b_{g}"].to_numpy()
+        mean = arr.reshape((-1,) + arr.shape[2:]).mean(axis=0)  # levels × effects
+        col = 0
+        for i in idx:
+            t = design.terms[i]
+            b[t.z_start : t.z_start + t.q] = mean[:, col : col + t.k].ravel()
+            col += t.k
+    fitted = design.X @ beta + design.Z @ b + design.offset
+    lmm = layout.lmm if layout.lmm is not None else marginal_density(design)
+    llf = float(lmm.logp(theta, np.sqrt(scale), beta))
+    info = FitInfo(
+        theta=theta,
+        beta=beta,
+        b=b,
+        scale=scale,
+        llf=llf,
+        cov_beta=cov_beta,
+        fe_df=np.full(design.p, np.inf),
+        fitted=fitted,
+        resid=design.y - fitted,
+        converged=converged,
+        is_singular=False,
+        optimizer_info=dict(sampler_info),
+    )
+    return PyMCResult(
+        spec,
+        design,
+        info,
+        n_dropped=n_dropped,
+        idata=idata,
+        beta_draws=beta_d,
+        variance_draws=variance_draws(design, theta_d, sigma_d),
+        diagnostics=diag,
+        layout=layout,
+    )
