@@ -127,12 +127,27 @@ def _demo() -> int:
     from interlace import datasets
 
     df = datasets.load("sleepstudy")
-    print("interlace demo: sleepstudy, Reaction ~ Days + (Days | Subject), REML\n")
+    model = dict(formula="Reaction ~ Days", data=df, random=["(Days | Subject)"])
+    print("interlace demo: sleepstudy, Reaction ~ Days + (Days | Subject)\n")
+    print("== REML (backend='reml') ==")
     t0 = time.perf_counter()
-    r = interlace.fit("Reaction ~ Days", data=df, random=["(Days | Subject)"])
+    reml = interlace.fit(**model)
     dt = time.perf_counter() - t0
-    print(r.summary())
-    print(f"\nfitted in {dt:.3f} s ({r.optimizer_info['n_evals']} deviance evaluations)")
+    print(reml.summary())
+    print(f"\nfitted in {dt:.3f} s ({reml.optimizer_info['n_evals']} deviance evaluations)\n")
+    print("== Bayesian (backend='pymc': NUTS, 2 chains x 500 draws) ==")
+    t0 = time.perf_counter()
+    try:
+        bayes = interlace.fit(**model, backend="pymc", chains=2, draws=500, tune=500, random_seed=1,
+                              progressbar=False)
+    except ImportError as ex:
+        print(f"(skipped: the PyMC backend needs the 'pymc' extra: {ex})")
+        return 0
+    dt = time.perf_counter() - t0
+    print(bayes.summary())
+    print(f"\nsampled in {dt:.1f} s\n")
+    print("== compare(reml, pymc) ==")
+    print(interlace.compare(reml, bayes).round(3).to_string())
     return 0
 
 
@@ -142,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="fit a bundled data set and print the lme4-style summary")
+    sub.add_parser("demo", help="fit a bundled data set with REML and with PyMC, and compare")
     f = sub.add_parser("fit", help="fit a model to a CSV or Parquet file", epilog=SECURITY_NOTE)
     f.add_argument("data", help="a .csv, .tsv or .parquet file")
     f.add_argument("--formula", required=True, help='fixed effects, e.g. "y ~ x" (lme4 terms allowed)')

@@ -100,3 +100,13 @@ def test_demo_shows_a_fit():
     out = run("demo")
     assert out.returncode == 0, out.stderr
     assert "Random effects" in out.stdout and "Subject" in out.stdout and "Days" in out.stdout
+
+
+def test_glmer_through_the_cli(tmp_path):
+    if FIXTURES is None:
+        pytest.skip("reference fixtures not found")
+    out = run("fit", str(FIXTURES / "data" / "cbpp.csv"), "--model", "glmer", "--family", "binomial",
+              "--formula", "prop ~ C(period)", "--groups", "herd", "--weights", "size", "--output", "json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["fixed_effects"]["(Intercept)"]["estimate"] == pytest.approx(-1.3985, abs=1e-3)

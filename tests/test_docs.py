@@ -28,7 +28,7 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
 
 def test_every_api_page_exists():
     names = {p.stem for p in PAGES}
-    assert {
+    expected = {
         "fit",
         "result",
         "predict",
@@ -36,4 +36,12 @@ def test_every_api_page_exists():
         "kenward_roger",
         "model-comparison",
         "random-slopes",
-    } <= names
+        "glmer",
+        "clmm",
+        "coxme",
+        "pymc",
+        "bayesian-vs-frequentist",
+        "performance",
+        "after-fit",
+    }
+    assert expected <= names

@@ -68,3 +68,18 @@ def test_to_frame_pandas_and_polars(fit):
     t2 = rp.to_frame()
     assert isinstance(t2, pl.DataFrame)
     np.testing.assert_allclose(t2["estimate"].to_numpy(), table["estimate"].to_numpy(), rtol=1e-8)
+
+
+def test_penicillin_summary_lists_both_groups_and_says_reml():
+    r = interlace.fit("diameter ~ 1", datasets.load("penicillin"), groups=["plate", "sample"])
+    text = str(r.summary())
+    assert "REML" in text
+    assert "plate" in text and "sample" in text and "Residual" in text
+    assert "Number of obs: 144" in text
+    assert repr(r).startswith("<CrossedLMEResult") and len(repr(r)) < 200
+
+
+def test_verbose_reports_progress(capsys):
+    interlace.fit("Reaction ~ Days", datasets.load("sleepstudy"), groups="Subject", verbose=True)
+    err = capsys.readouterr().err
+    assert "evaluation" in err and "done after" in err

@@ -231,8 +231,11 @@ def test_residual_correlation_matches_nlme(case):
         assert_rel([math.sqrt(r.variance_components[grp])], [sd], 2e-3, f"sd {grp}")
     assert np.all(np.isfinite(r.fe_df)) and np.all(r.fe_df > 0)
     b = interlace.fit(
-        case["interlace"]["formula"], load_data(case), correlation=_structure(case["interlace"]["correlation"]),
-        optimizer="bobyqa", **kw,
+        case["interlace"]["formula"],
+        load_data(case),
+        correlation=_structure(case["interlace"]["correlation"]),
+        optimizer="bobyqa",
+        **kw,
     )
     assert_rel([b.llf], [r.llf], 1e-7, "loglik lbfgsb vs bobyqa")
 
