@@ -80,6 +80,36 @@ def _check_response(fixed: str, frame: pd.DataFrame) -> None:
             )
 
 
+def _prepare_rows(data, fixed: str, terms, weights, offset, correlation=None):
+    """Check the columns, drop incomplete rows, and align weights/offset with the kept rows.
+
+    Returns the model frame and ``{"weights": array | None, "offset": array | None}``.
+    """
+    columns = column_names(data)
+    _check_variables(fixed, terms, columns)
+    used = _used_columns([fixed] + [t.expr for t in terms] + [t.group for t in terms], columns)
+    if correlation is not None:
+        missing = [c for c in correlation.columns() if c not in columns]
+        if missing:
+            raise KeyError(f"correlation column(s) {missing} are not in data; available: {columns[:20]}")
+        used += correlation.columns()
+    arrays = {}
+    for name, value in (("weights", weights), ("offset", offset)):
+        if isinstance(value, str):
+            _row_array(name, value, data, columns)
+            used.append(value)
+        else:
+            arrays[name] = _row_array(name, value, data, columns)
+    mf = model_frame(data, list(dict.fromkeys(used)), arrays)
+    _check_response(fixed, mf.data)
+    rows = {
+        name: (mf.data[value].to_numpy(dtype=float) if isinstance(value, str) else
+               (None if arrays.get(name) is None else arrays[name][mf.keep]))
+        for name, value in (("weights", weights), ("offset", offset))
+    }
+    return mf, rows
+
+
 def fit(
     formula: str,
     data,
@@ -147,29 +177,8 @@ def fit(
             "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
             "without random effects use ordinary least squares)"
         )
-    columns = column_names(data)
-    _check_variables(fixed, terms, columns)
-    used = _used_columns([fixed] + [t.expr for t in terms] + [t.group for t in terms], columns)
-    if correlation is not None:
-        missing = [c for c in correlation.columns() if c not in columns]
-        if missing:
-            raise KeyError(f"correlation column(s) {missing} are not in data; available: {columns[:20]}")
-        used += correlation.columns()
-    arrays = {}
-    for name, value in (("weights", weights), ("offset", offset)):
-        if isinstance(value, str):
-            _row_array(name, value, data, columns)
-            used.append(value)
-        else:
-            arrays[name] = _row_array(name, value, data, columns)
-    mf = model_frame(data, list(dict.fromkeys(used)), arrays)
+    mf, row_values = _prepare_rows(data, fixed, terms, weights, offset, correlation)
     frame = mf.data
-    _check_response(fixed, frame)
-    row_values = {
-        name: (frame[value].to_numpy(dtype=float) if isinstance(value, str) else
-               (None if arrays.get(name) is None else arrays[name][mf.keep]))
-        for name, value in (("weights", weights), ("offset", offset))
-    }
     spec = ModelSpec(
         formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
         df_method=df_method, has_weights=weights is not None, has_offset=offset is not None,
@@ -235,24 +244,8 @@ def glmer(
         raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
     if nAGQ > 1 and (len(terms) != 1 or terms[0].expr.replace(" ", "") not in ("1",)):
         raise ValueError("nAGQ > 1 needs a single scalar random-effects term such as (1 | g)")
-    columns = column_names(data)
-    _check_variables(fixed, terms, columns)
-    used = _used_columns([fixed] + [t.expr for t in terms] + [t.group for t in terms], columns)
-    arrays = {}
-    for name, value in (("weights", weights), ("offset", offset)):
-        if isinstance(value, str):
-            _row_array(name, value, data, columns)
-            used.append(value)
-        else:
-            arrays[name] = _row_array(name, value, data, columns)
-    mf = model_frame(data, list(dict.fromkeys(used)), arrays)
+    mf, rows = _prepare_rows(data, fixed, terms, weights, offset)
     frame = mf.data
-    _check_response(fixed, frame)
-    rows = {
-        name: (frame[value].to_numpy(dtype=float) if isinstance(value, str) else
-               (None if arrays.get(name) is None else arrays[name][mf.keep]))
-        for name, value in (("weights", weights), ("offset", offset))
-    }
     spec = ModelSpec(
         formula=formula, fixed=fixed, random=tuple(terms), method="ML", family=fam.name, optimizer=optimizer,
         has_weights=weights is not None, has_offset=offset is not None,

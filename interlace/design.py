@@ -130,6 +130,16 @@ class DesignMatrices:
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         return [t.T(theta) for t in self.terms]
 
+    def lambda_dense(self, theta: np.ndarray) -> np.ndarray:
+        """Λ(θ) as a dense q × q array (for the q-sized algebra of KR, condVar and influence)."""
+        lam = np.zeros((self.q, self.q))
+        for t in self.terms:
+            T = t.T(theta)
+            for lv in range(t.m):
+                s0 = t.z_start + lv * t.k
+                lam[s0 : s0 + t.k, s0 : s0 + t.k] = T
+        return lam
+
     def covariances(self, theta: np.ndarray, scale: float) -> list[np.ndarray]:
         """Σ_term = σ² T T' for each term."""
         return [scale * (T @ T.T) for T in self.lambdas(theta)]

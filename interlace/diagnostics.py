@@ -69,12 +69,7 @@ def _precision_parts(result, max_q: int = 20000):
     s2 = result.scale
     WZ = d.Z.multiply(w[:, None]).tocsr()
     D = (d.Z.T @ WZ).toarray()
-    Lam = np.zeros((d.q, d.q))
-    for t in d.terms:
-        T = t.T(result.theta)
-        for lv in range(t.m):
-            s0 = t.z_start + lv * t.k
-            Lam[s0 : s0 + t.k, s0 : s0 + t.k] = T
+    Lam = d.lambda_dense(result.theta)
     B = Lam @ np.linalg.solve(Lam.T @ D @ Lam + np.eye(d.q), Lam.T)
     y = d.y - d.offset
 

@@ -68,7 +68,7 @@ def kenward_roger(
     WZ = Z.multiply(w[:, None]).tocsc()
     WX = X * w[:, None]
     D = (Z.T @ WZ).toarray()  # Z'WZ
-    Lam = _lambda_dense(design, theta)
+    Lam = design.lambda_dense(theta)
     C = Lam.T @ D @ Lam + np.eye(design.q)
     cf = sla.cho_factor(C, lower=True, check_finite=False)
     B = Lam @ sla.cho_solve(cf, Lam.T, check_finite=False)  # Λ C⁻¹ Λ'
@@ -140,16 +140,6 @@ def kenward_roger(
     U = (U + U.T) / 2
     phi_adj = phi + 2 * phi @ U @ phi
     return KRAdjustment(phi=phi, phi_adj=phi_adj, P=P, W=Wm)
-
-
-def _lambda_dense(design: DesignMatrices, theta: np.ndarray) -> np.ndarray:
-    Lam = np.zeros((design.q, design.q))
-    for t in design.terms:
-        T = t.T(theta)
-        for lv in range(t.m):
-            s = t.z_start + lv * t.k
-            Lam[s : s + t.k, s : s + t.k] = T
-    return Lam
 
 
 def kr_df(adj: KRAdjustment, L: np.ndarray) -> float:

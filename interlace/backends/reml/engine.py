@@ -103,12 +103,7 @@ class REMLEngine:
         if d.correlation is not None:
             z = next(self._corr_z())
             Zw = (d.correlation.whitener(z, d.corr_layout)[0] @ Zw).tocsc()
-        Lam = np.zeros((d.q, d.q))
-        for t in d.terms:
-            T = t.T(e.theta)
-            for lv in range(t.m):
-                s0 = t.z_start + lv * t.k
-                Lam[s0 : s0 + t.k, s0 : s0 + t.k] = T
+        Lam = d.lambda_dense(e.theta)
         C = Lam.T @ (Zw.T @ Zw).toarray() @ Lam + np.eye(d.q)
         V = e.scale * Lam @ np.linalg.solve(C, Lam.T)
         out: dict[str, list[np.ndarray]] = {}
