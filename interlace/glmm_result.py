@@ -11,11 +11,12 @@ from .families import Family
 from .frames import to_pandas
 from .result import CrossedLMEResult, FitInfo, _new_fixed_matrix, _new_random_part
 from .spec import ModelSpec
+from .wald import WaldZ
 
 __all__ = ["GLMMResult"]
 
 
-class GLMMResult(CrossedLMEResult):
+class GLMMResult(WaldZ, CrossedLMEResult):
     """A fitted GLMM. Like :class:`CrossedLMEResult`, with ``family``, Wald z tests, no σ.
 
     ``fittedvalues`` are on the response scale (μ̂); ``resid`` are response residuals y − μ̂;
@@ -40,15 +41,6 @@ class GLMMResult(CrossedLMEResult):
     @property
     def n_params(self) -> int:
         return self.design.p + self.design.n_theta
-
-    @property
-    def fe_zvalues(self) -> pd.Series:
-        return (self.fe_params / self.fe_bse).rename("z_value")
-
-    @property
-    def fe_pvalues(self) -> pd.Series:
-        z = np.abs(self.fe_zvalues.to_numpy())
-        return pd.Series(2 * stats.norm.sf(z), index=self.fe_params.index, name="p_value")
 
     def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
         q = stats.norm.ppf(0.5 + level / 2)

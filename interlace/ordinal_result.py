@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from .wald import WaldZ
 
 __all__ = ["OrdinalResult"]
 
 
-class OrdinalResult:
+class OrdinalResult(WaldZ):
     """Thresholds α, effects β (positive β shifts responses to higher categories), σ of the
     random intercept, conditional modes, log-likelihood (Laplace), and predictions."""
 
@@ -50,16 +51,6 @@ class OrdinalResult:
         }
         self.llf, self.nobs, self.n_dropped = float(loglik), int(nobs), int(n_dropped)
         self._fixed_spec = fixed_spec
-
-    @property
-    def fe_zvalues(self) -> pd.Series:
-        return (self.fe_params / self.fe_bse).rename("z_value")
-
-    @property
-    def fe_pvalues(self) -> pd.Series:
-        return pd.Series(
-            2 * stats.norm.sf(np.abs(self.fe_zvalues)), index=self.fe_params.index, name="p_value"
-        )
 
     @property
     def n_params(self) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from .wald import WaldZ
 
 __all__ = ["SurvivalResult"]
 
 
-class SurvivalResult:
+class SurvivalResult(WaldZ):
     """Log hazard ratios β, their SEs and Wald tests, the frailty variance, the frailties
     (conditional modes), and the integrated / null log partial likelihoods."""
 
@@ -50,16 +51,6 @@ class SurvivalResult:
     @property
     def hazard_ratios(self) -> pd.Series:
         return np.exp(self.fe_params).rename("hazard_ratio")
-
-    @property
-    def fe_zvalues(self) -> pd.Series:
-        return (self.fe_params / self.fe_bse).rename("z_value")
-
-    @property
-    def fe_pvalues(self) -> pd.Series:
-        return pd.Series(
-            2 * stats.norm.sf(np.abs(self.fe_zvalues)), index=self.fe_params.index, name="p_value"
-        )
 
     @property
     def n_params(self) -> int:
