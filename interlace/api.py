@@ -219,9 +219,10 @@ def glmer(
     """Fit a generalized linear mixed model by the Laplace approximation (lme4's ``glmer``).
 
     g(E[y | b]) = Xβ + Zb + offset, b ~ N(0, ΛΛ'). ``family`` is ``"binomial"`` (0/1, or
-    proportions with ``weights`` = trials) or ``"poisson"``, with its canonical link unless
-    ``link=`` says otherwise. ``nAGQ=1`` is the Laplace approximation, ``nAGQ=0`` the faster
-    first stage only, ``nAGQ>1`` adaptive Gauss–Hermite (one scalar random-effects term).
+    proportions with ``weights`` = trials), ``"poisson"``, ``"Gamma"`` or ``"negative_binomial"``
+    (NB2, θ estimated as lme4's ``glmer.nb``), with its canonical link unless ``link=`` says
+    otherwise. ``nAGQ=1`` is the Laplace approximation, ``nAGQ=0`` the faster first stage only,
+    ``nAGQ>1`` adaptive Gauss–Hermite (one scalar random-effects term; not for Gamma).
     """
     from .backends.reml.glmm import fit_glmm
     from .families import get_family
@@ -242,6 +243,8 @@ def glmer(
     terms = parse_random(groups_to_terms(groups) + random_specs + inline)
     if not terms:
         raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
+    if nAGQ > 1 and fam.has_scale:
+        raise ValueError("nAGQ > 1 is not available for the Gamma family; use nAGQ=1 (Laplace)")
     if nAGQ > 1 and (len(terms) != 1 or terms[0].expr.replace(" ", "") not in ("1",)):
         raise ValueError("nAGQ > 1 needs a single scalar random-effects term such as (1 | g)")
     mf, rows = _prepare_rows(data, fixed, terms, weights, offset)
@@ -254,12 +257,13 @@ def glmer(
     fam.validate(design.y, np.ones(design.n) if design.weights is None else design.weights, design.response)
     est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer)
     info = FitInfo(
-        theta=est.theta, beta=est.beta, b=est.b, scale=1.0, llf=-0.5 * est.deviance, cov_beta=est.cov_beta,
+        theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=-0.5 * est.deviance,
+        cov_beta=est.cov_beta,
         fe_df=np.full(design.p, np.inf), fitted=est.mu, resid=design.y - est.mu, converged=est.converged,
         is_singular=est.is_singular,
         optimizer_info={"optimizer": optimizer, "n_evals": est.n_evals, "message": est.message},
     )
-    result = GLMMResult(spec, design, info, fam, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
+    result = GLMMResult(spec, design, info, est.family, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
     result.input_namespace = mf.native_namespace
     result.model_frame = frame
     return result

@@ -127,6 +127,14 @@ class DesignMatrices:
             out.extend((r == c).astype(float))
         return np.asarray(out, dtype=float)
 
+    def draw_b(self, theta: np.ndarray, rng: np.random.Generator, sd: float = 1.0) -> np.ndarray:
+        """New random effects b = sd · Λ(θ)u, u ~ N(0, I): one draw for every level of every term."""
+        b = np.zeros(self.q)
+        for t in self.terms:
+            u = rng.standard_normal((t.m, t.k))
+            b[t.z_start : t.z_start + t.q] = (sd * u @ t.T(theta).T).ravel()
+        return b
+
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         return [t.T(theta) for t in self.terms]
 

@@ -71,22 +71,64 @@ LINKS = ("logit", "probit", "cloglog", "log", "inverse", "identity")
 
 @dataclass(frozen=True)
 class Family:
-    """``binomial`` (proportions with weights = trials, or 0/1) or ``poisson``."""
+    """``binomial`` (0/1, or proportions with weights = trials), ``poisson``, ``Gamma`` or
+    ``negative_binomial`` (NB2: V(μ) = μ + μ²/θ; ``nb_theta`` None while θ is being estimated)."""
 
     name: str
     link: Link
+    nb_theta: float | None = None
+
+    @property
+    def has_scale(self) -> bool:
+        """A dispersion estimated outside the Laplace term (lme4's ``useSc``): Gamma only."""
+        return self.name == "Gamma"
 
     def variance(self, mu: np.ndarray) -> np.ndarray:
         if self.name == "binomial":
             return np.maximum(mu * (1 - mu), _EPS)
+        if self.name == "Gamma":
+            return np.maximum(mu**2, _EPS)
+        if self.name == "negative_binomial":
+            return np.maximum(mu + mu**2 / self._theta(), _EPS)
         return np.maximum(mu, _EPS)
 
+    def _theta(self) -> float:
+        if self.nb_theta is None:
+            raise ValueError("the negative binomial θ is not set")
+        return float(self.nb_theta)
+
+    def deviance(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
+        """Σ wᵢ d(yᵢ, μᵢ), the unit deviances of the family (R's ``dev.resids`` summed)."""
+        if self.name == "Gamma":
+            return float(2 * np.sum(w * (-np.log(y / mu) + (y - mu) / mu)))
+        if self.name == "negative_binomial":
+            th = self._theta()
+            ylogy = special.xlogy(y, y / mu)
+            return float(2 * np.sum(w * (ylogy - (y + th) * np.log((y + th) / (mu + th)))))
+        return -2.0 * self.loglik(y, mu, w) + 2.0 * self.loglik(y, np.clip(y, _EPS, None), w)
+
     def loglik(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
-        """Σ log f(yᵢ | μᵢ): binomial with wᵢ trials (y a proportion), or Poisson counts."""
+        """Σ log f(yᵢ | μᵢ): binomial with wᵢ trials (y a proportion), Poisson or NB counts with
+        prior weights; Gamma with lme4's dispersion Σ wᵢ d(yᵢ, μᵢ) / Σ wᵢ."""
         if self.name == "binomial":
             k = np.round(y * w)
             return float(np.sum(stats.binom.logpmf(k, np.round(w), mu)))
+        if self.name == "Gamma":
+            disp = self.deviance(y, mu, w) / np.sum(w)
+            return float(np.sum(w * stats.gamma.logpdf(y, 1 / disp, scale=mu * disp)))
+        if self.name == "negative_binomial":
+            th = self._theta()
+            return float(np.sum(w * stats.nbinom.logpmf(y, th, th / (th + mu))))
         return float(np.sum(w * stats.poisson.logpmf(y, mu)))
+
+    def laplace_deviance(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
+        """The data term of the Laplace criterion: −2 log f, plus 2 for the Gamma dispersion
+        (lme4 uses R's ``family$aic`` there, which counts it)."""
+        return -2.0 * self.loglik(y, mu, w) + (2.0 if self.has_scale else 0.0)
+
+    def pirls_deviance(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
+        """What PIRLS minimises with ‖u‖²: −2 log f, or for Gamma the deviance (as lme4)."""
+        return self.deviance(y, mu, w) if self.has_scale else -2.0 * self.loglik(y, mu, w)
 
     def validate(self, y: np.ndarray, w: np.ndarray, response: str) -> None:
         if self.name == "binomial":
@@ -100,33 +142,72 @@ class Family:
                     f"binomial response {response!r} times its weights must be whole numbers of "
                     "successes: give proportions with weights = trials"
                 )
-        elif self.name == "poisson":
+        elif self.name in ("poisson", "negative_binomial"):
             if np.any(y < 0) or np.any(np.abs(y - np.round(y)) > 1e-8):
-                raise ValueError(f"poisson response {response!r} must be non-negative counts")
+                raise ValueError(f"{self.name} response {response!r} must be non-negative counts")
+        elif self.name == "Gamma" and np.any(y <= 0):
+            raise ValueError(
+                f"Gamma response {response!r} must be positive; found {int(np.sum(y <= 0))} values <= 0"
+            )
 
     def start_mu(self, y: np.ndarray) -> np.ndarray:
         if self.name == "binomial":
             return (
                 np.clip((y + 0.5) / 2, 0.05, 0.95) if np.all((y == 0) | (y == 1)) else np.clip(y, 0.05, 0.95)
             )
+        if self.name == "Gamma":
+            return np.asarray(y, dtype=float)
         return np.maximum(y, 0.1) + 0.1
 
+    def sample(self, mu: np.ndarray, w: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+        """Responses drawn given the means: binomial proportions out of wᵢ trials, Poisson or NB2
+        counts, Gamma with shape 1/σ² (``scale`` = σ², so Var = σ²μ²)."""
+        if self.name == "binomial":
+            trials = np.round(w).astype(np.int64)
+            return rng.binomial(trials, mu) / np.maximum(trials, 1)
+        if self.name == "Gamma":
+            return rng.gamma(1.0 / scale, mu * scale)
+        if self.name == "negative_binomial":
+            th = self._theta()
+            return rng.negative_binomial(th, th / (th + mu)).astype(float)
+        return rng.poisson(mu).astype(float)
 
-_CANONICAL = {"binomial": "logit", "poisson": "log"}
-_ALIASES = {"binomial": "binomial", "poisson": "poisson", "bernoulli": "binomial"}
+    def with_theta(self, theta: float) -> Family:
+        """The negative binomial family with θ fixed."""
+        return Family(self.name, self.link, float(theta))
+
+    @property
+    def label(self) -> str:
+        if self.name == "negative_binomial" and self.nb_theta is not None:
+            return f"Negative Binomial({self.nb_theta:.4g})"
+        return self.name
+
+
+_CANONICAL = {"binomial": "logit", "poisson": "log", "Gamma": "inverse", "negative_binomial": "log"}
+_ALIASES = {
+    "binomial": "binomial",
+    "bernoulli": "binomial",
+    "poisson": "poisson",
+    "gamma": "Gamma",
+    "negative_binomial": "negative_binomial",
+    "negative.binomial": "negative_binomial",
+    "negbin": "negative_binomial",
+    "nb": "negative_binomial",
+    "nb2": "negative_binomial",
+}
+_NAMES = "binomial, poisson, Gamma, negative_binomial"
 
 
 def get_family(family, link: str | None = None) -> Family:
-    """A :class:`Family` from a name (``"binomial"``, ``"poisson"``) or a Family object."""
+    """A :class:`Family` from a name (``"binomial"``, ``"poisson"``, ``"Gamma"``,
+    ``"negative_binomial"``, case-insensitive) or a Family object; θ of the NB is estimated."""
     if isinstance(family, Family):
-        return family if link is None else Family(family.name, Link(link))
+        return family if link is None else Family(family.name, Link(link), family.nb_theta)
     if not isinstance(family, str):
         raise TypeError(f"family must be a string such as 'binomial' or 'poisson', got {family!r}")
-    key = family.lower()
-    if key in ("gamma", "negative_binomial", "negbin", "nb2"):
-        raise ValueError(f"family {family!r} is not available yet; available: binomial, poisson")
+    key = family.lower().replace(" ", "_")
     if key not in _ALIASES:
-        raise ValueError(f"unknown family {family!r}; available: binomial, poisson")
+        raise ValueError(f"unknown family {family!r}; available: {_NAMES}")
     name = _ALIASES[key]
     link = link or _CANONICAL[name]
     if link not in LINKS:

@@ -17,7 +17,11 @@ __all__ = ["GLMMResult"]
 
 
 class GLMMResult(WaldZ, CrossedLMEResult):
-    """A fitted GLMM. Like :class:`CrossedLMEResult`, with ``family``, Wald z tests, no σ.
+    """A fitted GLMM. Like :class:`CrossedLMEResult`, with ``family``, Wald z tests.
+
+    ``scale`` is 1 except for Gamma, where it is lme4's σ² (Σ Pearson residuals² + ‖u‖²) / n;
+    ``variance_components`` are Var(b) on the link scale, never multiplied by it. A negative
+    binomial's estimated θ is ``family.nb_theta``.
 
     ``fittedvalues`` are on the response scale (μ̂); ``resid`` are response residuals y − μ̂;
     ``predict(type="link")`` gives η̂.
@@ -39,8 +43,14 @@ class GLMMResult(WaldZ, CrossedLMEResult):
         self.linear_predictor = eta
 
     @property
+    def _re_scale(self) -> float:
+        return 1.0  # b = Λu on the link scale: Var(b) = ΛΛ', whatever the family's dispersion
+
+    @property
     def n_params(self) -> int:
-        return self.design.p + self.design.n_theta
+        """β, θ and a family parameter: the Gamma dispersion or the negative binomial θ (as lme4)."""
+        extra = self.family.has_scale or self.family.name == "negative_binomial"
+        return self.design.p + self.design.n_theta + int(extra)
 
     def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
         q = stats.norm.ppf(0.5 + level / 2)
@@ -64,6 +74,24 @@ class GLMMResult(WaldZ, CrossedLMEResult):
             if include_re:
                 eta = eta + _new_random_part(d, frame, self._info.b)
         return eta if type == "link" else self.family.link.inverse(eta)
+
+    def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
+        """Responses drawn from the fitted GLMM, shape (nobs, nsim) (lme4's ``simulate``).
+
+        With ``include_re`` new random effects b ~ N(0, ΛΛ') are drawn for each simulation,
+        otherwise the conditional modes are kept; then y ~ family(g⁻¹(Xβ + Zb + offset)).
+        Binomial responses are proportions of the prior-weight trials, as the fitted response.
+        """
+        rng = np.random.default_rng(seed)
+        d = self.design
+        w = np.ones(d.n) if d.weights is None else d.weights
+        fixed = d.X @ self.fe_params.to_numpy() + d.offset
+        out = np.empty((d.n, int(nsim)))
+        for s in range(int(nsim)):
+            b = d.draw_b(self.theta, rng) if include_re else self._info.b
+            mu = self.family.link.inverse(fixed + d.Z @ b)
+            out[:, s] = self.family.sample(mu, w, rng, self.scale)
+        return out
 
     def summary(self):
         from .summary import GLMMSummary

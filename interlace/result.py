@@ -162,6 +162,11 @@ class CrossedLMEResult:
         return names
 
     @property
+    def _re_scale(self) -> float:
+        """σ², the factor between ΛΛ' and the random-effects covariance (1 for GLMMs)."""
+        return self.scale
+
+    @property
     def variance_components(self) -> dict[str, float | pd.DataFrame]:
         """Term → σ² for a scalar term, or the covariance DataFrame of a vector term's columns.
 
@@ -171,7 +176,7 @@ class CrossedLMEResult:
         out: dict[str, float | pd.DataFrame] = {}
         for name, t in zip(self.term_names(), self.design.terms, strict=True):
             T = t.T(self.theta)
-            S = self.scale * (T @ T.T)
+            S = self._re_scale * (T @ T.T)
             out[name] = float(S[0, 0]) if t.k == 1 else pd.DataFrame(S, index=t.columns, columns=t.columns)
         return out
 
@@ -182,7 +187,7 @@ class CrossedLMEResult:
         for group, terms in self._group_terms().items():
             for t in terms:
                 T = t.T(self.theta)
-                blocks.append(self.scale * (T @ T.T))
+                blocks.append(self._re_scale * (T @ T.T))
                 labels.extend(f"{group}:{c}" for c in t.columns)
         return pd.DataFrame(_block_diag(blocks), index=labels, columns=labels)
 

@@ -116,7 +116,7 @@ class GLMMSummary(ModelSummary):
         )
         lines = [
             f"Generalized linear mixed model fit by maximum likelihood ({approx})",
-            f" Family: {r.family.name}  ( {r.family.link.name} )",
+            f" Family: {r.family.label}  ( {r.family.link.name} )",
             f"Formula: {r.spec.full_formula}",
             f"     AIC      BIC   logLik deviance\n {r.aic:8.2f} {r.bic:8.2f} {r.llf:8.2f} {r.deviance:8.2f}",
             "",
@@ -124,6 +124,8 @@ class GLMMSummary(ModelSummary):
         ]
         rand = self._random_table()
         lines.extend(line for line in rand if not line.lstrip().startswith("Residual"))
+        if r.family.has_scale:
+            lines.append(f"Dispersion (sigma): {np.sqrt(r.scale):.4g}")
         groups = ", ".join(f"{g}, {m}" for g, m in r.ngroups.items())
         lines.append(f"Number of obs: {r.nobs}, groups:  {groups}")
         lines.append("")

@@ -14,11 +14,7 @@ import interlace
 
 CASES = load_cases() + load_cases(EXTRA)
 LMM_CASES = [c for c in CASES if c["interlace"]["fn"] == "fit" and "correlation" not in c["interlace"]]
-NOT_YET = {
-    "glmer": "glmer is the GLMM issue",
-    "clmm": "clmm is the ordinal/frailty issue",
-    "coxme": "coxme is the ordinal/frailty issue",
-}
+# glmer, clmm and coxme cases are checked in test_glmm.py, test_clmm.py and test_coxme.py
 
 
 def norm(name: str) -> str:
@@ -192,13 +188,6 @@ def test_bobyqa_reaches_same_optimum(lmm):
     b = fit_case(case, optimizer="bobyqa")
     assert_rel([b.llf], [r.llf], 1e-7, "loglik lbfgsb vs bobyqa")
     assert_rel(b.fe_params.to_numpy(), r.fe_params.to_numpy(), 1e-5, "fixef lbfgsb vs bobyqa")
-
-
-@pytest.mark.parametrize(
-    "case", [c for c in CASES if c["interlace"]["fn"] in NOT_YET], ids=lambda c: c["name"]
-)
-def test_other_model_families_not_built_yet(case):
-    pytest.skip(f"{case['interlace']['fn']} is not built yet ({NOT_YET[case['interlace']['fn']]})")
 
 
 CORR_CASES = [c for c in CASES if "correlation" in c["interlace"]]

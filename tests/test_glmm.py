@@ -130,7 +130,7 @@ def test_laplace_close_to_adaptive_quadrature():
         (dict(formula="neg ~ x", family="poisson"), ValueError, "non-negative counts"),
         (dict(formula="frac ~ x", family="poisson"), ValueError, "non-negative counts"),
         (dict(formula="y ~ x", family="tweedie"), ValueError, "unknown family"),
-        (dict(formula="y ~ x", family="Gamma"), ValueError, "not available yet"),
+        (dict(formula="neg ~ x", family="Gamma"), ValueError, "must be positive"),
         (dict(formula="y ~ x", family=3), TypeError, "family"),
         (dict(formula="y ~ x", family="poisson", link="logit2"), ValueError, "unknown link"),
         (dict(formula="b ~ x", family="binomial", link="log"), ValueError, "does not keep"),
@@ -154,3 +154,100 @@ def test_glmer_bad_input(kwargs, exc, match):
         warnings.simplefilter("ignore")
         with pytest.raises(exc, match=match):
             interlace.glmer(formula, df, family, **kw)
+
+
+# ---- every glmer reference case (shared fixtures and tests/r/make_glmm_cases.R) ---------------
+from conftest import EXTRA, load_cases  # noqa: E402
+
+GLMER_CASES = [c for c in load_cases() + load_cases(EXTRA) if c["interlace"]["fn"] == "glmer"]
+
+
+def _fit_case(case):
+    df = load_data(case)
+    kw = {k: v for k, v in case["interlace"].items() if k not in ("fn", "formula")}
+    for k in ("weights", "offset"):
+        if k in kw:
+            kw[k] = df[kw[k]].to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a converged fit: no convergence or Hessian warnings
+        return interlace.glmer(case["interlace"]["formula"], df, **kw)
+
+
+def _rel(got, want):
+    want = list(want.values()) if isinstance(want, dict) else want
+    got, want = np.atleast_1d(np.asarray(got, float)), np.atleast_1d(np.asarray(want, float))
+    return float(np.max(np.abs(got - want) / np.abs(want)))
+
+
+@pytest.mark.parametrize("case", [c for c in GLMER_CASES if "tight" in c], ids=lambda c: c["name"])
+def test_gamma_and_negative_binomial_match_lme4(case):
+    """Against glmer / glmer.nb with lme4's defaults at the issue's tolerances, and against the same
+    fits with tight PIRLS and optimizer tolerances ("tight") much more closely."""
+    r = _fit_case(case)
+    assert _rel(r.fe_params, case["fixef"]) < 1e-3
+    assert _rel(r.fe_bse, case["se"]) < 5e-3
+    assert _rel(r.theta, case["theta"]) < 5e-3
+    assert _rel([r.llf], [case["loglik"]]) < 1e-6
+    t = case["tight"]
+    assert _rel(r.fe_params, t["fixef"]) < 2e-5
+    assert _rel(r.fe_bse, t["se"]) < 1e-4
+    assert _rel(r.theta, t["theta"]) < 1e-4
+    assert _rel([r.llf], [t["loglik"]]) < 1e-8
+    assert r.llf >= t["loglik"] - 1e-6  # never a worse optimum than lme4's
+    assert r.n_params == case["df"]
+    assert r.aic == pytest.approx(-2 * r.llf + 2 * case["df"])
+    assert r.bic == pytest.approx(-2 * r.llf + np.log(r.nobs) * case["df"])
+    assert np.sqrt(r.scale) == pytest.approx(t["sigma"], rel=1e-5)
+    if "nb_theta" in t:
+        assert r.family.nb_theta == pytest.approx(t["nb_theta"], rel=1e-4)
+        assert "Negative Binomial(1.898)" in str(r.summary())
+    # variance components are Var(b) = θ² on the link scale, not scaled by the Gamma σ
+    vc = list(r.variance_components.values())
+    np.testing.assert_allclose(vc, np.asarray(r.theta) ** 2, rtol=1e-12)
+
+
+def test_gamma_and_negative_binomial_bad_input():
+    df = pd.DataFrame({"y": [1.0, 2.0, 0.0, 3.0] * 5, "x": np.arange(20.0), "g": list("ab") * 10})
+    with pytest.raises(ValueError, match="Gamma response 'y' must be positive"):
+        interlace.glmer("y ~ x", df, "Gamma", groups="g")
+    neg = df.assign(y=[1.0, -2.0, 0.0, 3.0] * 5)
+    with pytest.raises(ValueError, match="negative_binomial response 'y' must be non-negative counts"):
+        interlace.glmer("y ~ x", neg, "negative_binomial", groups="g")
+    with pytest.raises(ValueError, match="nAGQ > 1 is not available for the Gamma"):
+        interlace.glmer("y ~ x", df.assign(y=df.y + 1), "Gamma", groups="g", nAGQ=5)
+    with pytest.raises(ValueError, match="unknown family 'tweedie'.*Gamma, negative_binomial"):
+        interlace.glmer("y ~ x", df, "tweedie", groups="g")
+
+
+def test_negative_binomial_theta_ml_recovers_the_dispersion():
+    from interlace.backends.reml.negbin import theta_ml
+
+    rng = np.random.default_rng(3)
+    mu = np.exp(rng.normal(1.0, 0.5, 20000))
+    y = rng.negative_binomial(2.5, 2.5 / (2.5 + mu))
+    assert theta_ml(y.astype(float), mu, np.ones(y.size)) == pytest.approx(2.5, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["gamma_log", "negbin_offset"])
+def test_simulate_draws_from_the_fitted_family(name):
+    case = next(c for c in GLMER_CASES if c["name"] == name)
+    r = _fit_case(case)
+    sims = r.simulate(400, seed=1, include_re=False)
+    assert sims.shape == (r.nobs, 400)
+    np.testing.assert_array_equal(sims, r.simulate(400, seed=1, include_re=False))
+    mu = r.fittedvalues.to_numpy() if hasattr(r.fittedvalues, "to_numpy") else r.fittedvalues
+    # conditional on the modes: E[y] = μ̂, and Var[y] = σ²μ̂² (Gamma) or μ̂ + μ̂²/θ (NB)
+    z = (sims.mean(axis=1) - mu) / np.sqrt(r.family.variance(mu) * r.scale / 400)
+    assert abs(z.mean()) < 0.2 and 0.8 < z.std() < 1.2
+    ratio = sims.var(axis=1).mean() / (r.family.variance(mu) * r.scale).mean()
+    assert ratio == pytest.approx(1.0, abs=0.1)
+    fresh = r.simulate(200, seed=2)  # new b each time: more spread between simulations
+    assert fresh.var(axis=1).mean() > sims.var(axis=1).mean()
+
+
+def test_simulate_binomial_proportions(cbpp):
+    _, r = cbpp
+    sims = r.simulate(50, seed=3)
+    trials = r.design.weights
+    np.testing.assert_allclose(sims * trials[:, None], np.round(sims * trials[:, None]), atol=1e-9)
+    assert sims.min() >= 0 and sims.max() <= 1

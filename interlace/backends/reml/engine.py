@@ -76,13 +76,7 @@ class REMLEngine:
         w = np.ones(d.n) if d.weights is None else d.weights
         out = np.empty((d.n, nsim))
         for s in range(nsim):
-            if include_re:
-                b = np.zeros(d.q)
-                for t in d.terms:
-                    u = rng.standard_normal((t.m, t.k))
-                    b[t.z_start : t.z_start + t.q] = (sigma * u @ t.T(e.theta).T).ravel()
-            else:
-                b = e.b
+            b = d.draw_b(e.theta, rng, sigma) if include_re else e.b
             eps = rng.standard_normal(d.n) * sigma
             if d.correlation is not None:
                 eps = _correlated_noise(d, e, eps)

@@ -30,7 +30,7 @@ from scipy.sparse.linalg import splu
 from ...design import DesignMatrices
 from ...families import Family
 from ...inference.derivatives import hessian
-from .optimize import minimize_theta
+from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
 
 __all__ = ["GLMMFit", "fit_glmm"]
 
@@ -49,6 +49,8 @@ class GLMMFit:
     n_evals: int
     message: str
     is_singular: bool
+    family: Family | None = None
+    scale: float = 1.0  # σ² of a family with a dispersion (Gamma), else 1
 
 
 def _lambda(design: DesignMatrices, theta: np.ndarray) -> sp.csc_matrix:
@@ -84,7 +86,7 @@ class LaplaceObjective:
 
     def _pdev(self, eta: np.ndarray, u: np.ndarray) -> float:
         mu = self.family.link.inverse(eta)
-        return -2.0 * self.family.loglik(self.y, mu, self.w) + float(u @ u)
+        return self.family.pirls_deviance(self.y, mu, self.w) + float(u @ u)
 
     def _weights(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mu = self.family.link.inverse(eta)
@@ -132,8 +134,11 @@ class LaplaceObjective:
             if not accepted:
                 break
             change = pdev - pd_try
+            moved = max(np.max(np.abs(u_try - u), initial=0.0), np.max(np.abs(b_try - b), initial=0.0))
             u, b, eta, pdev = u_try, b_try, eta_try, pd_try
-            if change < 1e-10 * (1 + abs(pdev)):
+            # Gamma's Laplace criterion is not stationary at the PIRLS mode (its dispersion scales
+            # the deviance, not ‖u‖²), so the mode itself must converge, not just its criterion.
+            if change < 1e-10 * (1 + abs(pdev)) and moved < 1e-9 * (1 + np.max(np.abs(u), initial=0.0)):
                 break
         mu, W, _ = self._weights(eta)
         WZL = ZL.multiply(W[:, None]).tocsc()
@@ -142,7 +147,8 @@ class LaplaceObjective:
         self.u = u
         if joint:
             self.beta = b
-        return u, b, pdev + logdet, A, eta
+        crit = self.family.laplace_deviance(self.y, mu, self.w) + float(u @ u) + logdet
+        return u, b, crit, A, eta
 
     def laplace(self, theta: np.ndarray, beta: np.ndarray | None = None) -> float:
         try:
@@ -177,12 +183,35 @@ def _agq_deviance(obj: LaplaceObjective, theta: np.ndarray, beta: np.ndarray, na
 
 
 def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: str = "bobyqa") -> GLMMFit:
-    """Fit a GLMM: stage 1 (θ with β in PIRLS), then stage 2 ((θ, β) jointly) unless nAGQ = 0."""
+    """Fit a GLMM: stage 1 (θ with β in PIRLS), then stage 2 ((θ, β) jointly) unless nAGQ = 0.
+
+    A negative binomial without θ gets θ by maximising the profiled Laplace likelihood (as
+    lme4's ``glmer.nb``, see :func:`fit_negative_binomial`).
+    """
+    if family.name == "negative_binomial" and family.nb_theta is None:
+        from .negbin import fit_negative_binomial
+
+        return fit_negative_binomial(design, family, nagq, optimizer)
+    return fit_given_family(design, family, nagq, optimizer)
+
+
+def fit_given_family(
+    design: DesignMatrices,
+    family: Family,
+    nagq: int = 1,
+    optimizer: str = "bobyqa",
+    start: GLMMFit | None = None,
+    with_cov: bool = True,
+) -> GLMMFit:
+    """One GLMM fit with every family parameter fixed; ``start`` warm-starts θ, β and u."""
     y = design.y
     prior_w = np.ones(design.n) if design.weights is None else design.weights
     obj = LaplaceObjective(design, family, y, prior_w)
     lower = design.theta_lower()
     theta0 = design.theta_default()
+    if start is not None:
+        theta0 = np.maximum(start.theta, lower)
+        obj.u, obj.beta = start.u.copy(), start.beta.copy()
     opt1 = minimize_theta(lambda th: obj.laplace(th), theta0, lower, optimizer)
     theta = opt1.x
     obj.pirls(theta, None)
@@ -209,12 +238,16 @@ def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: s
         n_evals += opt2.n_evals
         ok, msg = opt2.converged, opt2.message
         dev = dev2(opt2.x)
-        H = hessian(dev2, opt2.x, d=1e-3)
-        try:
-            cov = 2.0 * np.linalg.inv(H)[nt:, nt:]
-        except np.linalg.LinAlgError:
-            cov = np.full((beta.size, beta.size), np.nan)
-        if not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0):
+        cov = np.full((beta.size, beta.size), np.nan)
+        if with_cov:
+            H = hessian(dev2, opt2.x, d=1e-3)
+            # lme4's convergence check: the gradient in units of the estimates' SEs
+            ok = opt2.optimizer_ok and scaled_grad_norm(opt2.grad, opt2.x, lower2, H) <= GRAD_TOL
+            try:
+                cov = 2.0 * np.linalg.inv(H)[nt:, nt:]
+            except np.linalg.LinAlgError:
+                pass
+        if with_cov and (not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0)):
             warnings.warn(
                 "the Hessian of the GLMM deviance is not positive definite; SEs unreliable", stacklevel=3
             )
@@ -236,6 +269,11 @@ def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: s
             f"GLMM fit failed to converge ({msg}); try optimizer='bobyqa' or rescale predictors", stacklevel=3
         )
     singular = bool(np.any(np.isfinite(lower) & (theta < lower + 1e-4)))
+    mu = family.link.inverse(eta)
+    scale = 1.0
+    if family.has_scale:  # lme4's sigmaML: (Σ Pearson residuals² + ‖u‖²) / n
+        pearson2 = prior_w * (y - mu) ** 2 / family.variance(mu)
+        scale = float((np.sum(pearson2) + u @ u) / design.n)
     return GLMMFit(
         theta=theta,
         beta=beta,
@@ -243,10 +281,12 @@ def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: s
         b=b,
         deviance=float(dev),
         cov_beta=cov,
-        mu=family.link.inverse(eta),
+        mu=mu,
         eta=eta,
         converged=ok,
         n_evals=n_evals,
         message=msg,
         is_singular=singular,
+        family=family,
+        scale=scale,
     )
