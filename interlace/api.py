@@ -215,6 +215,16 @@ def glmer(
     optimizer: str = "bobyqa",
     backend: str = "reml",
     link: str | None = None,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    sampler: str = "auto",
+    priors: dict | None = None,
+    target_accept: float = 0.8,
 ):
     """Fit a generalized linear mixed model by the Laplace approximation (lme4's ``glmer``).
 
@@ -223,6 +233,8 @@ def glmer(
     (NB2, θ estimated as lme4's ``glmer.nb``), with its canonical link unless ``link=`` says
     otherwise. ``nAGQ=1`` is the Laplace approximation, ``nAGQ=0`` the faster first stage only,
     ``nAGQ>1`` adaptive Gauss–Hermite (one scalar random-effects term; not for Gamma).
+    ``backend="pymc"`` samples the same model with NUTS (docs/glmer.md); the keyword-only
+    arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
     from .backends.reml.glmm import fit_glmm
     from .families import get_family
@@ -232,8 +244,6 @@ def glmer(
     fam = get_family(family, link)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     backend = _choice("backend", backend, BACKENDS)
-    if backend != "reml":
-        raise NotImplementedError("glmer(backend='pymc') is not available yet; use backend='reml'")
     if not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
     fixed, inline = split_formula(formula)
@@ -255,6 +265,19 @@ def glmer(
     )
     design = build_design(spec, frame, rows["weights"], rows["offset"])
     fam.validate(design.y, np.ones(design.n) if design.weights is None else design.weights, design.response)
+    if backend == "pymc":
+        if nAGQ != 1:
+            raise ValueError("nAGQ applies to backend='reml'; the PyMC backend samples b exactly")
+        from .backends.pymc.glmm import fit_glmm as sample_glmm
+
+        result = sample_glmm(
+            spec, design, fam, n_dropped=mf.n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
+            random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
+            target_accept=target_accept,
+        )
+        result.input_namespace = mf.native_namespace
+        result.model_frame = frame
+        return result
     est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer)
     info = FitInfo(
         theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=-0.5 * est.deviance,

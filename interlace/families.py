@@ -159,7 +159,9 @@ class Family:
             return np.asarray(y, dtype=float)
         return np.maximum(y, 0.1) + 0.1
 
-    def sample(self, mu: np.ndarray, w: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    def sample(
+        self, mu: np.ndarray, w: np.ndarray, rng: np.random.Generator, scale: float = 1.0
+    ) -> np.ndarray:
         """Responses drawn given the means: binomial proportions out of wᵢ trials, Poisson or NB2
         counts, Gamma with shape 1/σ² (``scale`` = σ², so Var = σ²μ²)."""
         if self.name == "binomial":

@@ -314,6 +314,14 @@ def build_model(design: DesignMatrices, priors: PriorSet, marginal: bool) -> tup
 
 
 def _noncentered_likelihood(design: DesignMatrices, layout: ModelLayout, beta, sigma, chols) -> None:
+    mu = pt.dot(design.X, beta) + design.offset + noncentered_effects(design, layout, chols)
+    sd = sigma if design.weights is None else sigma / np.sqrt(design.weights)
+    pm.Normal(layout.response, mu=mu, sigma=sd, observed=design.y, dims=OBS_DIM)
+
+
+def noncentered_effects(design: DesignMatrices, layout: ModelLayout, chols):
+    """Zb with non-centred b_t = z_t L_t' (z ~ N(0, 1)), registering ``b_<group>``; a pytensor
+    vector of length n built with a sparse product."""
     b_terms = []
     for t, tl, L in zip(design.terms, layout.terms, chols, strict=True):
         z = pm.Normal(tl.z_name, 0.0, 1.0, dims=(t.group, tl.effect_dim))
@@ -323,6 +331,4 @@ def _noncentered_likelihood(design: DesignMatrices, layout: ModelLayout, beta, s
         pm.Deterministic(f"b_{g}", val, dims=(g, layout.group_effect_dims[g]))
     b_flat = pt.concatenate([b.reshape((-1,)) for b in b_terms])
     Z = psparse.as_sparse_variable(design.Z.tocsr())
-    mu = pt.dot(design.X, beta) + design.offset + psparse.structured_dot(Z, b_flat[:, None])[:, 0]
-    sd = sigma if design.weights is None else sigma / np.sqrt(design.weights)
-    pm.Normal(layout.response, mu=mu, sigma=sd, observed=design.y, dims=OBS_DIM)
+    return psparse.structured_dot(Z, b_flat[:, None])[:, 0]

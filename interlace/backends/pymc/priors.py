@@ -9,6 +9,10 @@ the SD of random-effect column c (1 for an intercept), the defaults are
 - SD of each random-effect column: HalfNormal(2.5 s_y / s_c);
 - correlations of a vector term (1 + x | g): LKJ(η = 1), uniform over correlation matrices.
 
+For a GLMM (``family`` given) the scale is the link's: s_y = 1 (for identity and inverse links
+|g(ȳ)|), the intercept is centred at g(ȳ) − mean(offset), and the family parameter has its own
+key: ``"sigma"`` for the Gamma σ (Var = σ²μ², HalfStudentT(4, 1)), ``"nb_theta"`` for the
+negative binomial θ (Var = μ + μ²/θ, HalfCauchy(1)); binomial and Poisson have neither.
 ``priors=`` overrides any of them: keys are fixed-effect names (``"(Intercept)"`` is the
 intercept at the predictor means), ``"sigma"``, a group (``"Subject"``: every SD of that
 group) or ``"group:column"`` (one SD), and ``"eta"`` (a number, the LKJ shape); values are
@@ -77,6 +81,7 @@ class PriorSet:
     sigma: Prior
     sd: dict[str, Prior]  # key "group:column"
     eta: float = 1.0
+    sigma_key: str | None = "sigma"  # the key of ``sigma``: "nb_theta" for NB, None if no such parameter
     center: bool = False  # intercept present: predictors centred
     x_means: np.ndarray = field(default_factory=lambda: np.zeros(0))
     intercept: int | None = None
@@ -102,12 +107,31 @@ def sd_key(group: str, column: str) -> str:
     return f"{group}:{column}"
 
 
-def default_priors(design: DesignMatrices) -> PriorSet:
-    """The documented weakly informative defaults for ``design`` (see the module docstring)."""
+def _link_scale(design: DesignMatrices, family) -> tuple[float, float, Prior | None, str | None]:
+    """(prior centre of the intercept, s_y, prior of the family parameter, its key) for a GLMM."""
+    w = np.ones(design.n) if design.weights is None else design.weights
+    mu0 = float(np.average(design.y, weights=w))
+    mu0 = min(max(mu0, 0.01), 0.99) if family.name == "binomial" else max(mu0, 0.01)
+    eta0 = float(family.link.link(np.array([mu0]))[0]) - float(np.mean(design.offset))
+    s_y = max(1.0, abs(eta0)) if family.link.name in ("identity", "inverse") else 1.0
+    if family.name == "Gamma":
+        return eta0, s_y, Prior("HalfStudentT", nu=4.0, sigma=1.0), "sigma"
+    if family.name == "negative_binomial":
+        return eta0, s_y, Prior("HalfCauchy", beta=1.0), "nb_theta"
+    return eta0, s_y, None, None
+
+
+def default_priors(design: DesignMatrices, family=None) -> PriorSet:
+    """The documented weakly informative defaults for ``design`` (see the module docstring);
+    ``family`` (an :class:`~interlace.families.Family`) for a GLMM."""
     yc = design.y - design.offset
     s_y = float(np.std(yc))
     if not s_y > 0:
         s_y = max(1.0, float(np.abs(yc).mean()))
+    center_y = float(np.mean(yc))
+    sigma_prior, sigma_key = Prior("HalfStudentT", nu=4.0, sigma=s_y), "sigma"
+    if family is not None:
+        center_y, s_y, sigma_prior, sigma_key = _link_scale(design, family)
     X = design.X
     ones = [j for j in range(X.shape[1]) if np.all(X[:, j] == 1.0)]
     intercept = ones[0] if ones else None
@@ -115,7 +139,7 @@ def default_priors(design: DesignMatrices) -> PriorSet:
     fixed: dict[str, Prior] = {}
     for j, name in enumerate(design.X_names):
         if j == intercept:
-            fixed[name] = Prior("Normal", mu=float(np.mean(yc)), sigma=2.5 * s_y)
+            fixed[name] = Prior("Normal", mu=center_y, sigma=2.5 * s_y)
         else:
             fixed[name] = Prior("Normal", mu=0.0, sigma=2.5 * s_y / _scale(X[:, j]))
     sd: dict[str, Prior] = {}
@@ -125,9 +149,10 @@ def default_priors(design: DesignMatrices) -> PriorSet:
             sd[sd_key(t.group, col)] = Prior("HalfNormal", sigma=2.5 * s_y / _scale(cols[:, c]))
     return PriorSet(
         fixed=fixed,
-        sigma=Prior("HalfStudentT", nu=4.0, sigma=s_y),
+        sigma=sigma_prior,
         sd=sd,
         eta=1.0,
+        sigma_key=sigma_key,
         center=intercept is not None,
         x_means=means,
         intercept=intercept,
@@ -149,9 +174,9 @@ def _check_prior(key: str, value, positive: bool) -> Prior:
     return value
 
 
-def resolve_priors(design: DesignMatrices, priors: dict | None) -> PriorSet:
+def resolve_priors(design: DesignMatrices, priors: dict | None, family=None) -> PriorSet:
     """Defaults with the user's ``priors=`` overrides applied; unknown keys raise KeyError."""
-    ps = default_priors(design)
+    ps = default_priors(design, family)
     if priors is None:
         return ps
     if not isinstance(priors, dict):
@@ -168,7 +193,7 @@ def resolve_priors(design: DesignMatrices, priors: dict | None) -> PriorSet:
             ps.eta = float(value)
         elif key in ps.fixed:
             ps.fixed[key] = _check_prior(key, value, positive=False)
-        elif key == "sigma":
+        elif key is not None and key == ps.sigma_key:
             ps.sigma = _check_prior(key, value, positive=True)
         elif key in ps.sd:
             ps.sd[key] = _check_prior(key, value, positive=True)
@@ -178,7 +203,8 @@ def resolve_priors(design: DesignMatrices, priors: dict | None) -> PriorSet:
                 if k.startswith(f"{key}:") and k[len(key) + 1 :] in _group_columns(design, key):
                     ps.sd[k] = prior
         else:
-            valid = list(ps.fixed) + ["sigma"] + sorted(groups) + list(ps.sd) + ["eta"]
+            extra = [ps.sigma_key] if ps.sigma_key else []
+            valid = list(ps.fixed) + extra + sorted(groups) + list(ps.sd) + ["eta"]
             raise KeyError(f"priors has an unknown key {key!r}; valid keys: {valid}")
     return ps
 

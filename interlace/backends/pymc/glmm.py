@@ -1,0 +1,275 @@
+"""The Bayesian GLMM: the same X, Z and family as ``glmer``'s REML backend, sampled with NUTS.
+
+η = Xβ + Zb + offset with non-centred b_t = z_t L_t' (z ~ N(0, 1), L_t the Cholesky factor of
+the term's covariance; lme4's θ is L_t itself, since a GLMM's b is on the link scale), and
+y | b from the family with μ = g⁻¹(η): Binomial(wᵢ trials) (``logit_p`` for the logit link),
+Poisson, Gamma(shape 1/σ², mean μ) or NB2(μ, θ). Priors: :mod:`.priors` with ``family``.
+
+The result is a :class:`~interlace.glmm_result.GLMMResult` of posterior summaries (means of β,
+b, the term covariances and the family parameter; SDs of β), with ``idata`` (posterior,
+observed data and the pointwise log-likelihood for ``az.loo``) and ``llf`` = the Laplace
+log-likelihood at the posterior means (the REML engine's evaluator).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from scipy import stats
+
+from ...design import DesignMatrices, tril_colwise
+from ...families import Family
+from ...glmm_result import GLMMResult
+from ...result import FitInfo
+from ...spec import ModelSpec
+from ..reml.glmm import LaplaceObjective
+from .model import (
+    OBS_DIM,
+    THETA_DIM,
+    Start,
+    _fixed_effects,
+    _term_factor,
+    layout_of,
+    noncentered_effects,
+)
+from .posterior import MAX_LOGLIK_ENTRIES, posterior_arrays
+from .priors import resolve_priors, sd_key, term_columns
+from .result import _mean_theta, _quantiles
+from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
+
+__all__ = ["fit_glmm", "PyMCGLMMResult"]
+
+
+def _inverse_link(name: str, eta):
+    if name == "logit":
+        return pm.math.invlogit(eta)
+    if name == "probit":
+        return 0.5 * pt.erfc(-eta / np.sqrt(2.0))
+    if name == "cloglog":
+        return -pt.expm1(-pt.exp(eta))
+    if name == "log":
+        return pt.exp(eta)
+    if name == "inverse":
+        return 1.0 / eta
+    return eta
+
+
+def _start(design: DesignMatrices, family: Family, priors) -> Start:
+    """β from least squares on the linked starting means; each SD half a link-scale unit."""
+    mu0 = family.start_mu(design.y)
+    eta0 = family.link.link(mu0) - design.offset
+    beta = np.linalg.lstsq(design.X, eta0, rcond=None)[0]
+    raw = beta.copy()
+    if priors.center:
+        raw[priors.intercept] = float(
+            beta @ np.where(np.arange(design.p) == priors.intercept, 1.0, priors.x_means)
+        )
+    sd = {}
+    for t in design.terms:
+        cols = term_columns(design, t)
+        for c, col in enumerate(t.columns):
+            scale = float(np.std(cols[:, c])) or float(np.sqrt(np.mean(cols[:, c] ** 2))) or 1.0
+            sd[sd_key(t.group, col)] = 0.5 / scale
+    return Start(beta_raw=raw, sigma=1.0, sd=sd)
+
+
+def build_glmm_model(design: DesignMatrices, family: Family, priors):
+    """The PyMC model (see the module docstring) and its layout."""
+    layout = layout_of(design, marginal=False)
+    start = _start(design, family, priors)
+    w = np.ones(design.n) if design.weights is None else design.weights
+    with pm.Model(coords=layout.coords) as model:
+        beta = _fixed_effects(design, priors, start)
+        chols = [_term_factor(design, t, tl, priors, start)[0]
+                 for t, tl in zip(design.terms, layout.terms, strict=True)]
+        parts = []
+        for t, L in zip(design.terms, chols, strict=True):
+            rows, cols = tril_colwise(t.k)
+            parts.append(L[rows, cols])
+        pm.Deterministic("theta", pt.concatenate(parts), dims=THETA_DIM)
+        eta = pt.dot(design.X, beta) + design.offset + noncentered_effects(design, layout, chols)
+        name, obs = layout.response, {"observed": design.y, "dims": OBS_DIM}
+        if family.name == "binomial":
+            trials = np.round(w).astype("int64")
+            obs["observed"] = np.round(design.y * w).astype("int64")
+            if family.link.name == "logit":
+                pm.Binomial(name, n=trials, logit_p=eta, **obs)
+            else:
+                pm.Binomial(name, n=trials, p=_inverse_link(family.link.name, eta), **obs)
+            return model, layout
+        mu = _inverse_link(family.link.name, eta)
+        if family.name == "poisson":
+            pm.Poisson(name, mu=mu, **obs)
+        elif family.name == "Gamma":
+            sigma = priors.sigma.family()("sigma", **priors.sigma.params)
+            shape = 1.0 / sigma**2
+            pm.Gamma(name, alpha=shape, beta=shape / mu, **obs)
+        else:
+            nb_theta = priors.sigma.family()("nb_theta", **priors.sigma.params)
+            pm.NegativeBinomial(name, mu=mu, alpha=nb_theta, **obs)
+    return model, layout
+
+
+def _pointwise_loglik(family: Family, design: DesignMatrices, mu: np.ndarray, extra: np.ndarray | None):
+    """log f(yᵢ | μᵢ) per draw: mu (S, n), extra the per-draw σ (Gamma) or θ (NB)."""
+    y = design.y[None, :]
+    w = np.ones(design.n) if design.weights is None else design.weights
+    if family.name == "binomial":
+        return stats.binom.logpmf(np.round(y * w), np.round(w)[None, :], mu)
+    if family.name == "poisson":
+        return stats.poisson.logpmf(y, mu)
+    if family.name == "Gamma":
+        disp = extra[:, None] ** 2
+        return stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp)
+    th = extra[:, None]
+    return stats.nbinom.logpmf(y, th, th / (th + mu))
+
+
+class PyMCGLMMResult(GLMMResult):
+    """A Bayesian GLMM: GLMMResult attributes from posterior summaries, plus ``idata``."""
+
+    def __init__(self, spec, design, info, family, eta, *, n_dropped=0, idata=None, beta_draws=None,
+                 diagnostics=None):
+        super().__init__(spec, design, info, family, eta, nagq=1, n_dropped=n_dropped)
+        self.backend = "pymc"
+        self.idata = idata
+        self._beta_draws = beta_draws
+        self.diagnostics = None if diagnostics is None else diagnostics.table
+
+    @property
+    def fe_draws(self) -> pd.DataFrame:
+        """Posterior draws of β, one column per coefficient (chains stacked)."""
+        return pd.DataFrame(self._beta_draws, columns=self.fe_params.index)
+
+    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """Equal-tailed posterior intervals of the fixed effects."""
+        lo, hi = _quantiles(self._beta_draws, level)
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=self.fe_params.index)
+
+    def summary(self):
+        from ...summary import GLMMSummary
+
+        text = str(GLMMSummary(self)).replace(
+            "fit by maximum likelihood (Laplace Approximation)", "fit by NUTS (PyMC): posterior means and SDs"
+        )
+        return _Text(text)
+
+    def __repr__(self) -> str:
+        info = self.optimizer_info
+        return (
+            f"<GLMMResult {self.spec.formula!r} {self.family.name}({self.family.link.name}) backend=pymc "
+            f"{info.get('chains')}×{info.get('draws')} draws nobs={self.nobs}>"
+        )
+
+
+class _Text(str):
+    """A summary string that prints as itself in notebooks too."""
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{self}</pre>"
+
+
+def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped: int = 0, *,
+             draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
+             random_seed: int | None = None, progressbar: bool = True, sampler: str = "auto",
+             priors: dict | None = None, target_accept: float = 0.8) -> PyMCGLMMResult:
+    """Sample the GLMM's posterior and summarise it as a GLMMResult (see the module docstring)."""
+    if design.weights is not None and family.name != "binomial":
+        raise ValueError(
+            f"backend='pymc' takes weights only as binomial trials; the {family.name} family needs "
+            "backend='reml' for prior weights"
+        )
+    if not 0 < float(target_accept) < 1:
+        raise ValueError(f"target_accept must be between 0 and 1, got {target_accept!r}")
+    opts = check_options(SamplerOptions(draws=draws, tune=tune, chains=chains, cores=cores,
+                                        random_seed=random_seed, progressbar=progressbar, sampler=sampler,
+                                        target_accept=float(target_accept)))
+    t0 = time.perf_counter()
+    prior_set = resolve_priors(design, priors, family)
+    model, layout = build_glmm_model(design, family, prior_set)
+    idata, used, seconds = run_sampler(model, opts)
+
+    beta_d = posterior_arrays(idata, "beta")
+    theta_d = posterior_arrays(idata, "theta")
+    b_d = np.concatenate([_flat_group(idata, design, layout, g, idx) for g, idx in layout.groups.items()],
+                         axis=1)
+    b_d = b_d[:, _z_order(design, layout)]
+    extra_name = prior_set.sigma_key
+    extra_d = None if extra_name is None else posterior_arrays(idata, extra_name).astype(float)
+    eta_d = beta_d @ design.X.T + np.asarray(design.Z @ b_d.T).T + design.offset[None, :]
+    mu_d = family.link.inverse(eta_d)
+    _add_observed_and_loglik(idata, design, layout, family, mu_d, extra_d)
+
+    fam = family
+    scale = 1.0
+    if family.name == "negative_binomial":
+        fam = family.with_theta(float(extra_d.mean()))
+    elif family.name == "Gamma":
+        scale = float(np.mean(extra_d**2))
+    theta = _mean_theta(design, theta_d, np.ones(theta_d.shape[0]), 1.0)  # E[ΛΛ'] per term
+    beta = beta_d.mean(axis=0)
+    b = b_d.mean(axis=0)
+    eta = design.X @ beta + design.Z @ b + design.offset
+    w = np.ones(design.n) if design.weights is None else design.weights
+    llf = -0.5 * LaplaceObjective(design, fam, design.y, w).laplace(theta, beta)
+    names = ["beta"] + [tl.sd_name for tl in layout.terms] + ([extra_name] if extra_name else [])
+    names += [tl.corr_name for tl in layout.terms if tl.corr_name is not None]
+    diag = diagnostics(idata, names)
+    converged = warn_if_unconverged(diag, opts.chains)
+    info = FitInfo(
+        theta=theta, beta=beta, b=b, scale=scale, llf=float(llf),
+        cov_beta=np.atleast_2d(np.cov(beta_d, rowvar=False)), fe_df=np.full(design.p, np.inf),
+        fitted=fam.link.inverse(eta), resid=design.y - fam.link.inverse(eta), converged=converged,
+        is_singular=False,
+        optimizer_info={"sampler": used, "draws": opts.draws, "tune": opts.tune, "chains": opts.chains,
+                        "sampling_seconds": seconds, "divergences": diag.divergences,
+                        "max_rhat": diag.max_rhat, "min_ess_bulk": diag.min_ess_bulk,
+                        "priors": prior_set, "seconds": time.perf_counter() - t0,
+                        "message": "" if converged else "R-hat > 1.01 or divergences"},
+    )
+    return PyMCGLMMResult(spec, design, info, fam, eta, n_dropped=n_dropped, idata=idata, beta_draws=beta_d,
+                          diagnostics=diag)
+
+
+def _flat_group(idata, design, layout, g, idx) -> np.ndarray:
+    arr = posterior_arrays(idata, f"b_{g}")  # (S, levels, effects)
+    out, col = [], 0
+    for i in idx:
+        k = design.terms[i].k
+        out.append(arr[:, :, col : col + k].reshape(arr.shape[0], -1))
+        col += k
+    return np.concatenate(out, axis=1)
+
+
+def _z_order(design: DesignMatrices, layout) -> np.ndarray:
+    """Positions in Z's column order of the columns stacked group by group."""
+    order = [i for idx in layout.groups.values() for i in idx]
+    starts = np.cumsum([0] + [design.terms[i].q for i in order])
+    pos = np.empty(design.q, dtype=int)
+    for s, i in zip(starts[:-1], order, strict=True):
+        t = design.terms[i]
+        pos[t.z_start : t.z_start + t.q] = np.arange(s, s + t.q)
+    return pos
+
+
+def _add_observed_and_loglik(idata, design, layout, family, mu_d, extra_d) -> None:
+    post = idata.posterior
+    nc, nd = post.sizes["chain"], post.sizes["draw"]
+    coords = {OBS_DIM: layout.coords[OBS_DIM]}
+    if "observed_data" in idata.groups():
+        del idata.observed_data
+    idata.add_groups(observed_data=xr.Dataset(
+        {layout.response: xr.DataArray(design.y, dims=(OBS_DIM,), coords=coords)}))
+    if nc * nd * design.n > MAX_LOGLIK_ENTRIES:
+        return
+    ll = _pointwise_loglik(family, design, mu_d, extra_d).reshape(nc, nd, design.n)
+    if "log_likelihood" in idata.groups():
+        del idata.log_likelihood
+    idata.add_groups(log_likelihood=xr.Dataset({layout.response: xr.DataArray(
+        ll, dims=("chain", "draw", OBS_DIM), coords={"chain": post.chain, "draw": post.draw, **coords})}))
+
