@@ -251,3 +251,12 @@ def test_simulate_binomial_proportions(cbpp):
     trials = r.design.weights
     np.testing.assert_allclose(sims * trials[:, None], np.round(sims * trials[:, None]), atol=1e-9)
     assert sims.min() >= 0 and sims.max() <= 1
+
+
+def test_separation_warns():
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=200)
+    df = pd.DataFrame({"y": (x > 0).astype(float), "x": x, "g": g.astype(str)})
+    with pytest.warns(UserWarning, match=r"probabilities numerically 0 or 1 for \d+ observation.*separated"):
+        interlace.glmer("y ~ x", df, "binomial", groups="g")

@@ -182,6 +182,26 @@ def _agq_deviance(obj: LaplaceObjective, theta: np.ndarray, beta: np.ndarray, na
     return -2.0 * total
 
 
+def _warn_separation(family: Family, mu: np.ndarray) -> None:
+    """R's glm check: fitted probabilities (or rates) numerically 0 or 1 mean some linear
+    combination of the predictors separates the outcomes, and the estimates diverge."""
+    tiny = 10 * np.finfo(float).eps
+    if family.name == "binomial":
+        hit = int(np.sum((mu <= tiny) | (mu >= 1 - tiny)))
+        what = "fitted probabilities numerically 0 or 1"
+    elif family.name in ("poisson", "negative_binomial"):
+        hit, what = int(np.sum(mu <= tiny)), "fitted means numerically 0"
+    else:
+        return
+    if hit:
+        warnings.warn(
+            f"{what} for {hit} observation(s): the outcomes are (quasi-)separated by the fixed effects, "
+            "whose estimates and SEs are then meaningless; drop or merge the separating predictor, or "
+            "use priors (backend='pymc')",
+            stacklevel=4,
+        )
+
+
 def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: str = "bobyqa") -> GLMMFit:
     """Fit a GLMM: stage 1 (θ with β in PIRLS), then stage 2 ((θ, β) jointly) unless nAGQ = 0.
 
@@ -270,6 +290,8 @@ def fit_given_family(
         )
     singular = bool(np.any(np.isfinite(lower) & (theta < lower + 1e-4)))
     mu = family.link.inverse(eta)
+    if with_cov:
+        _warn_separation(family, mu)
     scale = 1.0
     if family.has_scale:  # lme4's sigmaML: (Σ Pearson residuals² + ‖u‖²) / n
         pearson2 = prior_w * (y - mu) ** 2 / family.variance(mu)
