@@ -426,7 +426,7 @@ def _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset,
               theta0, backend) -> CrossedLMEResult:
     """fit() on a lazy frame: aggregate the cross-products where the data live, then fit."""
     from .backends.reml.engine import make_result
-    from .backends.reml.lazy_fit import compressed_design
+    from .backends.reml.lazy_fit import crossproduct_design
     from .backends.reml.lmm import fit_lmm
     from .lazy import lazy_crossproducts
 
@@ -451,7 +451,7 @@ def _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset,
         df_method=df_method, has_weights=weights is not None,
         theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
     )
-    design = compressed_design(cp.ZtZ, cp.ZtXy, cp.XytXy, cp.terms, cp.X_names, cp.response, cp.n)
+    design = crossproduct_design(cp.ZtZ, cp.ZtXy, cp.XytXy, cp.terms, cp.X_names, cp.response, cp.n)
     est = fit_lmm(design, spec)
     est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
     est.fitted = est.resid = None  # no row-level data were collected

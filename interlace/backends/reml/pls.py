@@ -124,6 +124,9 @@ class PLSProblem:
 
     def __init__(self, design: DesignMatrices, whiten: sp.spmatrix | None = None):
         self.design = design
+        if design.gram is not None:
+            self._from_gram(design)
+            return
         w = np.ones(design.n) if design.weights is None else design.weights
         sw = np.sqrt(w)
         self.sum_log_w = float(np.sum(np.log(w)))
@@ -163,6 +166,38 @@ class PLSProblem:
             M[:q2, q2:] = ZrXY
             M[q2:, :q2] = ZrXY.T
         M[q2:, q2:] = XY.T @ XY
+        self.M = M
+        self._eye_k = np.eye(self.k1)
+
+    def _from_gram(self, design: DesignMatrices) -> None:
+        """The same set-up from the cross-products alone (``design.gram``, prior weights included)."""
+        ZtZ, ZtXy, XytXy = design.gram
+        ZtZ = sp.csc_matrix(ZtZ)
+        terms = design.terms
+        self.sum_log_w = 0.0  # the caller accounts for Σ log wᵢ
+        self.p, self.n = design.p, design.n
+        t1 = terms[0]
+        G1 = ZtZ[: t1.q, : t1.q].tocoo()
+        self.n_first = int(bool(np.all(G1.row // t1.k == G1.col // t1.k)))
+        self.k1, self.m1, self.q1 = (t1.k, t1.m, t1.q) if self.n_first else (1, 0, 0)
+        self.q2 = design.q - self.q1
+        self.rest = BlockLambda(terms[self.n_first :])
+        q1, q2 = self.q1, self.q2
+        self.D11 = np.zeros((self.m1, self.k1, self.k1))
+        if q1:
+            G1 = G1 if self.n_first else ZtZ[:q1, :q1].tocoo()
+            np.add.at(self.D11, (G1.row // self.k1, G1.row % self.k1, G1.col % self.k1), G1.data)
+        Brest = ZtZ[q1:, :q1].tocsr()
+        Bxy = np.ascontiguousarray(np.asarray(ZtXy[:q1]).T)
+        term_rows = [(a, b) for a, b, *_ in self.rest.blocks]
+        self.gram = WeightedGram(Brest, Bxy, term_rows, self.k1)
+        N = q2 + self.p + 1
+        M = np.empty((N, N))
+        if q2:
+            M[:q2, :q2] = ZtZ[q1:, q1:].toarray()
+            M[:q2, q2:] = ZtXy[q1:]
+            M[q2:, :q2] = np.asarray(ZtXy[q1:]).T
+        M[q2:, q2:] = XytXy
         self.M = M
         self._eye_k = np.eye(self.k1)
 
