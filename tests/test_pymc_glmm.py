@@ -103,3 +103,16 @@ def test_pymc_glmm_bad_input():
     with pytest.raises(KeyError, match="unknown key 'sigma'"):
         interlace.glmer("y ~ x", df, "poisson", groups="g", backend="pymc",
                         priors={"sigma": interlace.Prior("HalfNormal", sigma=1)}, **FAST)
+
+
+def test_posterior_predictive_simulate_for_glmms():
+    formula, df, kw = _case("negbin_offset")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        bayes = interlace.glmer(formula, df, **kw, backend="pymc", **FAST)
+    sims = bayes.simulate(300, seed=4, include_re=False)
+    assert sims.shape == (len(df), 300) and np.all(sims >= 0) and np.all(sims == np.round(sims))
+    np.testing.assert_array_equal(sims, bayes.simulate(300, seed=4, include_re=False))
+    # the observed total is a plausible draw of the posterior predictive total
+    totals = sims.sum(axis=0)
+    assert np.quantile(totals, 0.01) < df["y"].sum() < np.quantile(totals, 0.99)

@@ -21,6 +21,15 @@ class BootstrapResult:
 
     draws: pd.DataFrame
     observed: pd.Series
+    method: str = "parametric bootstrap"  # or "posterior": draws of a PyMC fit, no refits
+
+    def __repr__(self) -> str:
+        what = (
+            "posterior draws (backend='pymc'; no refits: intervals are credible intervals)"
+            if self.method == "posterior"
+            else "parametric bootstrap refits"
+        )
+        return f"<BootstrapResult: {len(self.draws)} {what} of {list(self.draws.columns)}>"
 
     def ci(self, level: float = 0.95) -> pd.DataFrame:
         """Percentile intervals."""
@@ -67,12 +76,19 @@ def bootstrap(
 
     ``statistic(result) -> array-like`` defaults to the fixed effects and variance parameters.
     All responses are simulated up front from ``seed``, so the draws do not depend on ``n_jobs``.
+    For a PyMC fit nothing is refitted: the result holds ``nsim`` posterior draws (chosen with
+    ``seed``; all of them if there are fewer) of the same quantities, ``method="posterior"``,
+    and ``ci()`` gives equal-tailed credible intervals.
     """
-    engine = getattr(result, "engine", None)
-    if engine is None:
-        raise TypeError("bootstrap needs a REML/ML fit from interlace.fit (backend='reml')")
     if int(nsim) < 1:
         raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
+    engine = getattr(result, "engine", None)
+    if engine is None and hasattr(result, "variance_draws"):
+        return _posterior_draws(result, int(nsim), seed, statistic)
+    if engine is None:
+        raise TypeError(
+            "bootstrap needs a fit from interlace.fit (backend='reml'; or 'pymc' for posterior draws)"
+        )
     stat = statistic or default_statistic
     observed = stat(result)
     names = (
@@ -93,3 +109,18 @@ def bootstrap(
         draws=pd.DataFrame(np.vstack(draws), columns=names),
         observed=pd.Series(np.asarray(observed, dtype=float), index=names),
     )
+
+
+def _posterior_draws(result, nsim: int, seed, statistic) -> BootstrapResult:
+    """The bootstrap's table from a posterior: β and the variance parameters per draw."""
+    if statistic is not None:
+        raise ValueError(
+            "statistic= needs refits; for a PyMC fit compute it from result.fe_draws and "
+            "result.variance_draws (one row per posterior draw)"
+        )
+    draws = pd.concat([result.fe_draws, result.variance_draws], axis=1)
+    observed = draws.mean()
+    if nsim < len(draws):
+        keep = np.sort(np.random.default_rng(seed).choice(len(draws), size=nsim, replace=False))
+        draws = draws.iloc[keep].reset_index(drop=True)
+    return BootstrapResult(draws=draws, observed=observed, method="posterior")

@@ -6,6 +6,11 @@ with ℓ the equally weighted average of the grid's model-matrix rows for that c
 SE = √(ℓ'Var(β̂)ℓ) and the df come from the fit's ``df_method`` (Satterthwaite or
 Kenward-Roger) for that ℓ. Pairwise contrasts are differences of EMMs, with Tukey
 (studentized range), Holm, Bonferroni or no adjustment within each ``by`` group.
+
+For a PyMC fit (a result with ``fe_draws``) the same ℓ are applied to every posterior draw of
+β: the estimate is the posterior mean of ℓ'β, SE its posterior SD, the interval equal-tailed
+(credible), df NaN; contrasts report ``pd``, the posterior probability of the estimate's sign,
+instead of p-values, and no multiplicity adjustment applies. ``method`` says which.
 """
 
 from __future__ import annotations
@@ -20,16 +25,32 @@ __all__ = ["EMMeans", "emmeans", "contrast"]
 
 
 class EMMeans:
-    """Marginal means: ``table`` (DataFrame) and the rows ``L`` that define them."""
+    """Marginal means: ``table`` (DataFrame) and the rows ``L`` that define them; ``method`` is
+    ``"frequentist"`` or ``"posterior"`` (a PyMC fit)."""
 
-    def __init__(self, result, table: pd.DataFrame, L: np.ndarray, specs: list[str], by: list[str]):
+    def __init__(
+        self, result, table: pd.DataFrame, L: np.ndarray, specs: list[str], by: list[str],
+        method: str = "frequentist",
+    ):
         self.result, self.table, self.L, self.specs, self.by = result, table, L, specs, by
+        self.method = method
+        table.attrs["method"] = method
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
 
     def __repr__(self) -> str:
-        return self.table.to_string(index=False)
+        text = self.table.to_string(index=False)
+        if self.method == "posterior":
+            n = len(self.result.fe_draws)
+            text = (f"Posterior means and SDs over {n} draws; lower_CL/upper_CL are equal-tailed "
+                    f"credible intervals\n{text}")
+        return text
+
+
+def _posterior(result) -> np.ndarray | None:
+    draws = getattr(result, "fe_draws", None)
+    return None if draws is None else draws.to_numpy()
 
 
 def _as_list(x) -> list[str]:
@@ -66,8 +87,9 @@ def _summarise(result, L: np.ndarray, est: np.ndarray, level: float) -> dict[str
 def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
     """Estimated marginal means of the factor(s) ``specs`` (optionally within ``by``)."""
     frame = getattr(result, "model_frame", None)
-    if frame is None or getattr(result, "engine", None) is None:
-        raise TypeError("emmeans needs a REML/ML fit from interlace.fit")
+    posterior = _posterior(result)
+    if frame is None or (getattr(result, "engine", None) is None and posterior is None):
+        raise TypeError("emmeans needs a fit from interlace.fit (backend='reml' or 'pymc')")
     specs, by = _as_list(specs), _as_list(by)
     d = result.design
     variables = sorted(d.fixed_spec.required_variables)
@@ -103,9 +125,15 @@ def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
         rows.append(Xg[mask].mean(axis=0))
         labels.append(combo)
     L = np.vstack(rows)
+    table = pd.DataFrame(labels, columns=keys)
+    if posterior is not None:
+        E = posterior @ L.T
+        lo, hi = np.quantile(E, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        table["emmean"], table["SE"], table["df"] = E.mean(axis=0), E.std(axis=0, ddof=1), np.nan
+        table["lower_CL"], table["upper_CL"] = lo, hi
+        return EMMeans(result, table, L, specs, by, method="posterior")
     s = _summarise(result, L, L @ result.fe_params.to_numpy(), level)
     q = stats.t.ppf(0.5 + level / 2, s["df"])
-    table = pd.DataFrame(labels, columns=keys)
     table["emmean"] = s["estimate"]
     table["SE"], table["df"] = s["SE"], s["df"]
     table["lower_CL"], table["upper_CL"] = s["estimate"] - q * s["SE"], s["estimate"] + q * s["SE"]
@@ -128,6 +156,9 @@ def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> p
         if not pairs:
             continue
         L = np.vstack([emm.L[i] - emm.L[j] for i, j in pairs])
+        if emm.method == "posterior":
+            out.extend(_posterior_contrasts(emm, g, pairs, L))
+            continue
         s = _summarise(emm.result, L, L @ emm.result.fe_params.to_numpy(), 0.95)
         tval = s["estimate"] / s["SE"]
         p = 2 * stats.t.sf(np.abs(tval), s["df"])
@@ -142,8 +173,28 @@ def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> p
             p = np.empty(m)
             p[order] = np.minimum(1.0, adj)
         for (i, j), est, se, df, tv, pv in zip(pairs, s["estimate"], s["SE"], s["df"], tval, p, strict=True):
-            name = " - ".join(" ".join(_label(v, t.loc[r, v]) for v in emm.specs) for r in (i, j))
-            row = {"contrast": name, **dict(zip(emm.by, g, strict=True))}
+            row = {"contrast": _contrast_name(emm, i, j), **dict(zip(emm.by, g, strict=True))}
             row.update({"estimate": est, "SE": se, "df": df, "t_ratio": tv, "p_value": pv})
             out.append(row)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    table.attrs["method"] = emm.method
+    return table
+
+
+def _contrast_name(emm: EMMeans, i: int, j: int) -> str:
+    t = emm.table
+    return " - ".join(" ".join(_label(v, t.loc[r, v]) for v in emm.specs) for r in (i, j))
+
+
+def _posterior_contrasts(emm: EMMeans, g: tuple, pairs, L: np.ndarray, level: float = 0.95) -> list[dict]:
+    """Rows of posterior contrasts: mean, SD, equal-tailed interval and pd per pair."""
+    E = emm.result.fe_draws.to_numpy() @ L.T
+    lo, hi = np.quantile(E, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    above = (E > 0).mean(axis=0)
+    rows = []
+    for c, (i, j) in enumerate(pairs):
+        row = {"contrast": _contrast_name(emm, i, j), **dict(zip(emm.by, g, strict=True))}
+        row.update({"estimate": E[:, c].mean(), "SE": E[:, c].std(ddof=1), "lower_CL": lo[c],
+                    "upper_CL": hi[c], "pd": max(above[c], 1 - above[c])})
+        rows.append(row)
+    return rows

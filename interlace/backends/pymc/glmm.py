@@ -134,12 +134,32 @@ class PyMCGLMMResult(GLMMResult):
     """A Bayesian GLMM: GLMMResult attributes from posterior summaries, plus ``idata``."""
 
     def __init__(self, spec, design, info, family, eta, *, n_dropped=0, idata=None, beta_draws=None,
-                 diagnostics=None):
+                 diagnostics=None, layout=None, family_param: str | None = None):
         super().__init__(spec, design, info, family, eta, nagq=1, n_dropped=n_dropped)
         self.backend = "pymc"
         self.idata = idata
         self._beta_draws = beta_draws
         self.diagnostics = None if diagnostics is None else diagnostics.table
+        self.layout = layout
+        self._family_param = family_param
+
+    def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
+        """Posterior predictive responses, shape (nobs, nsim): each simulation takes a posterior
+        draw (β, θ, the family parameter) and, with ``include_re``, new b ~ N(0, ΛΛ') (else that
+        draw's b), then y ~ family(g⁻¹(η))."""
+        from .after_fit import posterior_simulate
+
+        d, fam = self.design, self.family
+        w = np.ones(d.n) if d.weights is None else d.weights
+        extra = None if self._family_param is None else posterior_arrays(self.idata, self._family_param)
+
+        def sample_y(eta, k, rng):
+            if fam.name == "Gamma":
+                return fam.sample(fam.link.inverse(eta), w, rng, float(extra[k]) ** 2)
+            f = fam.with_theta(float(extra[k])) if fam.name == "negative_binomial" else fam
+            return f.sample(f.link.inverse(eta), w, rng)
+
+        return posterior_simulate(self, nsim, seed, include_re, sample_y)
 
     @property
     def fe_draws(self) -> pd.DataFrame:
@@ -233,7 +253,7 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
                         "message": "" if converged else "R-hat > 1.01 or divergences"},
     )
     return PyMCGLMMResult(spec, design, info, fam, eta, n_dropped=n_dropped, idata=idata, beta_draws=beta_d,
-                          diagnostics=diag)
+                          diagnostics=diag, layout=layout, family_param=extra_name)
 
 
 def _flat_group(idata, design, layout, g, idx) -> np.ndarray:

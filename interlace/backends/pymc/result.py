@@ -137,6 +137,51 @@ class PyMCResult(CrossedLMEResult):
             {f"{100 * (1 - level) / 2:g} %": lo, f"{100 * (1 + level) / 2:g} %": hi}, index=names
         )
 
+    # ---- the after-fit toolkit on the posterior (see :mod:`.after_fit`) -------------------
+    def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
+        """Posterior predictive responses, shape (nobs, nsim): simulation s takes a posterior
+        draw (β, θ, σ) and, with ``include_re``, new b ~ N(0, σ²ΛΛ') (else that draw's b), then
+        y = Xβ + Zb + offset + ε, ε ~ N(0, σ²/w)."""
+        from .after_fit import posterior_simulate
+
+        sigma = posterior_arrays(self.idata, "sigma").astype(float)
+        w = np.ones(self.design.n) if self.design.weights is None else self.design.weights
+
+        def sample_y(mean, k, rng):
+            return mean + sigma[k] * rng.standard_normal(mean.size) / np.sqrt(w)
+
+        return posterior_simulate(self, nsim, seed, include_re, sample_y)
+
+    def r2(self, level: float = 0.95) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R² per posterior draw: posterior means under the
+        REML keys, and ``<key>_lower`` / ``<key>_upper`` equal-tailed intervals."""
+        from .after_fit import r2_draws, summarise_draws
+
+        v = r2_draws(self)
+        total = v["fixed"] + v["random"] + v["residual"]
+        return summarise_draws(
+            {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}, level
+        )
+
+    def icc(self, level: float = 0.95) -> dict[str, float]:
+        """Adjusted and unadjusted ICC per posterior draw (means, and ``_lower`` / ``_upper``)."""
+        from .after_fit import r2_draws, summarise_draws
+
+        v = r2_draws(self)
+        return summarise_draws(
+            {
+                "adjusted": v["random"] / (v["random"] + v["residual"]),
+                "unadjusted": v["random"] / (v["fixed"] + v["random"] + v["residual"]),
+            },
+            level,
+        )
+
+    def influence(self, group: str | None = None):
+        raise ValueError(
+            "influence() (Cook's distance, leverage) is for REML fits; for a PyMC fit use "
+            "az.loo(result.idata, pointwise=True): its Pareto k flags influential observations"
+        )
+
     def summary(self):
         from .report import BayesSummary
 
