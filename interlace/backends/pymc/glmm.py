@@ -36,9 +36,10 @@ from .model import (
     _term_factor,
     layout_of,
     noncentered_effects,
+    start_from,
 )
 from .posterior import MAX_LOGLIK_ENTRIES, posterior_arrays
-from .priors import resolve_priors, sd_key, term_columns
+from .priors import resolve_priors
 from .result import _mean_theta, _quantiles
 from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
 
@@ -64,18 +65,7 @@ def _start(design: DesignMatrices, family: Family, priors) -> Start:
     mu0 = family.start_mu(design.y)
     eta0 = family.link.link(mu0) - design.offset
     beta = np.linalg.lstsq(design.X, eta0, rcond=None)[0]
-    raw = beta.copy()
-    if priors.center:
-        raw[priors.intercept] = float(
-            beta @ np.where(np.arange(design.p) == priors.intercept, 1.0, priors.x_means)
-        )
-    sd = {}
-    for t in design.terms:
-        cols = term_columns(design, t)
-        for c, col in enumerate(t.columns):
-            scale = float(np.std(cols[:, c])) or float(np.sqrt(np.mean(cols[:, c] ** 2))) or 1.0
-            sd[sd_key(t.group, col)] = 0.5 / scale
-    return Start(beta_raw=raw, sigma=1.0, sd=sd)
+    return start_from(design, priors, beta, 1.0)
 
 
 def build_glmm_model(design: DesignMatrices, family: Family, priors):

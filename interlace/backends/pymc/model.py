@@ -219,6 +219,12 @@ def start_values(design: DesignMatrices, priors: PriorSet) -> Start:
     sigma = float(np.sqrt(r @ r / max(1, design.n - design.p)))
     if not sigma > 0:
         sigma = 1.0
+    return start_from(design, priors, beta, sigma)
+
+
+def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma: float) -> Start:
+    """Start at β (re-expressed at centred predictors when the model centres them) and σ, with
+    each random-effect SD half of σ over its column's scale."""
     raw = beta.copy()
     if priors.center:
         raw[priors.intercept] = float(
