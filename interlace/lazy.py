@@ -93,7 +93,7 @@ def _term_columns(term: RandomTerm) -> tuple[bool, list[str]]:
 
 
 def _levels(lf: nw.LazyFrame, cols: list[str]) -> list[tuple]:
-    table = lf.group_by(cols).agg(nw.len().alias("__n")).collect().to_pandas()
+    table = _collect(lf.group_by(cols).agg(nw.len().alias("__n"))).to_pandas()
     tuples = list(table[cols].itertuples(index=False, name=None))
     per = [sorted({t[i] for t in tuples}, key=_sort_key) for i in range(len(cols))]
     pos = [{v: k for k, v in enumerate(p)} for p in per]
@@ -104,10 +104,21 @@ def _sort_key(v):
     return (0, v, "") if isinstance(v, int | float | np.integer | np.floating) else (1, 0, str(v))
 
 
+def _collect(frame):
+    """Collect a (small, aggregated) narwhals lazy frame; polars runs its streaming engine, so
+    the scan behind the aggregation never holds the whole table."""
+    if frame.implementation.is_polars():
+        return frame.collect(engine="streaming")
+    return frame.collect()
+
+
 def _codes(table, keys: list[str], index: dict) -> np.ndarray:
     """Level positions of each row of an aggregated table (vectorised lookup)."""
     import pandas as pd
 
+    if len(keys) == 1:  # an index lookup: no merged copy of the table
+        found = pd.Index([lv[0] for lv in index]).get_indexer(table[keys[0]])
+        return np.fromiter(index.values(), dtype=np.int64, count=len(index))[found]
     lv = pd.DataFrame(list(index.keys()), columns=keys)
     lv["__code"] = list(index.values())
     merged = table[keys].merge(lv, on=keys, how="left", sort=False)
@@ -133,8 +144,8 @@ def _group_sums(lf, keys: list[str], pairs: list[tuple[str, str]]):
     frame = lf.with_columns(*cols)
     aggs = [nw.col(nm).sum() for nm in names]
     if keys:
-        return frame.group_by(keys).agg(*aggs).collect().to_pandas()
-    return frame.select(*aggs).collect().to_pandas()
+        return _collect(frame.group_by(keys).agg(*aggs)).to_pandas()
+    return _collect(frame.select(*aggs)).to_pandas()
 
 
 def lazy_crossproducts(
@@ -160,10 +171,10 @@ def lazy_crossproducts(
     for c in [response, *(z for _, _, zs in term_specs for z in zs)] + ([weights] if weights else []):
         if not numeric[c]:
             raise TypeError(f"column {c!r} must be numeric for a lazy fit")
-    n_total = int(lf.select(nw.len()).collect().to_pandas().iloc[0, 0])
+    n_total = int(_collect(lf.select(nw.len())).to_pandas().iloc[0, 0])
     lf = lf.select(used).drop_nulls()
     lf = lf.with_columns((nw.col(weights) if weights else nw.lit(1.0)).cast(nw.Float64).alias("__w"))
-    n = int(lf.select(nw.len()).collect().to_pandas().iloc[0, 0])
+    n = int(_collect(lf.select(nw.len())).to_pandas().iloc[0, 0])
     if n == 0:
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
 
@@ -243,7 +254,8 @@ def lazy_crossproducts(
     index = [{lv: k for k, lv in enumerate(b[2])} for b in ordered]
 
     ZtXy = np.zeros((q, p + 1))
-    rows, colsi, vals = [], [], []
+    diag: list = []  # (rows, cols, values) of Z_a'WZ_a
+    lower: list = []  # ... of Z_a'WZ_b, a > b: stored once, mirrored at the end
     for a, (_ta, keys_a, _, zc_a, _) in enumerate(ordered):
         tb_a = terms[a]
         # Z_a'WX and Z_a'Wy: group by the term's keys and the categorical fixed factors
@@ -273,17 +285,15 @@ def lazy_crossproducts(
                 r_idx = tb_a.z_start + la * tb_a.k + ja
                 c_idx = tb_b.z_start + lb * tb_b.k + jb
                 v = g[f"__s{k}"].to_numpy(dtype=float)
-                rows.append(r_idx)
-                colsi.append(c_idx)
-                vals.append(v)
-                if a != b:
-                    rows.append(c_idx)
-                    colsi.append(r_idx)
-                    vals.append(v)
-    ZtZ = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(colsi))), shape=(q, q))
+                (diag if a == b else lower).append((r_idx.astype(np.int32), c_idx.astype(np.int32), v))
+            del g, la, lb
+    ZtZ = _sparse(diag, q)
+    if lower:
+        L = _sparse(lower, q)
+        ZtZ = (ZtZ + L + L.T).tocsc()
     sum_log_w = 0.0
     if weights is not None:
-        sum_log_w = float(lf.select(nw.col("__w").log().sum()).collect().to_pandas().iloc[0, 0])
+        sum_log_w = float(_collect(lf.select(nw.col("__w").log().sum())).to_pandas().iloc[0, 0])
     return CrossProducts(
         ZtZ=ZtZ,
         ZtXy=ZtXy,
@@ -296,3 +306,10 @@ def lazy_crossproducts(
         response=response,
         fixed_levels=fixed_levels,
     )
+
+
+def _sparse(parts: list, q: int) -> sp.csc_matrix:
+    rows = np.concatenate([r for r, _, _ in parts])
+    cols = np.concatenate([c for _, c, _ in parts])
+    vals = np.concatenate([v for _, _, v in parts])
+    return sp.csc_matrix((vals, (rows, cols)), shape=(q, q))
