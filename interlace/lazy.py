@@ -148,6 +148,21 @@ def _group_sums(lf, keys: list[str], pairs: list[tuple[str, str]]):
     return _collect(frame.select(*aggs)).to_pandas()
 
 
+PAIR_GROUPS_PER_PASS = 4_000_000  # groups of a cross-classification aggregated per pass
+
+
+def _sliced_group_sums(lf, keys: list[str], pairs, split: list[str], levels: list[tuple], slices: int):
+    """``_group_sums`` in ``slices`` passes, each over a contiguous share of the levels of the
+    single column ``split`` (one pass if ``split`` has several columns)."""
+    if slices <= 1 or len(split) != 1:
+        yield _group_sums(lf, keys, pairs)
+        return
+    values = [lv[0] for lv in levels]
+    for part in np.array_split(np.arange(len(values)), slices):
+        chunk = [values[i] for i in part]
+        yield _group_sums(lf.filter(nw.col(split[0]).is_in(chunk)), keys, pairs)
+
+
 def lazy_crossproducts(
     data, fixed: str, random: list[RandomTerm], weights: str | None = None
 ) -> CrossProducts:
@@ -277,20 +292,21 @@ def lazy_crossproducts(
             keys_b, zc_b = ordered[b][1], ordered[b][3]
             gk = list(dict.fromkeys(keys_a + keys_b))
             pairs = [(za, zb) for za in zc_a for zb in zc_b]
-            g = _group_sums(lf, gk, pairs)
-            la = _codes(g, keys_a, index[a])
-            lb = _codes(g, keys_b, index[b])
-            for k, (za, zb) in enumerate(pairs):
-                ja, jb = zc_a.index(za), zc_b.index(zb)
-                r_idx = tb_a.z_start + la * tb_a.k + ja
-                c_idx = tb_b.z_start + lb * tb_b.k + jb
-                v = g[f"__s{k}"].to_numpy(dtype=float)
-                (diag if a == b else lower).append((r_idx.astype(np.int32), c_idx.astype(np.int32), v))
-            del g, la, lb
-    ZtZ = _sparse(diag, q)
-    if lower:
-        L = _sparse(lower, q)
-        ZtZ = (ZtZ + L + L.T).tocsc()
+            # a cross-classification can have as many groups as rows: aggregate it in slices of
+            # term a's levels so that no single group-by result is large
+            slices = 1 if a == b else -(-min(n, tb_a.m * tb_b.m) // PAIR_GROUPS_PER_PASS)
+            for g in _sliced_group_sums(lf, gk, pairs, keys_a, ordered[a][2], slices):
+                la = _codes(g, keys_a, index[a])
+                lb = _codes(g, keys_b, index[b])
+                for k, (za, zb) in enumerate(pairs):
+                    ja, jb = zc_a.index(za), zc_b.index(zb)
+                    r_idx = (tb_a.z_start + la * tb_a.k + ja).astype(np.int32)
+                    c_idx = (tb_b.z_start + lb * tb_b.k + jb).astype(np.int32)
+                    v = g[f"__s{k}"].to_numpy(dtype=float)
+                    (diag if a == b else lower).append((r_idx, c_idx, v))
+                del g, la, lb
+    ZtZ = _symmetric_sparse(diag, lower, q)
+    del diag, lower
     sum_log_w = 0.0
     if weights is not None:
         sum_log_w = float(_collect(lf.select(nw.col("__w").log().sum())).to_pandas().iloc[0, 0])
@@ -308,8 +324,15 @@ def lazy_crossproducts(
     )
 
 
-def _sparse(parts: list, q: int) -> sp.csc_matrix:
-    rows = np.concatenate([r for r, _, _ in parts])
-    cols = np.concatenate([c for _, c, _ in parts])
-    vals = np.concatenate([v for _, _, v in parts])
-    return sp.csc_matrix((vals, (rows, cols)), shape=(q, q))
+def _symmetric_sparse(diag: list, lower: list, q: int) -> sp.csc_matrix:
+    """Z'WZ from the (rows, cols, values) of its diagonal blocks and, mirrored, its lower blocks:
+    one COO → CSC conversion from preallocated int32 index arrays."""
+    sizes = [v.size for _, _, v in diag] + [v.size for _, _, v in lower] * 2
+    rows = np.empty(sum(sizes), dtype=np.int32)
+    cols = np.empty_like(rows)
+    vals = np.empty(rows.size)
+    at = 0
+    for r, c, v in diag + lower + [(c, r, v) for r, c, v in lower]:
+        rows[at : at + v.size], cols[at : at + v.size], vals[at : at + v.size] = r, c, v
+        at += v.size
+    return sp.coo_matrix((vals, (rows, cols)), shape=(q, q)).tocsc()

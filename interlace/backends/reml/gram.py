@@ -146,10 +146,15 @@ class WeightedGram:
         self.S, self.D = S, D
         self.S_prefix = bool(S.size == 0 or np.array_equal(S, np.arange(S.size)))
         rows_csr = Bs.tocsr()
+        del Bs
         self.BS = sp.csc_matrix(rows_csr[S]) if S.size else sp.csc_matrix((0, q1))
         D_r = D[D < self.n_sparse_rows]
-        dense_rows = rows_csr[D_r].toarray() if D_r.size else np.zeros((0, q1))
-        self.BD = np.vstack([dense_rows, B_dense])
+        # the dense rows written straight into BD (no second dense copy of a large B)
+        self.BD = np.empty((D_r.size + B_dense.shape[0], q1))
+        if D_r.size:
+            rows_csr[D_r].toarray(out=self.BD[: D_r.size])
+        self.BD[D_r.size :] = B_dense
+        del rows_csr
         self.BS_T = sp.csr_matrix(self.BS.T)
         self.P = _pair_matrix(self.BS, k, S, self.N) if S.size else None
         self.PT = self.P.T if S.size else None
