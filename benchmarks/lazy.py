@@ -1,85 +1,150 @@
-"""Fit a large Parquet file without loading it: polars lazy and a local Dask cluster.
+"""Fit a large Parquet file without loading it: polars lazy, DuckDB and a local Dask cluster.
 
-python benchmarks/lazy.py [--rows 20000000] [--out benchmarks/lazy_results.md]
+python benchmarks/lazy.py [--rows 20000000] [--engines polars dask duckdb] [--out FILE]
 
-Writes a synthetic Parquet file (subjects x items crossed, a numeric and a categorical
-predictor) with a seed, then fits `y ~ x + arm + (1 | subject) + (1 | item)` from
-`polars.scan_parquet` and from `dask.dataframe.read_parquet` on a LocalCluster with 2 workers,
-printing wall time and the peak resident memory of this (the interlace) process.
+Writes a synthetic Parquet file in a child process (subjects x items crossed, a numeric and a
+categorical predictor, seeded), then fits `y ~ x + arm + (1 | subject) + (1 | item)` once per
+engine, each in a fresh Python process: `polars.scan_parquet`, `duckdb.read_parquet` and
+`dask.dataframe.read_parquet` on a `LocalCluster` with 2 workers. Reported: wall time of the
+`interlace.fit` call and the peak resident memory of that (the interlace) process; Dask's
+workers are separate processes and not counted. An eager fit of the same rows is printed for
+comparison when --eager is given (it needs the data in memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
 
 import numpy as np
-import polars as pl
 
-import interlace
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+N_SUBJECTS, N_ITEMS = 20_000, 2_000
+FORMULA, GROUPS = "y ~ x + arm", ["subject", "item"]
 
 
 def write_data(path: pathlib.Path, rows: int, seed: int = 1) -> None:
+    """Chunks of 2M rows appended to one Parquet file (never the whole table in memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     rng = np.random.default_rng(seed)
-    chunk = 2_000_000
-    subj_eff = rng.normal(0, 1.0, 20_000)
-    item_eff = rng.normal(0, 0.5, 2_000)
-    parts = []
-    for start in range(0, rows, chunk):
-        m = min(chunk, rows - start)
-        s = rng.integers(0, 20_000, m)
-        i = rng.integers(0, 2_000, m)
+    subj_eff = rng.normal(0, 1.0, N_SUBJECTS)
+    item_eff = rng.normal(0, 0.5, N_ITEMS)
+    writer = None
+    for start in range(0, rows, 2_000_000):
+        m = min(2_000_000, rows - start)
+        s = rng.integers(0, N_SUBJECTS, m)
+        i = rng.integers(0, N_ITEMS, m)
         x = rng.normal(size=m)
         arm = rng.integers(0, 3, m)
         y = 1.0 + 0.5 * x + np.array([0.0, 0.2, -0.1])[arm] + subj_eff[s] + item_eff[i] + rng.normal(size=m)
-        parts.append(pl.DataFrame({"y": y, "x": x, "arm": np.array(["a", "b", "c"])[arm],
-                                   "subject": s.astype(np.int32), "item": i.astype(np.int32)}))
-    pl.concat(parts).write_parquet(path)
+        table = pa.table(
+            {
+                "y": y,
+                "x": x,
+                "arm": np.array(["a", "b", "c"])[arm],
+                "subject": s.astype(np.int32),
+                "item": i.astype(np.int32),
+            }
+        )
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def fit_one(engine: str, path: str) -> dict:
+    """One lazy (or eager) fit in this process: seconds, peak RSS, estimates."""
+    import interlace
+
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    if engine == "polars":
+        import polars as pl
+
+        r = interlace.fit(FORMULA, pl.scan_parquet(path), groups=GROUPS)
+    elif engine == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET threads TO 2")
+        r = interlace.fit(FORMULA, con.read_parquet(path), groups=GROUPS)
+    elif engine == "dask":
+        import dask.dataframe as dd
+        from dask.distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="6GB") as cluster, Client(cluster):
+            t0 = time.perf_counter()
+            r = interlace.fit(FORMULA, dd.read_parquet(path), groups=GROUPS)
+    else:  # eager, for comparison
+        import polars as pl
+
+        r = interlace.fit(FORMULA, pl.read_parquet(path), groups=GROUPS)
+    sec = time.perf_counter() - t0
+    return {
+        "engine": engine,
+        "seconds": sec,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "x": float(r.fe_params["x"]),
+        "arm_b": float(r.fe_params["arm[T.b]"]),
+        "sd_subject": float(np.sqrt(r.variance_components["subject"])),
+        "llf": float(r.llf),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20_000_000)
+    ap.add_argument("--engines", nargs="*", default=["polars", "duckdb", "dask"])
+    ap.add_argument("--eager", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--child", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
     a = ap.parse_args()
-    rows = []
+    if a.child:
+        print(json.dumps(fit_one(*a.child)))
+        return
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "big.parquet"
         t0 = time.perf_counter()
-        write_data(path, a.rows)
-        print(f"wrote {a.rows:,} rows in {time.perf_counter() - t0:.1f} s")
-        base = peak_mb()
-        t0 = time.perf_counter()
-        r = interlace.fit("y ~ x + arm", pl.scan_parquet(path), groups=["subject", "item"])
-        rows.append(("polars lazy", time.perf_counter() - t0, peak_mb(), r))
-        try:
-            import dask.dataframe as dd
-            from dask.distributed import Client, LocalCluster
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cluster = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="6GB")
-                with cluster, Client(cluster):
-                    t0 = time.perf_counter()
-                    r2 = interlace.fit("y ~ x + arm", dd.read_parquet(path), groups=["subject", "item"])
-                    rows.append(("dask LocalCluster (2 workers)", time.perf_counter() - t0, peak_mb(), r2))
-        except ImportError as ex:
-            print(f"dask skipped: {ex}")
-    lines = ["| engine | rows | seconds | peak RSS of this process (MB) | x | arm[T.b] |",
-             "|---|---|---|---|---|---|"]
-    for name, sec, mem, r in rows:
-        lines.append(f"| {name} | {a.rows:,} | {sec:.1f} | {mem:.0f} | {r.fe_params['x']:.5f} | "
-                     f"{r.fe_params['arm[T.b]']:.5f} |")
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import sys; sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r}); "
+                f"import lazy; lazy.write_data(__import__('pathlib').Path({str(path)!r}), {a.rows})",
+            ],
+            check=True,
+        )
+        size = path.stat().st_size / 2**20
+        print(
+            f"wrote {a.rows:,} rows ({size:.0f} MB Parquet) in {time.perf_counter() - t0:.1f} s", flush=True
+        )
+        for engine in a.engines + (["eager"] if a.eager else []):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", engine, str(path)], capture_output=True, text=True
+            )
+            if out.returncode:
+                print(f"{engine} failed:\n{out.stderr[-2000:]}", flush=True)
+                continue
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(results[-1], flush=True)
+    lines = [
+        "| engine | rows | seconds | peak RSS, fitting process (MB) | x | arm[T.b] | SD subject | logLik |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['engine']} | {a.rows:,} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {r['x']:.5f} | "
+            f"{r['arm_b']:.5f} | {r['sd_subject']:.4f} | {r['llf']:.2f} |"
+        )
     text = "\n".join(lines)
-    print(f"(peak RSS before the fits: {base:.0f} MB)")
     print(text)
     if a.out:
         pathlib.Path(a.out).write_text(text + "\n")
