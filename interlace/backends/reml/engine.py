@@ -120,6 +120,9 @@ class REMLEngine:
             from ...inference.kenward_roger import kr_df
 
             return np.array([kr_df(self._kr, row) for row in L])
+        e = self.est
+        if not hasattr(self, "_satt") and e.varpar_cov is not None and e.cov_beta_jac is not None:
+            self._satt = (e.cov_beta, e.cov_beta_jac, e.varpar_cov)  # what the fit's own df used
         if not hasattr(self, "_satt"):
             from ...inference.derivatives import hessian, jacobian
             from ...inference.satterthwaite import varpar_covariance
