@@ -158,6 +158,14 @@ def test_weighted_gram_and_its_adjoint(k):
             full = B[:na].T @ Pi[:na, :na] @ B[:na]
             want = np.array([full[j * k : (j + 1) * k, j * k : (j + 1) * k] for j in range(m)])
             np.testing.assert_allclose(g.adjoint(Pi[:na, :na]), want, rtol=1e-11, atol=1e-12)
+        if not sparse_terms:  # all rows dense: the adjoint from a Cholesky factor, Π never formed
+            for na in (25, 27):
+                S = rng.normal(size=(na, na))
+                Lc = np.linalg.cholesky(S @ S.T + na * np.eye(na))
+                lam = rng.uniform(0.5, 2.0, na)
+                Pi_c = lam[:, None] * np.linalg.inv(Lc @ Lc.T) * lam[None, :]
+                got = g.adjoint_chol(Lc, lambda X, lam=lam: X * lam[:, None], na)
+                np.testing.assert_allclose(got, g.adjoint(Pi_c), rtol=1e-10, atol=1e-12)
         V = rng.normal(size=(B.shape[0], 2))
         np.testing.assert_allclose(g.tmul(V), B.T @ V, rtol=1e-12, atol=1e-12)
         U = rng.normal(size=(m * k, 2))

@@ -108,6 +108,24 @@ def _cho_inverse(L: np.ndarray) -> np.ndarray:
     return full
 
 
+def _lambda_t(problem: PLSProblem, theta: np.ndarray, na: int):
+    """X ↦ Λ̃'X (a new array) for X with the first na rows of [Z_r X y]: Λ' on the other terms'
+    rows, the identity on X's."""
+    rest, q2 = problem.rest, problem.q2
+    if rest.all_scalar:
+        lam = np.ones(na)
+        lam[:q2] = rest.diagonal(theta)
+        return lambda X: X * lam[:, None]
+
+    def apply(X: np.ndarray) -> np.ndarray:
+        out = np.array(X, dtype=float)
+        if q2:
+            out[:q2] = rest.apply(theta, out[:q2], transpose=True)
+        return out
+
+    return apply
+
+
 def logdet_gradient(problem: PLSProblem, f: PLSFactor, reml: bool) -> np.ndarray:
     """∂ℓ/∂θ with ℓ = log|L_Z|² (ML) or log|L_Z|² + log|R_X|² (REML)."""
     d = problem.design
@@ -137,10 +155,13 @@ def logdet_gradient(problem: PLSProblem, f: PLSFactor, reml: bool) -> np.ndarray
         t1 = d.terms[0]
         k = problem.k1
         N = problem.gram.N
-        Pi = np.empty((N, N))  # Π = Λ̃Ω̃⁻¹Λ̃' in the leading na × na block, read in place
-        if na:
-            rest.sandwich(theta, Oinv, outer=True, out=Pi[:na, :na])
-        Q = problem.gram.adjoint(Pi, na)
+        if problem.gram.S.size == 0:  # B all dense: Q from Ω̃_aa's Cholesky factor, Π never formed
+            Q = problem.gram.adjoint_chol(f.LRR[:na, :na], _lambda_t(problem, theta, na), na)
+        else:
+            Pi = np.empty((N, N))  # Π = Λ̃Ω̃⁻¹Λ̃' in the leading na × na block, read in place
+            if na:
+                rest.sandwich(theta, Oinv, outer=True, out=Pi[:na, :na])
+            Q = problem.gram.adjoint(Pi, na)
         D = problem.D11
         T1 = problem.first_T(theta)
         if k == 1:

@@ -17,6 +17,12 @@ B's rows are split by term:
 - *dense rows* (terms that meet most levels, X and y): dense BLAS products.
 
 Which terms go where is chosen by a cost model, under a memory budget for P.
+
+When every row is dense (e.g. two crossed terms that meet in most cells), the products are
+formed from factors, over slices of the levels: G = (B R)(B R)' with W_j = R_jR_j' by a
+symmetric rank-k update (half the flops of a general product), and, when Π = Λ̃(LL')⁻¹Λ̃' is
+given by its Cholesky factor, B'ΠB's blocks as V'V with V = L⁻¹Λ̃'B (a triangular solve, again
+half the flops of Π B). The temporaries are one slice of B, not a second copy of it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 
 __all__ = ["WeightedGram"]
@@ -34,6 +41,7 @@ FLOP_SECONDS = 3e-11  # per flop of dense BLAS-3 (one thread)
 PAIR_BUDGET = 80_000_000  # pairs kept in memory (12 bytes each)
 DENSE_BUDGET = 150_000_000  # entries of the dense rows of B kept in memory
 CHUNK_PAIRS = 1_000_000
+CHUNK_COLUMNS = 2048  # columns of B per slice of the all-dense products
 
 
 def _level_entries(B: sp.csc_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -100,6 +108,15 @@ def _pair_matrix(B: sp.csc_matrix, k: int, S: np.ndarray, N: int) -> sp.csc_matr
     if total < 2**31 - 1:
         indptr = indptr.astype(np.int32)
     return sp.csc_matrix((coef, out, indptr), shape=(N * N, m * k * k), copy=False)
+
+
+def _psd_root(W: np.ndarray) -> np.ndarray:
+    """R with R_j R_j' = W_j for positive semidefinite k × k blocks W_j (shape (m, k, k)); round-off
+    negatives are set to zero."""
+    if W.shape[1] == 1:
+        return np.sqrt(np.maximum(W, 0.0))
+    e, U = np.linalg.eigh(W)
+    return U * np.sqrt(np.maximum(e, 0.0))[:, None, :]
 
 
 def _diag_blocks_of_product(A: np.ndarray, E: np.ndarray, m: int, k: int) -> np.ndarray:
@@ -205,29 +222,31 @@ class WeightedGram:
 
     # ---- products --------------------------------------------------------------------------
     def _scale_cols(self, A: np.ndarray, W: np.ndarray) -> np.ndarray:
-        """A · blockdiag(W) for A with m·k columns."""
-        k = self.k
+        """A · blockdiag(W) for A with m·k columns (m = len(W): all levels, or a slice of them)."""
+        k, m = self.k, W.shape[0]
         if k == 1:
             return A * W[:, 0, 0][None, :]
         r = A.shape[0]
-        A3 = A.reshape(r, self.m, k)
-        out = np.zeros((r, self.m, k))
+        A3 = A.reshape(r, m, k)
+        out = np.zeros((r, m, k))
         for a in range(k):
             for b in range(k):
                 out[:, :, b] += A3[:, :, a] * W[None, :, a, b]
-        return out.reshape(r, self.m * k)
+        return out.reshape(r, m * k)
+
+    def _level_slices(self) -> list[tuple[int, int]]:
+        step = max(1, CHUNK_COLUMNS // self.k)
+        return [(j0, min(self.m, j0 + step)) for j0 in range(0, self.m, step)]
 
     def gram(self, W: np.ndarray) -> np.ndarray:
         """B W B' (N × N, symmetric, a new array) for W of shape (m, k, k)."""
         N = self.N
         S, D = self.S, self.D
         ns = S.size
+        if not ns:
+            return self._dense_gram(W)
         BWd = self._scale_cols(self.BD, W)
         G_DD = BWd @ self.BD.T
-        if not ns:
-            G = np.empty((N, N))
-            G[np.ix_(D, D)] = G_DD
-            return G
         G = (self.P @ W.reshape(-1)).reshape(N, N)  # the S × S lower triangle, zeros elsewhere
         G += G.T
         G[S, S] *= 0.5
@@ -241,6 +260,41 @@ class WeightedGram:
             G[np.ix_(S, D)] = G_SD
             G[np.ix_(D, S)] = G_SD.T
         return G
+
+    def _dense_gram(self, W: np.ndarray) -> np.ndarray:
+        """B W B' when all rows are dense (D = all rows, in order): Σ over slices of levels of
+        (B R)(B R)' by rank updates of the lower triangle, then mirrored."""
+        k, N = self.k, self.N
+        R = _psd_root(W)
+        C = np.zeros((N, N), order="F")
+        for j0, j1 in self._level_slices():
+            A = self._scale_cols(self.BD[:, j0 * k : j1 * k], R[j0:j1])
+            # A' is Fortran-ordered: C += (A')'A' = A A', lower triangle only
+            C = sla.blas.dsyrk(1.0, A.T, beta=1.0, c=C, trans=1, lower=1, overwrite_c=1)
+        d = np.diagonal(C).copy()
+        G = C + C.T  # C's upper triangle is zero
+        G[np.diag_indices(N)] = d
+        return G
+
+    def adjoint_chol(self, L: np.ndarray, lam_t, na: int) -> np.ndarray:
+        """``adjoint(Π, na)`` for Π = Λ̃(LL')⁻¹Λ̃' when all rows are dense, from the lower
+        triangular L (na × na) and ``lam_t`` mapping na-row arrays X to Λ̃'X: the diagonal
+        blocks of V'V, V = L⁻¹Λ̃'B_a, one slice of levels at a time."""
+        k, m = self.k, self.m
+        if self.S.size:
+            raise ValueError("adjoint_chol needs every row of B on the dense path")
+        Q = np.zeros((m, k, k))
+        if na == 0:
+            return Q
+        Lf = np.asfortranarray(L)
+        for j0, j1 in self._level_slices():
+            X = np.ascontiguousarray(lam_t(self.BD[:na, j0 * k : j1 * k]))
+            if np.may_share_memory(X, self.BD):  # solved in place below: never in B itself
+                X = X.copy()
+            # X' is Fortran-ordered: solve V'L' = X', i.e. V = L⁻¹X, in place
+            Vt = sla.blas.dtrsm(1.0, Lf, X.T, side=1, lower=1, trans_a=1, overwrite_b=1)
+            Q[j0:j1] = _diag_blocks_of_product(Vt.T, Vt.T, j1 - j0, k)
+        return Q
 
     def adjoint(self, Pi: np.ndarray, na: int | None = None) -> np.ndarray:
         """Diagonal k × k blocks of B_a'ΠB_a, shape (m, k, k), for a symmetric Π over B's first
