@@ -74,6 +74,7 @@ def fit_one(engine: str, path: str) -> dict:
 
         con = duckdb.connect()
         con.execute("SET threads TO 2")
+        con.execute("SET memory_limit = '1GB'")  # DuckDB runs inside this process
         r = interlace.fit(FORMULA, con.read_parquet(path), groups=GROUPS)
     elif engine == "dask":
         import dask.dataframe as dd

@@ -94,8 +94,9 @@ class DesignMatrices:
     correlation: Any = None  # an AR1 / CompoundSymmetry structure
     corr_layout: Any = field(repr=False, default=None)
     n_rows: int | None = None  # observations represented, when y/X/Z are a compressed equivalent
-    # (Z'WZ, Z'W[X y], [X y]'W[X y]) when only the cross-products are known (lazy frames): then
-    # y, X and Z have no rows and the engine works from these alone
+    # (Z'WZ, Z'W[X y], [X y]'W[X y]) when only the cross-products are known (lazy frames), Z'WZ
+    # as its lower block triangle (Z_a'WZ_b for terms a ≥ b): then y, X and Z have no rows and
+    # the engine works from these alone
     gram: Any = field(repr=False, default=None)
 
     @property

@@ -45,7 +45,7 @@ def is_lazy(data) -> bool:
 class CrossProducts:
     """Σ w u u' in blocks, plus what the result needs to name things."""
 
-    ZtZ: sp.csc_matrix
+    ZtZ: sp.csc_matrix  # the lower block triangle: Z_a'WZ_b for a ≥ b in term order (a == b whole)
     ZtXy: np.ndarray  # q × (p + 1)
     XytXy: np.ndarray  # (p + 1) × (p + 1)
     n: int
@@ -305,7 +305,7 @@ def lazy_crossproducts(
                     v = g[f"__s{k}"].to_numpy(dtype=float)
                     (diag if a == b else lower).append((r_idx, c_idx, v))
                 del g, la, lb
-    ZtZ = _symmetric_sparse(diag, lower, q)
+    ZtZ = _block_lower_sparse(diag, lower, q)
     del diag, lower
     sum_log_w = 0.0
     if weights is not None:
@@ -324,15 +324,15 @@ def lazy_crossproducts(
     )
 
 
-def _symmetric_sparse(diag: list, lower: list, q: int) -> sp.csc_matrix:
-    """Z'WZ from the (rows, cols, values) of its diagonal blocks and, mirrored, its lower blocks:
-    one COO → CSC conversion from preallocated int32 index arrays."""
-    sizes = [v.size for _, _, v in diag] + [v.size for _, _, v in lower] * 2
-    rows = np.empty(sum(sizes), dtype=np.int32)
+def _block_lower_sparse(diag: list, lower: list, q: int) -> sp.csc_matrix:
+    """Z'WZ's lower block triangle from the (rows, cols, values) of its diagonal blocks and of
+    the blocks Z_a'WZ_b, a > b: one COO → CSC conversion from preallocated int32 index arrays."""
+    parts = diag + lower
+    rows = np.empty(sum(v.size for _, _, v in parts), dtype=np.int32)
     cols = np.empty_like(rows)
     vals = np.empty(rows.size)
     at = 0
-    for r, c, v in diag + lower + [(c, r, v) for r, c, v in lower]:
+    for r, c, v in parts:
         rows[at : at + v.size], cols[at : at + v.size], vals[at : at + v.size] = r, c, v
         at += v.size
     return sp.coo_matrix((vals, (rows, cols)), shape=(q, q)).tocsc()

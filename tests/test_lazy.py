@@ -117,3 +117,20 @@ def test_sliced_cross_classification_equals_one_pass(monkeypatch):
     assert sum(len(k) == 2 for k in calls) > 10  # the pair group-by really ran in slices
     assert sliced.llf == pytest.approx(one.llf, rel=1e-12)
     np.testing.assert_allclose(sliced.fe_params, one.fe_params, rtol=1e-10)
+
+
+@pytest.mark.parametrize("random", [["(1|a)", "(1 + x|b)", "(1|c)"], ["(1 + x|a)", "(1|b)", "(x||c)"]])
+def test_three_crossed_terms_with_slopes(random):
+    """Blocks between the non-largest terms (stored once, lower triangle) are mirrored right."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    codes = {g: rng.integers(0, m, n) for g, m in (("a", 60), ("b", 25), ("c", 8))}
+    df = pd.DataFrame({g: [f"{g}{i}" for i in c] for g, c in codes.items()})
+    df["x"] = rng.normal(size=n)
+    effects = rng.normal(size=60)[codes["a"]] + rng.normal(size=8)[codes["c"]]
+    df["y"] = 1 + 0.5 * df["x"] + effects + rng.normal(size=n)
+    eager = interlace.fit("y ~ x", df, random=random)
+    lazy = interlace.fit("y ~ x", pl.from_pandas(df).lazy(), random=random)
+    assert lazy.llf == pytest.approx(eager.llf, rel=1e-12)
+    np.testing.assert_allclose(lazy.fe_params, eager.fe_params, rtol=1e-8)
+    np.testing.assert_allclose(lazy.theta, eager.theta, rtol=1e-5, atol=1e-7)

@@ -2,7 +2,8 @@
 
 Everything the blocked-Cholesky engine forms from the rows — the diagonal blocks D_j of the
 first term's Z₁'WZ₁, B = [Z_r X y]'WZ₁ and M = [Z_r X y]'W[Z_r X y] — is a block of
-C = [Z X y]'W[Z X y]. :func:`crossproduct_design` hands C to the engine as
+C = [Z X y]'W[Z X y] (Z'WZ as its lower block triangle: Z_a'WZ_b for terms a ≥ b).
+:func:`crossproduct_design` hands C to the engine as
 ``DesignMatrices.gram`` with row-less y, X and Z, and n set to the number of observations the
 aggregates came from, so the deviance, its gradient and the Satterthwaite df are exactly those
 of the row-level fit. What needs rows (fitted values, residuals, conditional variances) is not

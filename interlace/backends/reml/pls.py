@@ -170,7 +170,8 @@ class PLSProblem:
         self._eye_k = np.eye(self.k1)
 
     def _from_gram(self, design: DesignMatrices) -> None:
-        """The same set-up from the cross-products alone (``design.gram``, prior weights included)."""
+        """The same set-up from the cross-products alone (``design.gram``, prior weights included;
+        Z'WZ as its lower block triangle, which holds every block this set-up reads)."""
         ZtZ, ZtXy, XytXy = design.gram
         ZtZ = sp.csc_matrix(ZtZ)
         terms = design.terms
@@ -187,14 +188,17 @@ class PLSProblem:
         if q1:
             G1 = G1 if self.n_first else ZtZ[:q1, :q1].tocoo()
             np.add.at(self.D11, (G1.row // self.k1, G1.row % self.k1, G1.col % self.k1), G1.data)
-        Brest = ZtZ[q1:, :q1].tocsr()
+        Brest = ZtZ[q1:, :q1]  # CSC, as WeightedGram keeps it: no extra copy
         Bxy = np.ascontiguousarray(np.asarray(ZtXy[:q1]).T)
         term_rows = [(a, b) for a, b, *_ in self.rest.blocks]
         self.gram = WeightedGram(Brest, Bxy, term_rows, self.k1)
         N = q2 + self.p + 1
         M = np.empty((N, N))
         if q2:
-            M[:q2, :q2] = ZtZ[q1:, q1:].toarray()
+            lower = ZtZ[q1:, q1:].toarray()
+            M[:q2, :q2] = lower + lower.T  # mirror the blocks between terms ...
+            for a, b, *_ in self.rest.blocks:  # ... but not the terms' own (whole) blocks
+                M[a:b, a:b] = lower[a:b, a:b]
             M[:q2, q2:] = ZtXy[q1:]
             M[q2:, :q2] = np.asarray(ZtXy[q1:]).T
         M[q2:, q2:] = XytXy
