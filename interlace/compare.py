@@ -22,11 +22,13 @@ STATS = ("estimate", "se", "lower", "upper")
 
 
 def _variance_rows(result) -> tuple[list[str], np.ndarray]:
-    """Names and point estimates of the SDs, correlations and σ from θ and σ²."""
+    """Names and point estimates of the SDs, correlations and σ from θ and σ² (a GLMM: Var(b) =
+    ΛΛ', σ only for a family with a dispersion, and the negative binomial's θ)."""
     names, vals = [], []
     sigma = float(np.sqrt(result.scale))
+    re_sd = float(np.sqrt(result._re_scale))
     for t in result.design.terms:
-        T = t.T(result.theta) * sigma
+        T = t.T(result.theta) * re_sd
         S = T @ T.T
         sd = np.sqrt(np.diag(S))
         rows, cols = tril_colwise(t.k)
@@ -37,7 +39,12 @@ def _variance_rows(result) -> tuple[list[str], np.ndarray]:
             else:
                 names.append(f"cor_{t.columns[j]}.{t.columns[i]}|{t.group}")
                 vals.append(S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0)
-    return names + ["sigma"], np.asarray(vals + [sigma])
+    family = getattr(result, "family", None)
+    if family is None or family.has_scale:
+        names, vals = names + ["sigma"], vals + [sigma]
+    if family is not None and family.nb_theta is not None:
+        names, vals = names + ["nb_theta"], vals + [float(family.nb_theta)]
+    return names, np.asarray(vals)
 
 
 def _one(result, level: float, intervals: str) -> pd.DataFrame:

@@ -116,3 +116,22 @@ def test_posterior_predictive_simulate_for_glmms():
     # the observed total is a plausible draw of the posterior predictive total
     totals = sims.sum(axis=0)
     assert np.quantile(totals, 0.01) < df["y"].sum() < np.quantile(totals, 0.99)
+
+
+def test_compare_and_posterior_bootstrap_for_glmms():
+    formula, df, kw = _case("negbin_offset")
+    reml = interlace.glmer(formula, df, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        bayes = interlace.glmer(formula, df, **kw, backend="pymc", **FAST)
+    table = interlace.compare(reml, bayes)
+    assert "sigma" not in table.index  # no dispersion: Var(b) is not scaled
+    assert table.loc["sd_(Intercept)|g", ("reml", "estimate")] == pytest.approx(reml.theta[0], rel=1e-12)
+    assert table.loc["nb_theta", ("reml", "estimate")] == pytest.approx(reml.family.nb_theta)
+    post = bayes.variance_draws
+    assert list(post.columns) == ["sd_(Intercept)|g", "nb_theta"]
+    row = table.loc["nb_theta", "pymc"]
+    assert row["lower"] < row["estimate"] < row["upper"]
+    assert row["estimate"] == pytest.approx(post["nb_theta"].mean())
+    boot = interlace.bootstrap(bayes, nsim=100, seed=2)
+    assert boot.method == "posterior" and "nb_theta" in boot.draws.columns

@@ -40,7 +40,7 @@ from .model import (
 )
 from .posterior import MAX_LOGLIK_ENTRIES, posterior_arrays
 from .priors import resolve_priors
-from .result import _mean_theta, _quantiles
+from .result import _mean_theta, _quantiles, variance_draws, variance_names
 from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
 
 __all__ = ["fit_glmm", "PyMCGLMMResult"]
@@ -150,6 +150,18 @@ class PyMCGLMMResult(GLMMResult):
             return f.sample(f.link.inverse(eta), w, rng)
 
         return posterior_simulate(self, nsim, seed, include_re, sample_y)
+
+    @property
+    def variance_draws(self) -> pd.DataFrame:
+        """Posterior draws of the SDs and correlations (lme4 ``confint`` names) and of the
+        family parameter (``sigma`` for Gamma, ``nb_theta`` for the negative binomial)."""
+        theta = posterior_arrays(self.idata, "theta")
+        d = variance_draws(self.design, theta, np.ones(theta.shape[0]))[:, :-1]
+        names = variance_names(self.design)[:-1]
+        if self._family_param is not None:
+            d = np.column_stack([d, posterior_arrays(self.idata, self._family_param)])
+            names.append(self._family_param)
+        return pd.DataFrame(d, columns=names)
 
     @property
     def fe_draws(self) -> pd.DataFrame:
