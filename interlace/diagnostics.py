@@ -26,7 +26,7 @@ def _random_variance(result) -> float:
     d = result.design
     total = 0.0
     for t in d.terms:
-        Sigma = result.scale * (t.T(result.theta) @ t.T(result.theta).T)
+        Sigma = result._re_scale * (t.T(result.theta) @ t.T(result.theta).T)
         # the term's model-matrix row for each observation: its k nonzeros in Z
         coo = d.Z[:, t.z_start : t.z_start + t.q].tocoo()
         rows = np.zeros((d.n, t.k))
@@ -35,16 +35,34 @@ def _random_variance(result) -> float:
     return total
 
 
+_LATENT_VARIANCE = {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}
+
+
+def _residual_variance(result) -> float:
+    """σ²_ε: σ² for an LMM; for a binomial GLMM the latent-scale variance of the link's
+    distribution (π²/3 logit, 1 probit, π²/6 cloglog; Nakagawa et al. 2017)."""
+    family = getattr(result, "family", None)
+    if family is None:
+        return result.scale
+    if family.name == "binomial" and family.link.name in _LATENT_VARIANCE:
+        return float(_LATENT_VARIANCE[family.link.name])
+    raise ValueError(
+        f"r2()/icc() for a {family.name} GLMM needs a distribution-specific variance that is not "
+        "implemented; they are available for Gaussian LMMs and binomial GLMMs"
+    )
+
+
 def r2(result) -> dict[str, float]:
     """Nakagawa's marginal and conditional R² (Johnson's extension to random slopes).
 
-    σ²_f = Var(Xβ̂) (n − 1 denominator), σ²_r = Σ_t mean zᵢ'Σ_t zᵢ, σ²_ε = σ²;
-    marginal = σ²_f / (σ²_f + σ²_r + σ²_ε), conditional = (σ²_f + σ²_r) / (same).
+    σ²_f = Var(Xβ̂) (n − 1 denominator), σ²_r = Σ_t mean zᵢ'Σ_t zᵢ, σ²_ε = σ² (a binomial
+    GLMM: the link's latent variance, π²/3 for logit); marginal = σ²_f / (σ²_f + σ²_r + σ²_ε),
+    conditional = (σ²_f + σ²_r) / (same).
     """
     fixed = result.design.X @ result.fe_params.to_numpy()
     var_f = float(np.var(fixed, ddof=1))
     var_r = _random_variance(result)
-    total = var_f + var_r + result.scale
+    total = var_f + var_r + _residual_variance(result)
     return {"marginal": var_f / total, "conditional": (var_f + var_r) / total}
 
 
@@ -53,10 +71,8 @@ def icc(result) -> dict[str, float]:
     fixed = result.design.X @ result.fe_params.to_numpy()
     var_f = float(np.var(fixed, ddof=1))
     var_r = _random_variance(result)
-    return {
-        "adjusted": var_r / (var_r + result.scale),
-        "unadjusted": var_r / (var_f + var_r + result.scale),
-    }
+    var_e = _residual_variance(result)
+    return {"adjusted": var_r / (var_r + var_e), "unadjusted": var_r / (var_f + var_r + var_e)}
 
 
 def _precision_parts(result, max_q: int = 20000):

@@ -260,3 +260,22 @@ def test_separation_warns():
     df = pd.DataFrame({"y": (x > 0).astype(float), "x": x, "g": g.astype(str)})
     with pytest.warns(UserWarning, match=r"probabilities numerically 0 or 1 for \d+ observation.*separated"):
         interlace.glmer("y ~ x", df, "binomial", groups="g")
+
+
+def test_r2_and_icc_of_binomial_glmms_match_performance(cbpp):
+    """R's performance::r2_nakagawa / icc (tests/r/make_glmm_r2.R): the latent variance of the
+    link (π²/3 logit, 1 probit) as σ²_ε; lme4 fits at its default tolerances, hence 2e-3."""
+    want = json.loads((EXTRA / "glmm_r2.json").read_text())
+    bern = pd.read_csv(EXTRA / "data" / "bern_r2.csv", dtype={"g": str})
+    fits = {
+        "cbpp_logit": cbpp[1],
+        "bern_logit": interlace.glmer("y ~ x", bern, "binomial", groups="g"),
+        "bern_probit": interlace.glmer("y ~ x", bern, "binomial", groups="g", link="probit"),
+    }
+    for name, r in fits.items():
+        got = {**r.r2(), **r.icc()}
+        for key, value in want[name].items():
+            assert got[key] == pytest.approx(value, rel=2e-3), (name, key)
+    counts = interlace.glmer("y ~ x", _sim_poisson(), "poisson", groups="g")
+    with pytest.raises(ValueError, match="r2\\(\\)/icc\\(\\) for a poisson GLMM"):
+        counts.r2()
