@@ -98,6 +98,7 @@ def test_r2_and_icc_per_draw(stroop_fits):
         theta=posterior_arrays(bayes.idata, "theta")[k],
         scale=float(posterior_arrays(bayes.idata, "sigma")[k]) ** 2,
     )
+    one._re_scale = one.scale  # an LMM: Var(b) = σ²ΛΛ'
     v = r2_draws(bayes)
     total = v["fixed"][k] + v["random"][k] + v["residual"][k]
     assert v["fixed"][k] / total == pytest.approx(r2(one)["marginal"], rel=1e-10)
