@@ -77,6 +77,11 @@ def icc(result) -> dict[str, float]:
 
 def _precision_parts(result, max_q: int = 20000):
     d = result.design
+    if getattr(result, "family", None) is not None:
+        raise ValueError(
+            "influence() (Cook's distance, leverage) is implemented for Gaussian LMMs from "
+            "interlace.fit, not for GLMMs"
+        )
     if d.correlation is not None:
         raise ValueError("influence diagnostics are not available with a residual correlation structure")
     if d.q > max_q:

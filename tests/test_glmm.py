@@ -279,3 +279,5 @@ def test_r2_and_icc_of_binomial_glmms_match_performance(cbpp):
     counts = interlace.glmer("y ~ x", _sim_poisson(), "poisson", groups="g")
     with pytest.raises(ValueError, match="r2\\(\\)/icc\\(\\) for a poisson GLMM"):
         counts.r2()
+    with pytest.raises(ValueError, match="not for GLMMs"):
+        counts.influence()
