@@ -281,3 +281,13 @@ def test_r2_and_icc_of_binomial_glmms_match_performance(cbpp):
         counts.r2()
     with pytest.raises(ValueError, match="not for GLMMs"):
         counts.influence()
+
+
+def test_gradient_optimizer_falls_back_where_the_deviance_is_undefined():
+    case = next(c for c in GLMER_CASES if c["name"] == "gamma_inverse_crossed")
+    df = load_data(case)
+    kw = {k: v for k, v in case["interlace"].items() if k not in ("fn", "formula")}
+    with pytest.warns(UserWarning, match="optimizer='lbfgsb' ended where the Gamma\\(inverse\\) deviance"):
+        r = interlace.glmer(case["interlace"]["formula"], df, **kw, optimizer="lbfgsb")
+    assert np.isfinite(r.llf)
+    assert r.llf == pytest.approx(case["tight"]["loglik"], rel=1e-8)

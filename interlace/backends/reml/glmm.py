@@ -151,10 +151,14 @@ class LaplaceObjective:
         return u, b, crit, A, eta
 
     def laplace(self, theta: np.ndarray, beta: np.ndarray | None = None) -> float:
+        """The Laplace deviance at (θ, β); +inf where it is undefined (e.g. an inverse link
+        giving negative means), so that optimizers step back."""
         try:
-            return self.pirls(theta, beta)[2]
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                value = self.pirls(theta, beta)[2]
         except (RuntimeError, ValueError, FloatingPointError):
             return np.inf
+        return value if np.isfinite(value) else np.inf
 
 
 def _agq_deviance(obj: LaplaceObjective, theta: np.ndarray, beta: np.ndarray, nagq: int) -> float:
@@ -206,13 +210,29 @@ def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: s
     """Fit a GLMM: stage 1 (θ with β in PIRLS), then stage 2 ((θ, β) jointly) unless nAGQ = 0.
 
     A negative binomial without θ gets θ by maximising the profiled Laplace likelihood (as
-    lme4's ``glmer.nb``, see :func:`fit_negative_binomial`).
+    lme4's ``glmer.nb``, see :func:`fit_negative_binomial`). If a gradient-based optimizer ends
+    where the deviance is undefined (an inverse or identity link stepping to negative means),
+    the fit is redone with the derivative-free BOBYQA, with a warning.
     """
     if family.name == "negative_binomial" and family.nb_theta is None:
         from .negbin import fit_negative_binomial
 
         return fit_negative_binomial(design, family, nagq, optimizer)
-    return fit_given_family(design, family, nagq, optimizer)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = fit_given_family(design, family, nagq, optimizer)
+        if np.isfinite(fit.deviance) or optimizer == "bobyqa":
+            for w in caught:
+                warnings.warn(w.message, w.category, stacklevel=3)
+        else:
+            warnings.warn(
+                f"optimizer={optimizer!r} ended where the {family.name}({family.link.name}) deviance is "
+                "undefined; refitting with optimizer='bobyqa'",
+                stacklevel=3,
+            )
+            fit = fit_given_family(design, family, nagq, "bobyqa")
+    return fit
 
 
 def fit_given_family(
