@@ -59,8 +59,16 @@ def _fit(args) -> object:
         if not args.family:
             raise CLIError("--model glmer needs --family (binomial, poisson, Gamma, negative_binomial)")
         kw.update(family=args.family, backend=args.backend)
+        if args.link:
+            kw["link"] = args.link
+    if args.link and args.model != "glmer":
+        raise CLIError("--link applies to --model glmer")
     if args.weights:
         kw["weights"] = args.weights
+    if args.offset:
+        if args.model not in ("fit", "glmer"):
+            raise CLIError("--offset applies to --model fit and glmer")
+        kw["offset"] = args.offset
     fn = getattr(interlace, args.model, None)
     if fn is None:
         raise CLIError(f"--model {args.model} is not available in this version of interlace")
@@ -168,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--df-method", choices=["satterthwaite", "kenward-roger"], default="satterthwaite")
     f.add_argument("--backend", choices=["reml", "pymc"], default="reml")
     f.add_argument("--family", help="GLMM family (with --model glmer)")
+    f.add_argument("--link", help="GLMM link, e.g. log (with --model glmer; default: the family's)")
     f.add_argument("--weights", help="column of prior weights")
+    f.add_argument("--offset", help="column added to the linear predictor (e.g. log exposure)")
     f.add_argument("--output", choices=["text", "json", "csv"], default="text")
     f.add_argument("--out", help="write the output to this file instead of standard output")
     f.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -110,3 +111,15 @@ def test_glmer_through_the_cli(tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["fixed_effects"]["(Intercept)"]["estimate"] == pytest.approx(-1.3985, abs=1e-3)
+
+
+def test_glmer_link_and_offset_through_the_cli():
+    data = pathlib.Path(__file__).parent / "data" / "extra" / "data" / "negbin_offset.csv"
+    out = run("fit", str(data), "--model", "glmer", "--family", "negative_binomial", "--offset", "logt",
+              "--formula", "y ~ x", "--groups", "g", "--link", "log", "--output", "json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    case = json.loads((data.parents[1] / "cases" / "negbin_offset.json").read_text())
+    assert res["fixed_effects"]["x"]["estimate"] == pytest.approx(case["tight"]["fixef"]["x"], rel=1e-4)
+    bad = run("fit", str(data), "--formula", "y ~ x", "--groups", "g", "--link", "log")
+    assert bad.returncode == 2 and "--link applies to --model glmer" in bad.stderr
