@@ -112,6 +112,14 @@ def _collect(frame):
     return frame.collect()
 
 
+def _persist(lf):
+    """A Dask frame is kept in the cluster's memory after its first read, so the dozen group-bys
+    that follow do not each read the source again (nothing comes to this process)."""
+    if lf.implementation.is_dask():
+        return nw.from_native(lf.to_native().persist())
+    return lf
+
+
 def _codes(table, keys: list[str], index: dict) -> np.ndarray:
     """Level positions of each row of an aggregated table (vectorised lookup)."""
     import pandas as pd
@@ -189,6 +197,7 @@ def lazy_crossproducts(
     n_total = int(_collect(lf.select(nw.len())).to_pandas().iloc[0, 0])
     lf = lf.select(used).drop_nulls()
     lf = lf.with_columns((nw.col(weights) if weights else nw.lit(1.0)).cast(nw.Float64).alias("__w"))
+    lf = _persist(lf)
     n = int(_collect(lf.select(nw.len())).to_pandas().iloc[0, 0])
     if n == 0:
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
