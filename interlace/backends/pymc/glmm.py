@@ -174,12 +174,9 @@ class PyMCGLMMResult(GLMMResult):
         return pd.DataFrame({"lower": lo, "upper": hi}, index=self.fe_params.index)
 
     def summary(self):
-        from ...summary import GLMMSummary
+        from .report import BayesSummary
 
-        text = str(GLMMSummary(self)).replace(
-            "fit by maximum likelihood (Laplace Approximation)", "fit by NUTS (PyMC): posterior means and SDs"
-        )
-        return _Text(text)
+        return BayesSummary(self)
 
     def __repr__(self) -> str:
         info = self.optimizer_info
@@ -187,13 +184,6 @@ class PyMCGLMMResult(GLMMResult):
             f"<GLMMResult {self.spec.formula!r} {self.family.name}({self.family.link.name}) backend=pymc "
             f"{info.get('chains')}×{info.get('draws')} draws nobs={self.nobs}>"
         )
-
-
-class _Text(str):
-    """A summary string that prints as itself in notebooks too."""
-
-    def _repr_html_(self) -> str:
-        return f"<pre>{self}</pre>"
 
 
 def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped: int = 0, *,

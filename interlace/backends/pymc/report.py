@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...design import tril_colwise
-from .result import variance_names
 
 __all__ = ["BayesSummary"]
 
@@ -57,7 +56,7 @@ class BayesSummary:
             key = f"beta[{name}]"
             if key in table.index:
                 out[name] = (float(table.loc[key, "r_hat"]), float(table.loc[key, "ess_bulk"]))
-        for vname, key in zip(variance_names(r.design), _variance_keys(r), strict=True):
+        for vname, key in zip(r.variance_draws.columns, _variance_keys(r), strict=True):
             if key in table.index:
                 out[vname] = (float(table.loc[key, "r_hat"]), float(table.loc[key, "ess_bulk"]))
         return out
@@ -66,8 +65,14 @@ class BayesSummary:
         r = self.result
         info = r.optimizer_info
         diag = self._diag_lookup()
+        family = getattr(r, "family", None)
+        kind = (
+            "Linear mixed model"
+            if family is None
+            else f"Generalized linear mixed model ({family.name}, {family.link.name} link)"
+        )
         lines = [
-            f"Linear mixed model fit by MCMC (backend: pymc; sampler: {info.get('sampler')}; "
+            f"{kind} fit by MCMC (backend: pymc; sampler: {info.get('sampler')}; "
             f"{'random effects integrated out' if info.get('marginalized') else 'non-centred'})",
             f"Formula: {r.spec.full_formula}",
             f"Draws: {info.get('chains')} chains × {info.get('draws')} after {info.get('tune')} tuning; "
@@ -75,9 +80,10 @@ class BayesSummary:
             f"max R-hat {info.get('max_rhat', float('nan')):.3f}; "
             f"min bulk ESS {info.get('min_ess_bulk', float('nan')):.0f}",
             "",
-            "Random effects (standard deviations, correlations) and residual SD:",
+            "Random effects (standard deviations, correlations) and "
+            + ("residual SD:" if family is None else "the family's parameter, if any:"),
         ]
-        lines += self._table(variance_names(r.design), r.variance_draws.to_numpy(), diag)
+        lines += self._table(list(r.variance_draws.columns), r.variance_draws.to_numpy(), diag)
         groups = ", ".join(f"{g}, {m}" for g, m in r.ngroups.items())
         lines.append(f"Number of obs: {r.nobs}, groups:  {groups}")
         if r.n_dropped:
@@ -102,4 +108,6 @@ def _variance_keys(r) -> list[str]:
                 keys.append(f"{tl.sd_name}[{t.columns[i]}]")
             else:
                 keys.append(f"{tl.corr_name}[{t.columns[i]}, {t.columns[j]}]")
+    if getattr(r, "family", None) is not None:  # a GLMM: its family parameter, if it has one
+        return keys + [name for name in ("sigma", "nb_theta") if name in r.variance_draws.columns]
     return keys + ["sigma"]
