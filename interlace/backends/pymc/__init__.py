@@ -58,7 +58,9 @@ def fit(
     if design.correlation is not None:
         raise ValueError("correlation= is not available with backend='pymc'; use backend='reml'")
     if spec.family != "gaussian":
-        raise ValueError(f"backend='pymc' fits Gaussian models; got family {spec.family!r}")
+        raise ValueError(
+            f"fit(backend='pymc') fits Gaussian models; got family {spec.family!r} (use interlace.glmer)"
+        )
     marginal = _check_marginalize(marginalize)
     if (
         isinstance(target_accept, bool)
