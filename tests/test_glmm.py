@@ -291,3 +291,27 @@ def test_gradient_optimizer_falls_back_where_the_deviance_is_undefined():
         r = interlace.glmer(case["interlace"]["formula"], df, **kw, optimizer="lbfgsb")
     assert np.isfinite(r.llf)
     assert r.llf == pytest.approx(case["tight"]["loglik"], rel=1e-8)
+
+
+def test_negative_binomial_on_poisson_like_counts():
+    """Little overdispersion: θ is large, the NB likelihood is at least the Poisson one, and only
+    the final fit's convergence is reported (no warnings from the profile search)."""
+    df = _sim_poisson(seed=8, m=20, per=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nb = interlace.glmer("y ~ x", df, "negative_binomial", groups="g", offset="off")
+    pois = interlace.glmer("y ~ x", df, "poisson", groups="g", offset="off")
+    assert nb.family.nb_theta > 10
+    assert nb.llf >= pois.llf - 1e-6
+    np.testing.assert_allclose(nb.fe_params, pois.fe_params, atol=0.05)
+
+
+def test_negative_binomial_on_underdispersed_counts_warns():
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(20), 10)
+    df = pd.DataFrame({"y": rng.binomial(12, 0.3, g.size), "x": rng.normal(size=g.size), "g": g.astype(str)})
+    with pytest.warns(UserWarning, match="no overdispersion beyond the random effects"):
+        nb = interlace.glmer("y ~ x", df, "negative_binomial", groups="g")
+    assert nb.family.nb_theta > 1e6
+    pois = interlace.glmer("y ~ x", df, "poisson", groups="g")
+    assert nb.llf == pytest.approx(pois.llf, abs=1e-3)

@@ -2,11 +2,15 @@
 
 For a fixed NB2 dispersion θ (Var(y | b) = μ + μ²/θ) the model is an ordinary GLMM fitted by
 the Laplace approximation. θ is chosen to maximise the profiled Laplace log-likelihood
-ℓ(θ) = max over (θ_b, β) of the Laplace log-likelihood, by a bounded one-dimensional search on
-log θ around a start from a Poisson GLMM: the ML θ given that fit's means (as MASS's theta.ml).
+ℓ(θ) = max over (θ_b, β) of the Laplace log-likelihood: a coarse grid on log θ (steps of 2)
+around a start from a Poisson GLMM — the ML θ given that fit's means, as MASS's theta.ml —
+extended until its best point is interior, then Brent's method between its neighbours. θ lies in
+[1e-3, 1e7]; beyond 1e6 the counts are Poisson-like and a warning says so.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy import optimize, special
@@ -16,6 +20,8 @@ from ...families import Family
 from .glmm import GLMMFit, fit_given_family
 
 __all__ = ["fit_negative_binomial", "theta_ml"]
+
+LOG_THETA_MIN, LOG_THETA_MAX = float(np.log(1e-3)), float(np.log(1e7))
 
 
 def theta_ml(y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
@@ -39,25 +45,48 @@ def theta_ml(y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
 def fit_negative_binomial(design: DesignMatrices, family: Family, nagq: int, optimizer: str) -> GLMMFit:
     """Fit θ (NB dispersion) by maximising the profiled Laplace likelihood; then the final GLMM."""
     prior_w = np.ones(design.n) if design.weights is None else design.weights
-    pois = fit_given_family(design, Family("poisson", family.link), nagq, optimizer, with_cov=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pois = fit_given_family(design, Family("poisson", family.link), nagq, optimizer, with_cov=False)
     lt0 = np.log(theta_ml(design.y, pois.mu, prior_w))
     fits: dict[float, GLMMFit] = {}
     last = [pois]
 
     def profile(lt: float) -> float:
-        fit = fit_given_family(
-            design, family.with_theta(np.exp(lt)), nagq, optimizer, start=last[0], with_cov=False
-        )
+        with warnings.catch_warnings():  # only the final fit's convergence is reported
+            warnings.simplefilter("ignore")
+            fit = fit_given_family(
+                design, family.with_theta(np.exp(lt)), nagq, optimizer, start=last[0], with_cov=False
+            )
         fits[lt] = last[0] = fit
         return fit.deviance
 
-    lo, hi = lt0 - 3.0, lt0 + 3.0
-    res = optimize.minimize_scalar(profile, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
-    lt = float(res.x)
-    if min(lt - lo, hi - lt) < 1e-3:  # the optimum sits at an edge: search a wider window once
-        lo, hi = lt - 6.0, lt + 6.0
-        lt = float(
-            optimize.minimize_scalar(profile, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}).x
+    # a coarse grid in log θ (steps of 2) around the start, extended until its best point is
+    # interior, then Brent between that point's neighbours: robust where the profile is flat
+    # (θ → ∞ is the Poisson model) and noisy at the 1e-7 level
+    grid = sorted({float(np.clip(lt0 + d, LOG_THETA_MIN, LOG_THETA_MAX)) for d in (-2.0, 0.0, 2.0)})
+    dev = {lt: profile(lt) for lt in grid}
+    while True:
+        best = min(dev, key=dev.get)
+        keys = sorted(dev)
+        i = keys.index(best)
+        if i == 0 and best > LOG_THETA_MIN:
+            step = max(best - 2.0, LOG_THETA_MIN)
+        elif i == len(keys) - 1 and best < LOG_THETA_MAX:
+            step = min(best + 2.0, LOG_THETA_MAX)
+        else:
+            break
+        dev[step] = profile(step)
+    lo, hi = keys[max(i - 1, 0)], keys[min(i + 1, len(keys) - 1)]
+    lt = best
+    if hi > lo:
+        res = optimize.minimize_scalar(profile, bounds=(lo, hi), method="bounded", options={"xatol": 1e-5})
+        lt = float(res.x) if res.fun <= dev[best] else best
+    if lt > np.log(1e6):  # the profile is flat out there: θ = ∞ is the Poisson model
+        warnings.warn(
+            f"the negative binomial θ is {np.exp(lt):.2g} (limit {np.exp(LOG_THETA_MAX):.0e}): the counts "
+            "show no overdispersion beyond the random effects, and a Poisson GLMM fits as well",
+            stacklevel=4,
         )
     best = min(fits, key=lambda k: fits[k].deviance)
     final = fit_given_family(design, family.with_theta(np.exp(lt)), nagq, optimizer, start=fits[best])
