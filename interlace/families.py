@@ -196,6 +196,7 @@ _ALIASES = {
     "negbin": "negative_binomial",
     "nb": "negative_binomial",
     "nb2": "negative_binomial",
+    "nbinom2": "negative_binomial",
 }
 _NAMES = "binomial, poisson, Gamma, negative_binomial"
 
