@@ -131,6 +131,13 @@ class DesignMatrices:
             out.extend((r == c).astype(float))
         return np.asarray(out, dtype=float)
 
+    def term_columns(self, t: TermBlock) -> np.ndarray:
+        """The n × k model matrix of one random-effects term, recovered from Z."""
+        coo = self.Z[:, t.z_start : t.z_start + t.q].tocoo()
+        out = np.zeros((self.n, t.k))
+        out[coo.row, coo.col % t.k] = coo.data
+        return out
+
     def draw_b(self, theta: np.ndarray, rng: np.random.Generator, sd: float = 1.0) -> np.ndarray:
         """New random effects b = sd · Λ(θ)u, u ~ N(0, I): one draw for every level of every term."""
         b = np.zeros(self.q)

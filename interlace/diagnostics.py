@@ -27,10 +27,7 @@ def _random_variance(result) -> float:
     total = 0.0
     for t in d.terms:
         Sigma = result._re_scale * (t.T(result.theta) @ t.T(result.theta).T)
-        # the term's model-matrix row for each observation: its k nonzeros in Z
-        coo = d.Z[:, t.z_start : t.z_start + t.q].tocoo()
-        rows = np.zeros((d.n, t.k))
-        rows[coo.row, coo.col % t.k] = coo.data
+        rows = d.term_columns(t)  # the term's model-matrix row for each observation
         total += float(np.mean(np.einsum("ij,jk,ik->i", rows, Sigma, rows)))
     return total
 

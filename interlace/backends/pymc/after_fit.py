@@ -12,23 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...design import DesignMatrices, tril_colwise
-from .posterior import posterior_arrays
+from .posterior import flat_b, posterior_arrays
 
 __all__ = ["posterior_b", "posterior_simulate", "term_second_moments", "r2_draws", "summarise_draws"]
 
 
 def posterior_b(design: DesignMatrices, layout, idata) -> np.ndarray:
-    """Draws (S, q) of b in Z's column order, from the ``b_<group>`` posterior variables."""
-    S = posterior_arrays(idata, "beta").shape[0]
-    out = np.empty((S, design.q))
-    for g, idx in layout.groups.items():
-        arr = posterior_arrays(idata, f"b_{g}")  # (S, levels, effects)
-        col = 0
-        for i in idx:
-            t = design.terms[i]
-            out[:, t.z_start : t.z_start + t.q] = arr[:, :, col : col + t.k].reshape(S, t.q)
-            col += t.k
-    return out
+    """Draws (S, q) of b in Z's column order, chains stacked."""
+    return flat_b(design, layout, idata).reshape(-1, design.q)
 
 
 def _draw_index(n_draws: int, nsim: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,9 +59,7 @@ def term_second_moments(design: DesignMatrices) -> list[np.ndarray]:
     """Per term, the k × k mean over observations of zᵢzᵢ' (its model-matrix rows)."""
     out = []
     for t in design.terms:
-        coo = design.Z[:, t.z_start : t.z_start + t.q].tocoo()
-        rows = np.zeros((design.n, t.k))
-        rows[coo.row, coo.col % t.k] = coo.data
+        rows = design.term_columns(t)
         out.append(rows.T @ rows / design.n)
     return out
 

@@ -28,6 +28,7 @@ from ...glmm_result import GLMMResult
 from ...result import FitInfo
 from ...spec import ModelSpec
 from ..reml.glmm import LaplaceObjective
+from .after_fit import posterior_b
 from .model import (
     OBS_DIM,
     THETA_DIM,
@@ -208,9 +209,7 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
 
     beta_d = posterior_arrays(idata, "beta")
     theta_d = posterior_arrays(idata, "theta")
-    b_d = np.concatenate([_flat_group(idata, design, layout, g, idx) for g, idx in layout.groups.items()],
-                         axis=1)
-    b_d = b_d[:, _z_order(design, layout)]
+    b_d = posterior_b(design, layout, idata)
     extra_name = prior_set.sigma_key
     extra_d = None if extra_name is None else posterior_arrays(idata, extra_name).astype(float)
     eta_d = beta_d @ design.X.T + np.asarray(design.Z @ b_d.T).T + design.offset[None, :]
@@ -246,27 +245,6 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
     )
     return PyMCGLMMResult(spec, design, info, fam, eta, n_dropped=n_dropped, idata=idata, beta_draws=beta_d,
                           diagnostics=diag, layout=layout, family_param=extra_name)
-
-
-def _flat_group(idata, design, layout, g, idx) -> np.ndarray:
-    arr = posterior_arrays(idata, f"b_{g}")  # (S, levels, effects)
-    out, col = [], 0
-    for i in idx:
-        k = design.terms[i].k
-        out.append(arr[:, :, col : col + k].reshape(arr.shape[0], -1))
-        col += k
-    return np.concatenate(out, axis=1)
-
-
-def _z_order(design: DesignMatrices, layout) -> np.ndarray:
-    """Positions in Z's column order of the columns stacked group by group."""
-    order = [i for idx in layout.groups.values() for i in idx]
-    starts = np.cumsum([0] + [design.terms[i].q for i in order])
-    pos = np.empty(design.q, dtype=int)
-    for s, i in zip(starts[:-1], order, strict=True):
-        t = design.terms[i]
-        pos[t.z_start : t.z_start + t.q] = np.arange(s, s + t.q)
-    return pos
 
 
 def _add_observed_and_loglik(idata, design, layout, family, mu_d, extra_d) -> None:

@@ -26,7 +26,7 @@ import pytensor.tensor as pt
 from ...design import DesignMatrices, TermBlock, tril_colwise
 from .marginal import GaussianPrior, MarginalBase, MarginalLMM
 from .op import IntegratedLogpOp, MarginalLogpOp
-from .priors import Prior, PriorSet, sd_key, term_columns
+from .priors import Prior, PriorSet, sd_key
 from .single import SingleTermLMM
 
 __all__ = [
@@ -232,7 +232,7 @@ def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma
         )
     sd = {}
     for t in design.terms:
-        cols = term_columns(design, t)
+        cols = design.term_columns(t)
         for c, col in enumerate(t.columns):
             scale = float(np.std(cols[:, c])) or float(np.sqrt(np.mean(cols[:, c] ** 2))) or 1.0
             sd[sd_key(t.group, col)] = 0.5 * sigma / scale

@@ -56,7 +56,7 @@ def _group_arrays(design: DesignMatrices, layout: ModelLayout, b: np.ndarray) ->
     return out
 
 
-def _flat_b(design: DesignMatrices, layout: ModelLayout, idata) -> np.ndarray:
+def flat_b(design: DesignMatrices, layout: ModelLayout, idata) -> np.ndarray:
     """(chains, draws, q) from the ``b_<group>`` variables, in Z's column order."""
     post = idata.posterior
     nc, nd = post.sizes["chain"], post.sizes["draw"]
@@ -107,7 +107,7 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
             )
         idata.posterior = post.assign(extra)
     else:
-        b = _flat_b(design, layout, idata)
+        b = flat_b(design, layout, idata)
     obs = xr.Dataset(
         {response: xr.DataArray(design.y, dims=(OBS_DIM,), coords={OBS_DIM: layout.coords[OBS_DIM]})}
     )

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ...design import DesignMatrices, TermBlock
+from ...design import DesignMatrices
 
-__all__ = ["Prior", "PriorSet", "default_priors", "resolve_priors", "term_columns", "POSITIVE_FAMILIES"]
+__all__ = ["Prior", "PriorSet", "default_priors", "resolve_priors", "POSITIVE_FAMILIES"]
 
 POSITIVE_FAMILIES = (
     "HalfNormal",
@@ -87,14 +87,6 @@ class PriorSet:
     intercept: int | None = None
 
 
-def term_columns(design: DesignMatrices, t: TermBlock) -> np.ndarray:
-    """The n × k model matrix of one random-effects term, recovered from Z."""
-    coo = design.Z[:, t.z_start : t.z_start + t.q].tocoo()
-    out = np.zeros((design.n, t.k))
-    out[coo.row, coo.col % t.k] = coo.data
-    return out
-
-
 def _scale(x: np.ndarray) -> float:
     """SD of a column, or its root mean square if it is constant (1 for an intercept)."""
     s = float(np.std(x))
@@ -144,7 +136,7 @@ def default_priors(design: DesignMatrices, family=None) -> PriorSet:
             fixed[name] = Prior("Normal", mu=0.0, sigma=2.5 * s_y / _scale(X[:, j]))
     sd: dict[str, Prior] = {}
     for t in design.terms:
-        cols = term_columns(design, t)
+        cols = design.term_columns(t)
         for c, col in enumerate(t.columns):
             sd[sd_key(t.group, col)] = Prior("HalfNormal", sigma=2.5 * s_y / _scale(cols[:, c]))
     return PriorSet(
