@@ -41,7 +41,7 @@ from .model import (
 )
 from .posterior import MAX_LOGLIK_ENTRIES, posterior_arrays
 from .priors import resolve_priors
-from .result import _mean_theta, _quantiles, variance_draws, variance_names
+from .result import PosteriorFixedEffects, _mean_theta, variance_draws, variance_names
 from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
 
 __all__ = ["fit_glmm", "PyMCGLMMResult"]
@@ -121,7 +121,7 @@ def _pointwise_loglik(family: Family, design: DesignMatrices, mu: np.ndarray, ex
     return stats.nbinom.logpmf(y, th, th / (th + mu))
 
 
-class PyMCGLMMResult(GLMMResult):
+class PyMCGLMMResult(PosteriorFixedEffects, GLMMResult):
     """A Bayesian GLMM: GLMMResult attributes from posterior summaries, plus ``idata``."""
 
     def __init__(self, spec, design, info, family, eta, *, n_dropped=0, idata=None, beta_draws=None,
@@ -163,16 +163,6 @@ class PyMCGLMMResult(GLMMResult):
             d = np.column_stack([d, posterior_arrays(self.idata, self._family_param)])
             names.append(self._family_param)
         return pd.DataFrame(d, columns=names)
-
-    @property
-    def fe_draws(self) -> pd.DataFrame:
-        """Posterior draws of β, one column per coefficient (chains stacked)."""
-        return pd.DataFrame(self._beta_draws, columns=self.fe_params.index)
-
-    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
-        """Equal-tailed posterior intervals of the fixed effects."""
-        lo, hi = _quantiles(self._beta_draws, level)
-        return pd.DataFrame({"lower": lo, "upper": hi}, index=self.fe_params.index)
 
     def summary(self):
         from .report import BayesSummary

@@ -83,7 +83,27 @@ def _mean_theta(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray, sc
     return out
 
 
-class PyMCResult(CrossedLMEResult):
+class PosteriorFixedEffects:
+    """What every PyMC result (LMM or GLMM) has from its draws of β (``_beta_draws``)."""
+
+    @property
+    def fe_draws(self) -> pd.DataFrame:
+        """Posterior draws of β, one column per coefficient (chains stacked)."""
+        return pd.DataFrame(self._beta_draws, columns=self.fe_params.index)
+
+    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """Equal-tailed posterior intervals of the fixed effects."""
+        lo, hi = _quantiles(self._beta_draws, level)
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=self.fe_params.index)
+
+    def influence(self, group: str | None = None):
+        raise ValueError(
+            "influence() (Cook's distance, leverage) is for REML fits; for a PyMC fit use "
+            "az.loo(result.idata, pointwise=True): its Pareto k flags influential observations"
+        )
+
+
+class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
     """A Bayesian fit: the unified result plus the posterior (see the module docstring)."""
 
     def __init__(
@@ -106,19 +126,9 @@ class PyMCResult(CrossedLMEResult):
         self.layout = layout
 
     @property
-    def fe_draws(self) -> pd.DataFrame:
-        """Posterior draws of β, one column per coefficient (chains stacked)."""
-        return pd.DataFrame(self._beta_draws, columns=self.fe_params.index)
-
-    @property
     def variance_draws(self) -> pd.DataFrame:
         """Posterior draws of the SDs, correlations and σ (lme4 ``confint`` names)."""
         return pd.DataFrame(self._var_draws, columns=variance_names(self.design))
-
-    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
-        """Equal-tailed posterior intervals of the fixed effects."""
-        lo, hi = _quantiles(self._beta_draws, level)
-        return pd.DataFrame({"lower": lo, "upper": hi}, index=self.fe_params.index)
 
     def confint(self, method: str = "quantile", level: float = 0.95, **_ignored) -> pd.DataFrame:
         """Equal-tailed posterior intervals for the variance parameters and the fixed effects,
@@ -174,12 +184,6 @@ class PyMCResult(CrossedLMEResult):
                 "unadjusted": v["random"] / (v["fixed"] + v["random"] + v["residual"]),
             },
             level,
-        )
-
-    def influence(self, group: str | None = None):
-        raise ValueError(
-            "influence() (Cook's distance, leverage) is for REML fits; for a PyMC fit use "
-            "az.loo(result.idata, pointwise=True): its Pareto k flags influential observations"
         )
 
     def summary(self):
