@@ -153,21 +153,13 @@ class PLSProblem:
         Zr = Zw[:, self.q1 :]
         self.D11 = self._diag_blocks(Z1)
         # rows ρ = (other terms, X, y) against the first term
-        Brest = (Zr.T @ Z1).tocsr()
-        Bxy = np.asarray((Z1.T @ XY).T).reshape(self.p + 1, self.q1)
-        term_rows = [(a, b) for a, b, *_ in self.rest.blocks]
-        self.gram = WeightedGram(Brest, Bxy, term_rows, self.k1)
-        N = self.q2 + self.p + 1
-        M = np.empty((N, N))
-        q2 = self.q2
-        if q2:
-            M[:q2, :q2] = (Zr.T @ Zr).toarray()
-            ZrXY = np.asarray(Zr.T @ XY)
-            M[:q2, q2:] = ZrXY
-            M[q2:, :q2] = ZrXY.T
-        M[q2:, q2:] = XY.T @ XY
-        self.M = M
-        self._eye_k = np.eye(self.k1)
+        self._set_rest(
+            (Zr.T @ Z1).tocsr(),
+            np.asarray((Z1.T @ XY).T).reshape(self.p + 1, self.q1),
+            (Zr.T @ Zr).toarray(),
+            np.asarray(Zr.T @ XY),
+            XY.T @ XY,
+        )
 
     def _from_gram(self, design: DesignMatrices) -> None:
         """The same set-up from the cross-products alone (``design.gram``, prior weights included;
@@ -179,36 +171,56 @@ class PLSProblem:
         self.p, self.n = design.p, design.n
         t1 = terms[0]
         G1 = ZtZ[: t1.q, : t1.q].tocoo()
-        self.n_first = int(bool(np.all(G1.row // t1.k == G1.col // t1.k)))
+        self.n_first = int(self._gram_is_block_diagonal(G1, t1.k))
         self.k1, self.m1, self.q1 = (t1.k, t1.m, t1.q) if self.n_first else (1, 0, 0)
         self.q2 = design.q - self.q1
         self.rest = BlockLambda(terms[self.n_first :])
-        q1, q2 = self.q1, self.q2
-        self.D11 = np.zeros((self.m1, self.k1, self.k1))
-        if q1:
-            G1 = G1 if self.n_first else ZtZ[:q1, :q1].tocoo()
-            np.add.at(self.D11, (G1.row // self.k1, G1.row % self.k1, G1.col % self.k1), G1.data)
-        Brest = ZtZ[q1:, :q1]  # CSC, as WeightedGram keeps it: no extra copy
-        Bxy = np.ascontiguousarray(np.asarray(ZtXy[:q1]).T)
+        q1 = self.q1
+        self.D11 = self._gram_diag_blocks(G1, self.m1, self.k1)  # m1 = 0 without a first term
+        rest = ZtZ[q1:, q1:].toarray()
+        ZrZr = rest + rest.T  # mirror the blocks between terms ...
+        for a, b, *_ in self.rest.blocks:  # ... but not the terms' own (whole) blocks
+            ZrZr[a:b, a:b] = rest[a:b, a:b]
+        self._set_rest(
+            ZtZ[q1:, :q1],  # CSC, as WeightedGram keeps it: no extra copy
+            np.ascontiguousarray(np.asarray(ZtXy[:q1]).T),
+            ZrZr,
+            np.asarray(ZtXy[q1:]),
+            XytXy,
+        )
+
+    def _set_rest(self, Brest, Bxy: np.ndarray, ZrZr: np.ndarray, ZrXY: np.ndarray, XYtXY: np.ndarray):
+        """The weighted Gram of B = [Z_r X y]'Z₁ and M = [Z_r X y]'[Z_r X y] from its blocks."""
         term_rows = [(a, b) for a, b, *_ in self.rest.blocks]
         self.gram = WeightedGram(Brest, Bxy, term_rows, self.k1)
+        q2 = self.q2
         N = q2 + self.p + 1
         M = np.empty((N, N))
         if q2:
-            lower = ZtZ[q1:, q1:].toarray()
-            M[:q2, :q2] = lower + lower.T  # mirror the blocks between terms ...
-            for a, b, *_ in self.rest.blocks:  # ... but not the terms' own (whole) blocks
-                M[a:b, a:b] = lower[a:b, a:b]
-            M[:q2, q2:] = ZtXy[q1:]
-            M[q2:, :q2] = np.asarray(ZtXy[q1:]).T
-        M[q2:, q2:] = XytXy
+            M[:q2, :q2] = ZrZr
+            M[:q2, q2:] = ZrXY
+            M[q2:, :q2] = ZrXY.T
+        M[q2:, q2:] = XYtXY
         self.M = M
         self._eye_k = np.eye(self.k1)
 
     @staticmethod
-    def _is_block_diagonal(Z1: sp.csc_matrix, k: int) -> bool:
-        G = (Z1.T @ Z1).tocoo()
+    def _gram_is_block_diagonal(G: sp.coo_matrix, k: int) -> bool:
+        """Does the Gram matrix of a term's columns pair only columns of the same level?"""
         return bool(np.all(G.row // k == G.col // k))
+
+    @staticmethod
+    def _gram_diag_blocks(G: sp.coo_matrix, m: int, k: int) -> np.ndarray:
+        """The m diagonal k × k blocks of a term's Gram matrix."""
+        blocks = np.zeros((m, k, k))
+        if m:
+            same = (G.row // k) == (G.col // k)
+            np.add.at(blocks, (G.row[same] // k, G.row[same] % k, G.col[same] % k), G.data[same])
+        return blocks
+
+    @classmethod
+    def _is_block_diagonal(cls, Z1: sp.csc_matrix, k: int) -> bool:
+        return cls._gram_is_block_diagonal((Z1.T @ Z1).tocoo(), k)
 
     def _diag_blocks(self, Z1: sp.csc_matrix) -> np.ndarray:
         k, m = self.k1, self.m1
@@ -218,10 +230,7 @@ class PLSProblem:
         if k == 1:
             blocks[:, 0, 0] = np.asarray(Z1.multiply(Z1).sum(axis=0)).ravel()
             return blocks
-        G = (Z1.T @ Z1).tocoo()
-        same = (G.row // k) == (G.col // k)
-        np.add.at(blocks, (G.row[same] // k, G.row[same] % k, G.col[same] % k), G.data[same])
-        return blocks
+        return self._gram_diag_blocks((Z1.T @ Z1).tocoo(), m, k)
 
     def first_T(self, theta: np.ndarray) -> np.ndarray:
         return self.design.terms[0].T(theta) if self.n_first else np.ones((1, 1))
