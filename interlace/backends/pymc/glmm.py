@@ -216,6 +216,7 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
     beta = beta_d.mean(axis=0)
     b = b_d.mean(axis=0)
     eta = design.X @ beta + design.Z @ b + design.offset
+    mu = fam.link.inverse(eta)
     w = np.ones(design.n) if design.weights is None else design.weights
     llf = -0.5 * LaplaceObjective(design, fam, design.y, w).laplace(theta, beta)
     names = ["beta"] + [tl.sd_name for tl in layout.terms] + ([extra_name] if extra_name else [])
@@ -225,7 +226,7 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
     info = FitInfo(
         theta=theta, beta=beta, b=b, scale=scale, llf=float(llf),
         cov_beta=np.atleast_2d(np.cov(beta_d, rowvar=False)), fe_df=np.full(design.p, np.inf),
-        fitted=fam.link.inverse(eta), resid=design.y - fam.link.inverse(eta), converged=converged,
+        fitted=mu, resid=design.y - mu, converged=converged,
         is_singular=False,
         optimizer_info={"sampler": used, "draws": opts.draws, "tune": opts.tune, "chains": opts.chains,
                         "sampling_seconds": seconds, "divergences": diag.divergences,

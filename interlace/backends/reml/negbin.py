@@ -45,19 +45,18 @@ def theta_ml(y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
 def fit_negative_binomial(design: DesignMatrices, family: Family, nagq: int, optimizer: str) -> GLMMFit:
     """Fit θ (NB dispersion) by maximising the profiled Laplace likelihood; then the final GLMM."""
     prior_w = np.ones(design.n) if design.weights is None else design.weights
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pois = fit_given_family(design, Family("poisson", family.link), nagq, optimizer, with_cov=False)
+    def quiet_fit(fam: Family, start: GLMMFit | None = None) -> GLMMFit:
+        with warnings.catch_warnings():  # only the final fit's convergence is reported
+            warnings.simplefilter("ignore")
+            return fit_given_family(design, fam, nagq, optimizer, start=start, with_cov=False)
+
+    pois = quiet_fit(Family("poisson", family.link))
     lt0 = np.log(theta_ml(design.y, pois.mu, prior_w))
     fits: dict[float, GLMMFit] = {}
     last = [pois]
 
     def profile(lt: float) -> float:
-        with warnings.catch_warnings():  # only the final fit's convergence is reported
-            warnings.simplefilter("ignore")
-            fit = fit_given_family(
-                design, family.with_theta(np.exp(lt)), nagq, optimizer, start=last[0], with_cov=False
-            )
+        fit = quiet_fit(family.with_theta(np.exp(lt)), start=last[0])
         fits[lt] = last[0] = fit
         return fit.deviance
 
