@@ -6,19 +6,18 @@ import re
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula
 
 from .correlation import AR1, CompoundSymmetry
 from .design import build_design
 from .formula import groups_to_terms, parse_random, split_formula
 from .frames import column_names, model_frame
 from .result import CrossedLMEResult
+from .rformula import FixedFormula, names_in, parse, parse_fixed
+from .rfunctions import R_CONSTANTS
 from .spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS, ModelSpec
 
 __all__ = ["fit"]
 
-_IDENT = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
-_CONTEXT_NAMES = {"np", "numpy", "pd", "math", "C", "I", "Q"}
 
 
 def _choice(name: str, value, allowed: tuple[str, ...], upper: bool = False) -> str:
@@ -47,30 +46,31 @@ def _row_array(name: str, value, data, columns: list[str]) -> np.ndarray | None:
         raise TypeError(f"{name} must be numeric") from ex
 
 
-def _used_columns(texts: list[str], columns: list[str]) -> list[str]:
-    """Data columns named anywhere in the formula texts, in data order."""
-    names: set[str] = set()
-    for text in texts:
-        for m in _IDENT.finditer(text):
-            names.add(m.group(1) or m.group(2))
-    return [c for c in columns if c in names]
+def _read_formula(fixed: str, terms, columns: list[str], exclude: tuple[str, ...] = (),
+                  where: str | None = None) -> tuple[FixedFormula, list[str]]:
+    """Read the fixed part as R does and list the data columns the model uses, in data order.
 
-
-def _check_variables(fixed: str, random_terms, columns: list[str]) -> None:
-    try:
-        required = set(Formula(fixed).required_variables)
-    except Exception as ex:
-        raise ValueError(f"cannot parse formula {fixed!r}: {ex}") from ex
-    for t in random_terms:
-        required |= set(Formula(t.expr).required_variables)
-        required |= set(t.factors)
-    missing = sorted(v for v in required - _CONTEXT_NAMES if v not in columns)
+    ``.`` stands for every column not named elsewhere except the grouping factors and
+    ``exclude`` (weights/offset columns). Raises ``KeyError`` naming missing columns.
+    """
+    groups = tuple(f for t in terms for f in t.factors)
+    ff = parse_fixed(fixed, columns, exclude_from_dot=groups + tuple(exclude), where=where)
+    needed = set(ff.variables) | set(groups)
+    for t in terms:
+        needed |= names_in(parse(t.expr, f"random term {t.source!r}"))
+    missing = sorted(v for v in needed if v not in columns and v not in R_CONSTANTS)
     if missing:
         raise KeyError(f"column(s) {missing} used in the model are not in data; available: {columns[:20]}")
+    return ff, [c for c in columns if c in needed]
 
 
-def _check_response(fixed: str, frame: pd.DataFrame) -> None:
-    lhs = fixed.split("~", 1)[0].strip().strip("`")
+def _check_response(ff: FixedFormula, frame: pd.DataFrame) -> None:
+    lhs = ff.response
+    if ff.cbind is not None:
+        raise ValueError(
+            f"cbind(successes, failures) ~ ... is a binomial response: use interlace.glmer(..., "
+            f"family='binomial'), not fit(), for {lhs!r}"
+        )
     if lhs in frame.columns:
         col = frame[lhs]
         if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
@@ -80,14 +80,37 @@ def _check_response(fixed: str, frame: pd.DataFrame) -> None:
             )
 
 
-def _prepare_rows(data, fixed: str, terms, weights, offset, correlation=None):
+def _binary_response(ff: FixedFormula, frame: pd.DataFrame) -> pd.DataFrame:
+    """R's binomial factor response: the first level is failure (0), every other level success (1).
+
+    Text is a factor with sorted levels (R's ``factor``), booleans are FALSE = 0 / TRUE = 1; the
+    model frame (our copy) gets the 0/1 column, the caller's data are untouched.
+    """
+    lhs = ff.response
+    if lhs not in frame.columns:
+        return frame
+    col = frame[lhs]
+    if pd.api.types.is_bool_dtype(col):
+        frame[lhs] = col.astype(float)
+    elif isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            first = col.cat.remove_unused_categories().cat.categories[0]
+        else:
+            first = sorted(pd.unique(col), key=str)[0]
+        frame[lhs] = (col != first).astype(float)
+    return frame
+
+
+def _prepare_rows(data, fixed: str, terms, weights, offset, correlation=None, family: str = "gaussian",
+                  where: str | None = None):
     """Check the columns, drop incomplete rows, and align weights/offset with the kept rows.
 
-    Returns the model frame and ``{"weights": array | None, "offset": array | None}``.
+    Returns the model frame, ``{"weights": array | None, "offset": array | None}`` and the
+    fixed part as R reads it.
     """
     columns = column_names(data)
-    _check_variables(fixed, terms, columns)
-    used = _used_columns([fixed] + [t.expr for t in terms] + [t.group for t in terms], columns)
+    named = tuple(v for v in (weights, offset) if isinstance(v, str))
+    ff, used = _read_formula(fixed, terms, columns, exclude=named, where=where)
     if correlation is not None:
         missing = [c for c in correlation.columns() if c not in columns]
         if missing:
@@ -101,13 +124,16 @@ def _prepare_rows(data, fixed: str, terms, weights, offset, correlation=None):
         else:
             arrays[name] = _row_array(name, value, data, columns)
     mf = model_frame(data, list(dict.fromkeys(used)), arrays)
-    _check_response(fixed, mf.data)
+    if family == "binomial":
+        _binary_response(ff, mf.data)
+    elif family == "gaussian":
+        _check_response(ff, mf.data)
     rows = {
         name: (mf.data[value].to_numpy(dtype=float) if isinstance(value, str) else
                (None if arrays.get(name) is None else arrays[name][mf.keep]))
         for name, value in (("weights", weights), ("offset", offset))
     }
-    return mf, rows
+    return mf, rows, ff
 
 
 def fit(
@@ -177,11 +203,14 @@ def fit(
             "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
             "without random effects use ordinary least squares)"
         )
-    mf, row_values = _prepare_rows(data, fixed, terms, weights, offset, correlation)
+    mf, row_values, ff = _prepare_rows(data, fixed, terms, weights, offset, correlation,
+                                       where=f"formula {formula!r}")
     frame = mf.data
     spec = ModelSpec(
         formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
-        df_method=df_method, has_weights=weights is not None, has_offset=offset is not None,
+        df_method=df_method, has_weights=weights is not None,
+        has_offset=offset is not None or bool(ff.offsets),
+        fixed_formula=ff, offset_column=offset if isinstance(offset, str) else None,
         theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
         correlation=correlation, options={"verbose": bool(verbose)},
     )
@@ -257,11 +286,16 @@ def glmer(
         raise ValueError("nAGQ > 1 is not available for the Gamma family; use nAGQ=1 (Laplace)")
     if nAGQ > 1 and (len(terms) != 1 or terms[0].expr.replace(" ", "") not in ("1",)):
         raise ValueError("nAGQ > 1 needs a single scalar random-effects term such as (1 | g)")
-    mf, rows = _prepare_rows(data, fixed, terms, weights, offset)
+    mf, rows, ff = _prepare_rows(data, fixed, terms, weights, offset, family=fam.name,
+                                 where=f"formula {formula!r}")
+    if ff.cbind is not None and fam.name != "binomial":
+        raise ValueError(f"cbind(successes, failures) is a binomial response; family is {fam.name!r}")
     frame = mf.data
     spec = ModelSpec(
         formula=formula, fixed=fixed, random=tuple(terms), method="ML", family=fam.name, optimizer=optimizer,
-        has_weights=weights is not None, has_offset=offset is not None,
+        has_weights=weights is not None or ff.cbind is not None,
+        has_offset=offset is not None or bool(ff.offsets),
+        fixed_formula=ff, offset_column=offset if isinstance(offset, str) else None,
     )
     design = build_design(spec, frame, rows["weights"], rows["offset"])
     fam.validate(design.y, np.ones(design.n) if design.weights is None else design.weights, design.response)
@@ -305,11 +339,10 @@ def clmm(
     The response is an ordered factor (pandas Categorical, in category order) or sortable
     values with at least three levels.
     """
-    from formulaic import model_matrix
-
     from .backends.reml.clmm import fit_clmm
-    from .design import group_levels
+    from .design import formula_matrix, group_levels
     from .ordinal_result import OrdinalResult
+    from .rformula import r_labels
 
     if link not in ("logit", "probit", "cloglog", "loglog"):
         raise ValueError(f"link must be 'logit', 'probit', 'cloglog' or 'loglog', got {link!r}")
@@ -319,13 +352,12 @@ def clmm(
     if len(terms) != 1 or terms[0].expr.replace(" ", "") != "1":
         raise ValueError("clmm supports one random intercept, e.g. groups='judge' or random=['(1 | judge)']")
     columns = column_names(data)
-    _check_variables(fixed, terms, columns)
-    used = _used_columns([fixed, terms[0].group], columns)
+    ff, used = _read_formula(fixed, terms, columns, where=f"formula {formula!r}")
     mf = model_frame(data, used)
     frame = mf.data
     if len(frame) == 0:
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
-    lhs = fixed.split("~", 1)[0].strip()
+    lhs = ff.response
     if lhs not in frame.columns:
         raise ValueError(f"clmm needs the response to be a column name, got {lhs!r}")
     resp = frame[lhs]
@@ -340,9 +372,10 @@ def clmm(
             f"response {lhs!r} has {len(levels)} levels; an ordinal model needs at least 3 "
             "(use glmer(family='binomial') for two)"
         )
-    rhs = fixed.split("~", 1)[1]
-    mm = model_matrix(f"{rhs} + 1", frame, na_action="raise")
-    names = [str(c) for c in mm.columns]
+    if ff.offsets:
+        raise ValueError("clmm does not take offset() terms (ordinal::clmm has no offset either)")
+    mm = formula_matrix(f"{ff.rhs} + 1", frame, f"formula {formula!r}")
+    names = r_labels([str(c) for c in mm.columns], ff.labels)
     keep = [i for i, c in enumerate(names) if c != "Intercept"]
     X = np.asarray(mm, dtype=float)[:, keep]
     glev, gcodes = group_levels(frame, terms[0].factors)
@@ -353,7 +386,7 @@ def clmm(
         formula=formula, response_levels=[str(v) for v in levels], X_names=[names[i] for i in keep],
         alpha=est.alpha, beta=est.beta, cov=est.cov, sigma=est.sigma, b=est.b, group=terms[0].group,
         group_levels=glev, loglik=est.loglik, nobs=len(frame), n_dropped=mf.n_dropped, link=link,
-        fixed_spec=mm.model_spec, converged=est.converged,
+        fixed_spec=mm.model_spec, converged=est.converged, labels=ff.labels,
     )
 
 
@@ -383,10 +416,10 @@ def coxme(formula: str, data, groups: str | list[str] | None = None, random: lis
             "coxme supports one random intercept, e.g. groups='litter' or random=['(1 | litter)']"
         )
     columns = column_names(data)
-    _check_variables(fixed, terms, columns)
+    _, used = _read_formula(fixed, terms, columns, where=f"formula {formula!r}")
     if scol not in columns:
         raise KeyError(f"status column {scol!r} is not in data; available: {columns[:20]}")
-    used = list(dict.fromkeys(_used_columns([fixed, terms[0].group], columns) + [scol]))
+    used = list(dict.fromkeys(used + [scol]))
     mf = model_frame(data, used)
     frame = mf.data
     if len(frame) == 0:

@@ -9,6 +9,7 @@ column by column, in term order.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +18,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from formulaic import model_matrix
+from formulaic.errors import DataMismatchWarning, FormulaicError
 
 from .correlation import correlation_layout
 from .formula import RandomTerm
+from .rformula import FixedFormula, parse_fixed, parse_rhs, r_labels
+from .rfunctions import R_CONTEXT
 from .spec import ModelSpec
 
-__all__ = ["TermBlock", "DesignMatrices", "build_design", "tril_colwise", "group_levels"]
+__all__ = [
+    "TermBlock", "DesignMatrices", "build_design", "tril_colwise", "group_levels", "level_keys",
+    "formula_matrix", "rebuild_matrix", "evaluate_expr",
+]
 
 
 def tril_colwise(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +55,7 @@ class TermBlock:
     z_start: int
     theta_start: int
     model_spec: Any = field(repr=False, default=None)
+    keys: list[tuple] = field(repr=False, default_factory=list)  # level_keys of each level
 
     @property
     def k(self) -> int:
@@ -98,6 +106,12 @@ class DesignMatrices:
     # as its lower block triangle (Z_a'WZ_b for terms a ≥ b): then y, X and Z have no rows and
     # the engine works from these alone
     gram: Any = field(repr=False, default=None)
+    # what predict needs to rebuild the offset for new rows: the offset column (when offset= named
+    # one), whether an array was given, and the offset() terms of the formula (Python text, R text)
+    offset_column: str | None = None
+    offset_array: bool = False
+    formula_offsets: tuple[tuple[str, str], ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)  # formulaic term text -> R's spelling
 
     @property
     def n(self) -> int:
@@ -220,15 +234,108 @@ def _full_rank_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     return kept
 
 
-def _term_matrix(expr: str, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, list[str], Any]:
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _why(ex: Exception) -> str:
+    """formulaic's message without its terminal colour codes."""
+    return _ANSI.sub("", str(ex)).strip()
+
+
+def formula_matrix(text: str, frame: pd.DataFrame, where: str, na_action: str = "raise"):
+    """formulaic's model matrix of ``text`` (already in formulaic's spelling) with R's functions.
+
+    Raises ``ValueError`` naming ``where`` (the user's formula or term) when it cannot be built.
+    """
     try:
-        mm = model_matrix(expr, frame, na_action="raise")
-    except Exception as ex:  # formulaic's own error types
-        raise ValueError(f"random term {source!r}: cannot build columns for {expr!r}: {ex}") from ex
-    names = [_rename(c) for c in mm.columns]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return model_matrix(text, frame, na_action=na_action, context=R_CONTEXT)
+    except (FormulaicError, ValueError, TypeError, NameError, KeyError, AttributeError, SyntaxError) as ex:
+        raise ValueError(f"{where}: cannot build the model matrix: {_why(ex)}") from ex
+
+
+def rebuild_matrix(model_spec, frame: pd.DataFrame, where: str):
+    """The fitted model's ``model_spec`` evaluated on new rows (same levels, knots, centring).
+
+    A categorical level not seen in fitting raises ``ValueError`` naming the term and the levels.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            mm = model_spec.get_model_matrix(frame, na_action="raise", context=R_CONTEXT)
+        except (FormulaicError, ValueError, TypeError, NameError, KeyError, AttributeError) as ex:
+            raise ValueError(f"{where}: cannot build the model matrix for newdata: {_why(ex)}") from ex
+    for w in caught:
+        if issubclass(w.category, DataMismatchWarning):
+            m = re.search(r"dataset\):\s*(\{.*?\})\.", str(w.message))
+            levels = m.group(1) if m else "some levels"
+            terms = [e for e, (kind, _) in model_spec.encoder_state.items()
+                     if str(kind.value) == "categorical"]
+            raise ValueError(
+                f"{where}: newdata has level(s) {levels} not seen in fitting in the categorical "
+                f"predictor(s) {terms}; the fitted model has no coefficient for them "
+                "(drop those rows, or map them to a fitted level)"
+            )
+    return mm
+
+
+def evaluate_expr(py_expr: str, frame: pd.DataFrame, where: str, na_action: str = "raise") -> np.ndarray:
+    """One R expression (translated to Python) evaluated on the rows of ``frame``, shape (n,)."""
+    mm = formula_matrix(f"0 + I({py_expr})", frame, where, na_action)
+    return np.asarray(mm, dtype=float)[:, 0]
+
+
+def _term_matrix(expr: str, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, list[str], Any]:
+    where = f"random term {source!r}"
+    text, labels = parse_rhs(expr, where, list(frame.columns))
+    mm = formula_matrix(text, frame, where)
+    names = r_labels([_rename(c) for c in mm.columns], labels)
     if not names:
         raise ValueError(f"random term {source!r} has no columns (did you write '(0 | g)'?)")
     return np.asarray(mm, dtype=float), names, mm.model_spec
+
+
+def level_keys(frame: pd.DataFrame, factors: tuple[str, ...]) -> list[tuple | None]:
+    """A value key per row for matching grouping levels across spellings (None where missing).
+
+    Integral numbers, their float spellings and numeric text (308, 308.0, "308") share one key;
+    categorical columns use their values. lme4 matches levels by value the same way after R
+    turns every spelling into a factor of the same labels.
+    """
+    cols = [frame[f].astype(object).to_numpy() for f in factors]
+    return [None if any(_missing(v) for v in row) else tuple(_key(v) for v in row)
+            for row in zip(*cols, strict=True)]
+
+
+def _keys_per_level(keys: list, codes: np.ndarray, m: int) -> list[tuple]:
+    first = np.full(m, -1)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    return [keys[i] for i in first]
+
+
+def _missing(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _key(v):
+    if isinstance(v, bool | np.bool_):
+        return ("b", bool(v))
+    if isinstance(v, str):
+        t = v.strip()
+        try:
+            v = float(t)
+        except ValueError:
+            return ("s", t)
+    if isinstance(v, int | np.integer):
+        return ("n", int(v))
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return ("n", int(f)) if f.is_integer() else ("n", f)
+    return ("s", str(v))
 
 
 def _z_block(codes: np.ndarray, Xt: np.ndarray, z_start: int, q_total: int) -> sp.coo_matrix:
@@ -247,18 +354,31 @@ def build_design(
     """Compile a :class:`ModelSpec` on a complete-case pandas frame into :class:`DesignMatrices`."""
     if len(frame) == 0:
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
-    try:
-        mm = model_matrix(spec.fixed, frame, na_action="raise")
-    except Exception as ex:
-        raise ValueError(f"cannot build the fixed-effects design for {spec.fixed!r}: {ex}") from ex
+    ff = spec.fixed_formula or parse_fixed(spec.fixed, list(frame.columns))
+    where = f"formula {spec.formula!r}"
+    mm = formula_matrix(ff.formulaic, frame, where)
     if mm.lhs is None or mm.lhs.shape[1] != 1:
-        raise ValueError(f"formula {spec.fixed!r} must have exactly one numeric response column")
-    response = str(mm.lhs.columns[0])
+        raise ValueError(f"{where} must have exactly one numeric response column")
+    response = ff.response
     y = np.asarray(mm.lhs, dtype=float).ravel()
+    if ff.cbind is not None:
+        y, trials = _cbind_response(ff, frame, where)
+        if weights is not None:
+            raise ValueError(
+                f"{where}: cbind(successes, failures) already gives the trials; drop weights= "
+                "(or give proportions with weights= as the trials)"
+            )
+        weights = trials
     if not np.all(np.isfinite(y)):
         raise ValueError(f"response {response!r} has infinite values; remove or fix those rows")
     X_full = np.asarray(mm.rhs, dtype=float)
-    names_full = [_rename(c) for c in mm.rhs.columns]
+    names_full = r_labels([_rename(c) for c in mm.rhs.columns], ff.labels)
+    if not np.all(np.isfinite(X_full)):
+        bad = [names_full[j] for j in range(X_full.shape[1]) if not np.all(np.isfinite(X_full[:, j]))]
+        raise ValueError(
+            f"{where}: fixed-effect column(s) {bad} have infinite or undefined values (e.g. log of 0 "
+            "or of a negative number); transform or drop those rows"
+        )
     if X_full.shape[1] == 0:
         raise ValueError(f"formula {spec.fixed!r} has no fixed-effect columns; use 'y ~ 1' at least")
     kept = _full_rank_columns(X_full)
@@ -278,6 +398,7 @@ def build_design(
         Xt, cols, tspec = _term_matrix(term.expr, frame, term.source)
         levels, codes = group_levels(frame, term.factors)
         built.append((term, Xt, cols, tspec, levels, codes))
+    row_keys = {t.factors: level_keys(frame, t.factors) for t in spec.random}
     _check_levels(built, n)
     # lme4 order: decreasing number of levels, stable
     order = sorted(range(len(built)), key=lambda i: -len(built[i][4]))
@@ -288,6 +409,7 @@ def build_design(
         tb = TermBlock(
             group=term.group, factors=term.factors, expr=term.expr, columns=cols, levels=levels,
             codes=codes, z_start=z_start, theta_start=theta_start, model_spec=tspec,
+            keys=_keys_per_level(row_keys[term.factors], codes, len(levels)),
         )
         terms.append(tb)
         z_start += tb.q
@@ -299,9 +421,15 @@ def build_design(
         weights = np.asarray(weights, dtype=float)
         if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
             raise ValueError("weights must be finite and positive; drop rows with zero weight")
+    given_offset = offset is not None
     off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
+    for py_expr, r_text in ff.offsets:
+        off = off + evaluate_expr(py_expr, frame, f"{where}, {r_text}")
     if not np.all(np.isfinite(off)):
-        raise ValueError("offset must be finite")
+        raise ValueError(
+            "offset must be finite: it has infinite or undefined values (e.g. log of 0)"
+            + (f" in {[r for _, r in ff.offsets]}" if ff.offsets else "")
+        )
     layout = None
     if spec.correlation is not None:
         group = correlation_group(spec.correlation, spec.random)
@@ -309,8 +437,25 @@ def build_design(
     return DesignMatrices(
         y=y, X=X, X_names=X_names, Z=Z, terms=terms, weights=weights, offset=off,
         response=response, fixed_spec=mm.rhs.model_spec, dropped_columns=dropped,
-        correlation=spec.correlation, corr_layout=layout,
+        correlation=spec.correlation, corr_layout=layout, offset_column=spec.offset_column,
+        offset_array=given_offset and spec.offset_column is None, formula_offsets=ff.offsets,
+        labels=dict(ff.labels),
     )
+
+
+def _cbind_response(ff: FixedFormula, frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``cbind(successes, failures)``: proportions y = s / (s + f) and trials s + f, as R's binomial."""
+    s = evaluate_expr(ff.cbind[0], frame, where)
+    f = evaluate_expr(ff.cbind[1], frame, where)
+    if np.any(s < 0) or np.any(f < 0) or not np.all(np.isfinite(s + f)):
+        raise ValueError(f"{where}: cbind(successes, failures) needs finite counts >= 0")
+    trials = s + f
+    if np.any(trials == 0):
+        raise ValueError(
+            f"{where}: {int(np.sum(trials == 0))} row(s) have successes + failures = 0 (no trials); "
+            "drop those rows"
+        )
+    return s / trials, trials
 
 
 def correlation_group(structure, random: tuple[RandomTerm, ...]) -> str | None:

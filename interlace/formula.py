@@ -58,6 +58,16 @@ def _balanced(s: str) -> bool:
     return depth == 0
 
 
+def _top_level_bar(s: str) -> bool:
+    """Is there a '|' outside parentheses (a random term written without them)?"""
+    depth = 0
+    for ch in s:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "|" and depth == 0:
+            return True
+    return False
+
+
 def _top_level_chunks(s: str) -> list[str]:
     """Split ``s`` on top-level ``+`` signs (outside parentheses)."""
     chunks, depth, cur = [], 0, []
@@ -177,8 +187,13 @@ def split_formula(formula: str) -> tuple[str, list[str]]:
         raise ValueError(f"formula {formula!r} has unbalanced parentheses")
     fixed, random = [], []
     for chunk in _top_level_chunks(rhs):
-        if "|" in chunk and chunk.startswith("(") and chunk.endswith(")"):
+        if "|" in chunk and chunk.startswith("(") and chunk.endswith(")") and _balanced(chunk[1:-1]):
             random.append(chunk)
+        elif _top_level_bar(chunk):
+            raise ValueError(
+                f"formula {formula!r}: the random-effects term {chunk!r} needs parentheses, as in "
+                f"lme4: write '({chunk})'"
+            )
         elif chunk:
             fixed.append(chunk)
     rhs_fixed = " + ".join(fixed) if fixed else "1"

@@ -9,7 +9,7 @@ from scipy import stats
 from .design import DesignMatrices
 from .families import Family
 from .frames import to_pandas
-from .result import CrossedLMEResult, FitInfo, _new_fixed_matrix, _new_random_part
+from .result import CrossedLMEResult, FitInfo, new_linear_predictor
 from .spec import ModelSpec
 from .wald import WaldZ
 
@@ -68,11 +68,7 @@ class GLMMResult(WaldZ, CrossedLMEResult):
             eta = self.linear_predictor if include_re else d.X @ self.fe_params.to_numpy() + d.offset
         else:
             frame, _ = to_pandas(newdata)
-            eta = _new_fixed_matrix(d, frame) @ self.fe_params.to_numpy()
-            if offset is not None:
-                eta = eta + np.asarray(offset, dtype=float)
-            if include_re:
-                eta = eta + _new_random_part(d, frame, self._info.b)
+            eta = new_linear_predictor(d, frame, self.fe_params.to_numpy(), self._info.b, include_re, offset)
         return eta if type == "link" else self.family.link.inverse(eta)
 
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:

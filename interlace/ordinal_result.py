@@ -33,6 +33,7 @@ class OrdinalResult(WaldZ):
         link,
         fixed_spec,
         converged,
+        labels=None,
     ):
         k = len(alpha)
         self.formula, self.link, self.converged = formula, link, converged
@@ -51,6 +52,7 @@ class OrdinalResult(WaldZ):
         }
         self.llf, self.nobs, self.n_dropped = float(loglik), int(nobs), int(n_dropped)
         self._fixed_spec = fixed_spec
+        self._labels = dict(labels or {})
 
     @property
     def n_params(self) -> int:
@@ -67,19 +69,23 @@ class OrdinalResult(WaldZ):
     def predict(self, newdata, type: str = "prob", include_re: bool = True):
         """Category probabilities (DataFrame, one column per level) or the most likely class."""
         from .backends.reml.clmm import cdf_pdf
+        from .design import level_keys, rebuild_matrix
         from .frames import to_pandas
+        from .rformula import r_labels
 
         if type not in ("prob", "class"):
             raise ValueError(f"type must be 'prob' or 'class', got {type!r}")
         frame, _ = to_pandas(newdata)
-        mm = self._fixed_spec.get_model_matrix(frame, na_action="raise")
-        cols = [str(c) for c in mm.columns]
+        mm = rebuild_matrix(self._fixed_spec, frame, f"formula {self.formula!r}")
+        cols = r_labels([str(c) for c in mm.columns], self._labels)
         X = np.asarray(mm, dtype=float)[:, [cols.index(c) for c in self.fe_params.index]]
         eta = X @ self.fe_params.to_numpy()
         if include_re and self.group in frame.columns:
             re = self.random_effects[self.group]["(Intercept)"]
-            lookup = {str(k): v for k, v in re.items()}
-            eta = eta + np.array([lookup.get(str(g), 0.0) for g in frame[self.group]])
+            fitted = level_keys(pd.DataFrame({"g": re.index}), ("g",))
+            lookup = dict(zip(fitted, re.to_numpy(), strict=True))
+            keys = level_keys(frame, (self.group,))
+            eta = eta + np.array([np.nan if k is None else lookup.get(k, 0.0) for k in keys])
         cuts = np.r_[-np.inf, self.thresholds.to_numpy(), np.inf]
         F = cdf_pdf(cuts[None, :] - eta[:, None], self.link)[0]
         F[:, 0], F[:, -1] = 0.0, 1.0

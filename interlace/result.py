@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic.errors import DataMismatchWarning
 from scipy import stats
 
-from .design import DesignMatrices
+from .design import DesignMatrices, evaluate_expr, level_keys, rebuild_matrix
 from .frames import to_pandas
+from .rformula import r_labels
 from .spec import ModelSpec
 
 __all__ = ["CrossedLMEResult", "FitInfo"]
@@ -222,13 +221,7 @@ class CrossedLMEResult:
                 return self.fittedvalues.copy()
             return d.X @ self._info.beta + d.offset
         frame, _ = to_pandas(newdata)
-        X = _new_fixed_matrix(d, frame)
-        pred = X @ self._info.beta
-        if offset is not None:
-            pred = pred + np.asarray(offset, dtype=float)
-        if include_re:
-            pred = pred + _new_random_part(d, frame, self._info.b)
-        return pred
+        return new_linear_predictor(d, frame, self._info.beta, self._info.b, include_re, offset)
 
     def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None):
         """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` or ``"boot"``.
@@ -312,44 +305,92 @@ def _block_diag(blocks: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _required_columns(model_spec, frame: pd.DataFrame, what: str) -> None:
-    missing = sorted(v for v in model_spec.required_variables if v not in frame.columns)
+def _required_columns(model_spec, frame: pd.DataFrame, what: str) -> list[str]:
+    needed = sorted(model_spec.required_variables)
+    missing = [v for v in needed if v not in frame.columns]
     if missing:
         raise KeyError(f"newdata lacks column(s) {missing} needed for the {what}")
+    return needed
+
+
+def _complete(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    keep = np.ones(len(frame), dtype=bool)
+    for c in dict.fromkeys(columns):
+        keep &= ~frame[c].isna().to_numpy()
+    return keep
 
 
 def _new_fixed_matrix(d: DesignMatrices, frame: pd.DataFrame) -> np.ndarray:
-    _required_columns(d.fixed_spec, frame, "fixed effects")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", DataMismatchWarning)
-            mm = d.fixed_spec.get_model_matrix(frame, na_action="raise")
-    except Exception as ex:
+    """X for new rows, columns in the fitted order; rows with a missing predictor are NaN."""
+    keep = _complete(frame, _required_columns(d.fixed_spec, frame, "fixed effects"))
+    out = np.full((len(frame), d.p), np.nan)
+    if keep.any():
+        mm = rebuild_matrix(d.fixed_spec, frame.loc[keep].reset_index(drop=True), "fixed effects")
+        names = r_labels(["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns], d.labels)
+        pos = {n: i for i, n in enumerate(names)}
+        out[keep] = np.asarray(mm, dtype=float)[:, [pos[n] for n in d.X_names]]
+    return out
+
+
+def _new_offset(d: DesignMatrices, frame: pd.DataFrame, offset) -> np.ndarray:
+    """The offset for new rows, rebuilt the way the fit built it.
+
+    ``offset=`` given here wins; otherwise the fitted offset column is read from ``newdata``; a
+    fit whose offset was an array needs ``offset=``. ``offset()`` terms of the formula are
+    evaluated on ``newdata`` and added.
+    """
+    n = len(frame)
+    if offset is not None:
+        off = np.asarray(offset.to_numpy() if hasattr(offset, "to_numpy") else offset, dtype=float)
+        if off.ndim == 0:
+            off = np.full(n, float(off))
+        if off.shape != (n,):
+            raise ValueError(f"offset= must have one value per row of newdata ({n}), got shape {off.shape}")
+    elif d.offset_column is not None:
+        if d.offset_column not in frame.columns:
+            raise KeyError(
+                f"newdata lacks the offset column {d.offset_column!r} the model was fitted with "
+                "(or pass offset= with one value per row)"
+            )
+        off = frame[d.offset_column].to_numpy(dtype=float)
+    elif d.offset_array:
         raise ValueError(
-            f"cannot build fixed effects for newdata: {ex} (categorical predictors must use levels "
-            "seen in fitting)"
-        ) from ex
-    names = ["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns]
-    pos = {n: i for i, n in enumerate(names)}
-    M = np.asarray(mm, dtype=float)
-    return M[:, [pos[n] for n in d.X_names]]
+            "this model was fitted with offset= given as an array, so predict(newdata) needs "
+            "offset= too: one value per row of newdata"
+        )
+    else:
+        off = np.zeros(n)
+    for py_expr, r_text in d.formula_offsets:
+        off = off + evaluate_expr(py_expr, frame, r_text, na_action="ignore")
+    return off
 
 
-def _new_random_part(d: DesignMatrices, frame: pd.DataFrame, b: np.ndarray) -> np.ndarray:
+def _new_random_part(d: DesignMatrices, frame: pd.DataFrame, b: np.ndarray, terms=None) -> np.ndarray:
+    """Zb for new rows: levels matched by value (see :func:`level_keys`), unseen levels 0, rows
+    with a missing grouping value or slope covariate NaN."""
     out = np.zeros(len(frame))
-    for t in d.terms:
+    for t in d.terms if terms is None else terms:
         missing = [f for f in t.factors if f not in frame.columns]
         if missing:
             raise KeyError(f"newdata lacks grouping column(s) {missing} for the term on {t.group!r}")
-        _required_columns(t.model_spec, frame, f"random term on {t.group!r}")
-        try:
-            Xt = np.asarray(t.model_spec.get_model_matrix(frame, na_action="raise"), dtype=float)
-        except Exception as ex:
-            raise ValueError(f"cannot build the random term on {t.group!r} for newdata: {ex}") from ex
-        keys = frame[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
-        index = {str(lv): i for i, lv in enumerate(t.levels)}
-        idx = np.array([index.get(k, -1) for k in keys])
-        seen = idx >= 0
-        B = b[t.z_start : t.z_start + t.q].reshape(t.m, t.k)
-        out[seen] += np.einsum("ij,ij->i", Xt[seen], B[idx[seen]])
+        keep = _complete(frame, _required_columns(t.model_spec, frame, f"random term on {t.group!r}"))
+        keys = level_keys(frame, t.factors)
+        index = {k: i for i, k in enumerate(t.keys)}
+        idx = np.array([-2 if k is None else index.get(k, -1) for k in keys], dtype=np.int64)
+        out[(idx == -2) | ~keep] = np.nan
+        seen = (idx >= 0) & keep
+        if seen.any():
+            sub = frame.loc[seen].reset_index(drop=True)
+            Xt = np.asarray(rebuild_matrix(t.model_spec, sub, f"random term on {t.group!r}"), dtype=float)
+            B = b[t.z_start : t.z_start + t.q].reshape(t.m, t.k)
+            out[seen] += np.einsum("ij,ij->i", Xt, B[idx[seen]])
     return out
+
+
+def new_linear_predictor(d: DesignMatrices, frame: pd.DataFrame, beta: np.ndarray, b: np.ndarray,
+                         include_re: bool = True, offset=None) -> np.ndarray:
+    """Xβ + offset (+ Zb) for the rows of ``frame``, shape (n,); NaN where a needed value is missing."""
+    eta = _new_fixed_matrix(d, frame) @ beta + _new_offset(d, frame, offset)
+    if include_re:
+        eta = eta + _new_random_part(d, frame, b)
+    return eta

@@ -35,6 +35,9 @@ class ModelSpec:
     correlation: Any = None
     theta0: tuple[float, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # the fixed part read as R reads it (interlace.rformula.FixedFormula); None = parse `fixed`
+    fixed_formula: Any = None
+    offset_column: str | None = None  # offset= given as the name of a column
 
     @property
     def full_formula(self) -> str:

@@ -16,10 +16,14 @@ instead of p-values, and no multiplicity adjustment applies. ``method`` says whi
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from ..design import rebuild_matrix
+from ..rformula import r_labels
 
 __all__ = ["EMMeans", "emmeans", "contrast"]
 
@@ -59,12 +63,22 @@ def _as_list(x) -> list[str]:
     return [x] if isinstance(x, str) else list(x)
 
 
-def _levels(col: pd.Series) -> list | None:
+def _levels(col: pd.Series, as_factor: bool = False) -> list | None:
     if isinstance(col.dtype, pd.CategoricalDtype):
         return list(col.cat.remove_unused_categories().cat.categories)
-    if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+    if as_factor or pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
         return sorted(pd.unique(col))
     return None
+
+
+def _factor_variables(model_spec, variables: list[str]) -> set[str]:
+    """Numeric columns the formula turns into factors (``factor(x)``, ``C(x)``): emmeans treats
+    them as factors, as R's emmeans does for ``factor(x)`` terms."""
+    out = set()
+    for expr, (kind, _state) in model_spec.encoder_state.items():
+        if str(kind.value) == "categorical" and expr not in variables:
+            out |= {v for v in variables if re.search(rf"(?<![\w.`]){re.escape(v)}(?![\w.`])", expr)}
+    return out
 
 
 def _label(var: str, level) -> str:
@@ -93,16 +107,17 @@ def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
     specs, by = _as_list(specs), _as_list(by)
     d = result.design
     variables = sorted(d.fixed_spec.required_variables)
+    as_factor = _factor_variables(d.fixed_spec, variables)
     grid_levels: dict[str, list] = {}
     for v in variables:
         if v not in frame.columns:
             raise KeyError(f"predictor {v!r} is not in the model frame")
-        levels = _levels(frame[v])
+        levels = _levels(frame[v], v in as_factor)
         grid_levels[v] = levels if levels is not None else [float(frame[v].mean())]
     for v in specs + by:
         if v not in grid_levels:
             raise KeyError(f"{v!r} is not a predictor of the model; predictors: {variables}")
-        if _levels(frame[v]) is None:
+        if _levels(frame[v], v in as_factor) is None:
             raise ValueError(f"{v!r} is numeric: emmeans takes categorical predictors in specs/by")
     names = list(grid_levels)
     combos = list(itertools.product(*[grid_levels[v] for v in names]))
@@ -110,8 +125,8 @@ def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
     for v in names:
         if isinstance(frame[v].dtype, pd.CategoricalDtype):
             grid[v] = pd.Categorical(grid[v], categories=frame[v].cat.categories)
-    mm = d.fixed_spec.get_model_matrix(grid, na_action="raise")
-    cols = ["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns]
+    mm = rebuild_matrix(d.fixed_spec, grid, "emmeans reference grid")
+    cols = r_labels(["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns], d.labels)
     Xg = np.asarray(mm, dtype=float)[:, [cols.index(c) for c in d.X_names]]
     keys = specs + by
     # emmeans order: the first variable varies fastest, by-variables slowest
