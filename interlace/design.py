@@ -269,7 +269,7 @@ def rebuild_matrix(model_spec, frame: pd.DataFrame, where: str):
     for w in caught:
         if issubclass(w.category, DataMismatchWarning):
             m = re.search(r"dataset\):\s*(\{.*?\})\.", str(w.message))
-            levels = m.group(1) if m else "some levels"
+            levels = re.sub(r"np\.\w+\((.*?)\)", r"\1", m.group(1)) if m else "some levels"
             terms = [e for e, (kind, _) in model_spec.encoder_state.items()
                      if str(kind.value) == "categorical"]
             raise ValueError(

@@ -87,5 +87,13 @@ def model_frame(data, columns: list[str], arrays: dict[str, np.ndarray] | None =
         if len(arr) != n:
             raise ValueError(f"{name} has length {len(arr)} but data has {n} rows; pass one value per row")
         keep &= ~pd.isna(arr)
+    if n and not keep.any():
+        empty = [c for c in frame.columns if frame[c].isna().all()]
+        empty += [name for name, arr in (arrays or {}).items() if arr is not None and pd.isna(arr).all()]
+        where = f"{empty} (entirely missing)" if empty else "the used columns (each row misses at least one)"
+        raise ValueError(
+            f"no rows left to fit: every row has a missing value in {where}; rows with missing "
+            "values are dropped as R's na.omit does"
+        )
     out = frame.loc[keep].reset_index(drop=True)
     return ModelFrame(data=out, keep=keep, n_input=n, native_namespace=namespace)

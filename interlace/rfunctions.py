@@ -39,14 +39,23 @@ def _r_sorted_levels(s: pd.Series) -> list:
         return sorted(vals, key=str)
 
 
+def _as_levels(s: pd.Series, state: dict):
+    """A categorical of ``s`` on the levels in ``state``: at fit time exactly those levels; on new
+    data the raw values go to formulaic, whose level check names any level not seen in fitting."""
+    if state.pop("_new", False):
+        cat = pd.Categorical(s, categories=state["levels"])
+        return C(pd.Series(cat, index=s.index), levels=state["levels"])
+    return C(s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s, levels=state["levels"])
+
+
 @stateful_transform
-def factor(x, levels=None, _state=None):  # noqa: B006 - formulaic passes the state
+def factor(x, levels=None, _state=None):
     """R's ``factor(x, levels)``: categorical with sorted (or given) levels, learned at fit time."""
     s = _values(x)
     if "levels" not in _state:
         _state["levels"] = list(levels) if levels is not None else _r_sorted_levels(s)
-    return C(pd.Series(pd.Categorical(s, categories=_state["levels"]), index=s.index),
-             levels=_state["levels"])
+        _state["_new"] = True
+    return _as_levels(s, _state)
 
 
 @stateful_transform
@@ -58,9 +67,9 @@ def relevel(x, ref, _state=None):
         match = [lv for lv in levels if lv == ref or str(lv) == str(ref)]
         if not match:
             raise ValueError(f"relevel(): ref={ref!r} is not a level ({levels[:10]})")
-        _state["levels"] = [match[0]] + [lv for lv in levels if lv is not match[0] and lv != match[0]]
-    return C(pd.Series(pd.Categorical(s, categories=_state["levels"]), index=s.index),
-             levels=_state["levels"])
+        _state["levels"] = [match[0]] + [lv for lv in levels if lv != match[0]]
+        _state["_new"] = True
+    return _as_levels(s, _state)
 
 
 def as_numeric(x):
