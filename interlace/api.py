@@ -64,9 +64,9 @@ def _read_formula(fixed: str, terms, columns: list[str], exclude: tuple[str, ...
     return ff, [c for c in columns if c in needed]
 
 
-def _check_response(ff: FixedFormula, frame: pd.DataFrame) -> None:
+def _check_response(ff: FixedFormula, frame: pd.DataFrame, family: str = "gaussian") -> None:
     lhs = ff.response
-    if ff.cbind is not None:
+    if ff.cbind is not None and family == "gaussian":
         raise ValueError(
             f"cbind(successes, failures) ~ ... is a binomial response: use interlace.glmer(..., "
             f"family='binomial'), not fit(), for {lhs!r}"
@@ -77,6 +77,9 @@ def _check_response(ff: FixedFormula, frame: pd.DataFrame) -> None:
             raise TypeError(
                 f"response {lhs!r} is not numeric (dtype {col.dtype}); a linear mixed model "
                 "needs a numeric response — convert it, or use glmer/clmm for other outcomes"
+                if family == "gaussian" else
+                f"response {lhs!r} is not numeric (dtype {col.dtype}); family {family!r} needs numbers "
+                "(a two-level response is family='binomial'; ordered categories are interlace.clmm)"
             )
 
 
@@ -126,8 +129,8 @@ def _prepare_rows(data, fixed: str, terms, weights, offset, correlation=None, fa
     mf = model_frame(data, list(dict.fromkeys(used)), arrays)
     if family == "binomial":
         _binary_response(ff, mf.data)
-    elif family == "gaussian":
-        _check_response(ff, mf.data)
+    else:
+        _check_response(ff, mf.data, family)
     rows = {
         name: (mf.data[value].to_numpy(dtype=float) if isinstance(value, str) else
                (None if arrays.get(name) is None else arrays[name][mf.keep]))
@@ -478,7 +481,20 @@ def _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset,
     terms = parse_random(groups_to_terms(groups) + random_specs + inline)
     if not terms:
         raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
-    cp = lazy_crossproducts(data, fixed, terms, weights=weights)
+    import narwhals as nw
+
+    columns = list(nw.from_native(data).collect_schema())
+    groups = tuple(f for t in terms for f in t.factors)
+    ff = parse_fixed(fixed, columns, exclude_from_dot=groups + ((weights,) if weights else ()),
+                     where=f"formula {formula!r}")
+    if ff.offsets or ff.cbind is not None:
+        raise ValueError("offset() and cbind() need row-level data; collect the lazy frame first")
+    if ff.labels:
+        raise ValueError(
+            f"lazy fits support plain column names as fixed effects; {list(ff.labels.values())} "
+            "are not (compute them as columns of the lazy frame first, or collect the frame)"
+        )
+    cp = lazy_crossproducts(data, ff.formulaic, terms, weights=weights)
     spec = ModelSpec(
         formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
         df_method=df_method, has_weights=weights is not None,

@@ -227,6 +227,14 @@ _PY_BINARY = {"+": "+", "-": "-", "*": "*", "/": "/", "==": "==", "!=": "!=", "<
               "<=": "<=", ">=": ">=", "&": "&", "&&": "&", "|": "|", "||": "|", "%%": "%", "%/%": "//"}
 
 
+_SPECIALS = {
+    "offset": "offset() can only be added to the fixed part of the formula ('y ~ x + offset(log(n))')",
+    "cbind": "cbind(successes, failures) can only be the response of glmer(..., family='binomial')",
+    "strata": "strata() belongs in coxme formulas ('Surv(time, status) ~ x + strata(s) + (1 | g)')",
+    "Surv": "Surv(time, status) is the response of coxme formulas",
+}
+
+
 def _py_name(name: str) -> str:
     return name if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name) else f"`{name}`"
 
@@ -286,10 +294,8 @@ def _py(node: Node, ctx: _Ctx) -> str:
 
 def _py_call(node: Node, ctx: _Ctx) -> str:
     fname = node.value
-    if fname in ("offset", "cbind", "strata", "Surv"):
-        raise FormulaError(
-            f"{ctx.where}: {fname}() can only stand at the top of a formula (in {deparse(node)!r})"
-        )
+    if fname in _SPECIALS:
+        raise FormulaError(f"{ctx.where}: {deparse(node)!r}: {_SPECIALS[fname]}")
     if fname.startswith(("np.", "numpy.")) or fname in FORMULAIC_PASSTHROUGH:
         py_name = fname
         keymap: dict[str, str] = {}
