@@ -97,6 +97,7 @@ def test_help_warns_about_untrusted_formulas():
     assert "untrusted" in out.stdout
 
 
+@pytest.mark.slow  # samples with PyMC
 def test_demo_shows_a_fit():
     out = run("demo")
     assert out.returncode == 0, out.stderr

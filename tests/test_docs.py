@@ -13,7 +13,13 @@ PAGES = sorted(DOCS.glob("*.md"))
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def _param(page: pathlib.Path):
+    """Pages whose code samples with PyMC run outside the fast lane."""
+    slow = 'backend="pymc"' in "".join(BLOCK.findall(page.read_text()))
+    return pytest.param(page, id=page.stem, marks=[pytest.mark.slow] if slow else [])
+
+
+@pytest.mark.parametrize("page", [_param(p) for p in PAGES])
 def test_page_code_runs(page, tmp_path, monkeypatch):
     os.environ.setdefault("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,11 @@ from interlace import datasets
 EXAMPLES = sorted((pathlib.Path(__file__).parent.parent / "examples").glob("*.py"))
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if "pymc" in p.read_text() else [])
+     for p in EXAMPLES],
+)
 def test_example_runs_and_writes_pngs(script, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
     out = subprocess.run(

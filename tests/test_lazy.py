@@ -13,9 +13,6 @@ from conftest import load_cases, load_data
 import interlace
 from interlace import datasets
 
-duckdb = pytest.importorskip("duckdb")
-dd = pytest.importorskip("dask.dataframe")
-
 CASES = {c["name"]: c for c in load_cases()}
 
 
@@ -27,14 +24,15 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _lazies(df):
+def _lazy(df, engine: str):
+    """``df`` as a lazy frame of ``engine``; skips only this engine when it is not installed."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return {
-            "polars": pl.from_pandas(df).lazy(),
-            "duckdb": duckdb.from_df(df),
-            "dask": dd.from_pandas(df, npartitions=3),
-        }
+        if engine == "polars":
+            return pl.from_pandas(df).lazy()
+        if engine == "duckdb":
+            return pytest.importorskip("duckdb").from_df(df)
+        return pytest.importorskip("dask.dataframe").from_pandas(df, npartitions=3)
 
 
 @pytest.mark.parametrize(
@@ -48,25 +46,26 @@ def _lazies(df):
         "sleepstudy_uncorrelated_reml",
     ],
 )
-def test_lazy_equals_eager_on_fixtures(name):
+@pytest.mark.parametrize("engine", ["polars", "duckdb", "dask"])
+def test_lazy_equals_eager_on_fixtures(name, engine):
     if name not in CASES:
         pytest.skip("reference fixtures not found")
     case = CASES[name]
     df = _plain(load_data(case))
     kw = {k: v for k, v in case["interlace"].items() if k not in ("fn", "formula")}
     eager = interlace.fit(case["interlace"]["formula"], df, **kw)
-    for backend, lf in _lazies(df).items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            r = interlace.fit(case["interlace"]["formula"], lf, **kw)
-        assert r.llf == pytest.approx(eager.llf, rel=1e-8), backend
-        np.testing.assert_allclose(r.fe_params, eager.fe_params, rtol=1e-8)
-        np.testing.assert_allclose(r.fe_bse, eager.fe_bse, rtol=1e-5)  # θ agrees to the optimizer tolerance
-        np.testing.assert_allclose(r.theta, eager.theta, rtol=5e-5, atol=1e-6)
-        np.testing.assert_allclose(r.fe_df, eager.fe_df, rtol=1e-5)
-        assert r.nobs == eager.nobs
-        assert r.fittedvalues is None
-        assert r.llf == pytest.approx(case["loglik"], rel=1e-6)
+    lf = _lazy(df, engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = interlace.fit(case["interlace"]["formula"], lf, **kw)
+    assert r.llf == pytest.approx(eager.llf, rel=1e-8)
+    np.testing.assert_allclose(r.fe_params, eager.fe_params, rtol=1e-8)
+    np.testing.assert_allclose(r.fe_bse, eager.fe_bse, rtol=1e-5)  # θ agrees to the optimizer tolerance
+    np.testing.assert_allclose(r.theta, eager.theta, rtol=5e-5, atol=1e-6)
+    np.testing.assert_allclose(r.fe_df, eager.fe_df, rtol=1e-5)
+    assert r.nobs == eager.nobs
+    assert r.fittedvalues is None
+    assert r.llf == pytest.approx(case["loglik"], rel=1e-6)
 
 
 def test_lazy_with_categorical_fixed_effects_and_missing_rows():

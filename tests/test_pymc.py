@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("pymc")
+pytestmark = pytest.mark.slow  # PyMC sampling: outside the fast lane (pytest -m "not slow")
 
 import interlace  # noqa: E402
 from interlace import datasets  # noqa: E402

@@ -14,6 +14,7 @@ from interlace import datasets
 from interlace.diagnostics import icc, r2
 
 pytest.importorskip("pymc")
+pytestmark = pytest.mark.slow  # PyMC sampling: outside the fast lane (pytest -m "not slow")
 
 FAST = dict(draws=300, tune=300, chains=2, random_seed=5, progressbar=False)
 

@@ -15,6 +15,7 @@ import interlace
 from interlace import datasets
 
 pytest.importorskip("pymc")
+pytestmark = pytest.mark.slow  # PyMC sampling: outside the fast lane (pytest -m "not slow")
 
 FAST = dict(draws=400, tune=400, chains=2, random_seed=11, progressbar=False)
 
