@@ -11,6 +11,7 @@ from .correlation import AR1, CompoundSymmetry
 from .design import build_design
 from .formula import groups_to_terms, parse_random, split_formula
 from .frames import column_names, model_frame
+from .linalg.threads import fit_blas_threads
 from .result import CrossedLMEResult
 from .rformula import FixedFormula, names_in, parse, parse_fixed
 from .rfunctions import R_CONSTANTS
@@ -229,7 +230,8 @@ def fit(
     else:
         from .backends import reml
 
-        result = reml.fit(spec, design, n_dropped=mf.n_dropped)
+        with fit_blas_threads():  # the whole fit, SEs and df included: see linalg.threads
+            result = reml.fit(spec, design, n_dropped=mf.n_dropped)
     result.input_namespace = mf.native_namespace
     result.model_frame = frame
     return result
@@ -315,7 +317,8 @@ def glmer(
         result.input_namespace = mf.native_namespace
         result.model_frame = frame
         return result
-    est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer)
+    with fit_blas_threads():
+        est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer)
     info = FitInfo(
         theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=-0.5 * est.deviance,
         cov_beta=est.cov_beta,

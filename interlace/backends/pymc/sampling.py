@@ -98,14 +98,11 @@ def run_sampler(model, opts: SamplerOptions) -> tuple[object, str, float]:
 
 def _blas_threads(n: int):
     """Limit BLAS to ``n`` threads while chains run in parallel (the matrices are small; threads
-    competing with the chains for the cores only slow each chain down)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with PyMC
-        import contextlib
+    competing with the chains for the cores only slow each chain down); scoped as every fit's
+    limit is (:func:`interlace.linalg.threads.blas_limit`)."""
+    from ...linalg.threads import blas_limit
 
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
+    return blas_limit(n)
 
 
 def _cpu_count() -> int:

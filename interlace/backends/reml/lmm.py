@@ -17,8 +17,6 @@ here) the derivative-free path of numerical derivatives is used throughout.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from ...inference.satterthwaite import (
     varpar_covariance,
     varpar_hessian,
 )
+from ...linalg.threads import fit_blas_threads
 from ...spec import ModelSpec
 from .gradient import factor_derivatives
 from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
@@ -45,21 +44,8 @@ LOG_2PI = float(np.log(2 * np.pi))
 
 
 def blas_threads():
-    """A context limiting BLAS/LAPACK to one thread while fitting.
-
-    The dense blocks here are small (10²–10³ rows) and interleaved with single-threaded numpy
-    work; on the 2-core machines we benchmark on, OpenBLAS's spinning worker threads slow that
-    work down by about 2× and the threaded factorizations gain less than that back
-    (docs/performance.md). ``INTERLACE_BLAS_THREADS`` overrides the limit (0: no limit).
-    """
-    n = int(os.environ.get("INTERLACE_BLAS_THREADS", "1"))
-    if n <= 0:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
+    """The engine's BLAS limit while fitting (see :func:`interlace.linalg.threads.fit_blas_threads`)."""
+    return fit_blas_threads()
 
 
 @dataclass
