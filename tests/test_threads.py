@@ -20,10 +20,10 @@ def test_concurrent_fits_restore_the_blas_limit():
         before = _blas_threads()
         assert before and all(n == 2 for n in before)
         for _ in range(3):
-            threads = [
-                threading.Thread(target=lambda: interlace.fit("Reaction ~ Days", df, random=["(Days | Subject)"]))
-                for _ in range(3)
-            ]
+            def one():
+                interlace.fit("Reaction ~ Days", df, random=["(Days | Subject)"])
+
+            threads = [threading.Thread(target=one) for _ in range(3)]
             for t in threads:
                 t.start()
             for t in threads:
