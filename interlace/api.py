@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from .correlation import AR1, CompoundSymmetry
-from .design import build_design
+from .design import DesignMatrices, build_design
 from .formula import groups_to_terms, parse_random, split_formula
-from .frames import column_names, model_frame
+from .frames import ModelFrame, column_names, model_frame
 from .linalg.threads import fit_blas_threads
 from .result import CrossedLMEResult
 from .rformula import FixedFormula, names_in, parse, parse_fixed
@@ -140,6 +140,36 @@ def _prepare_rows(data, fixed: str, terms, weights, offset, correlation=None, fa
     return mf, rows, ff
 
 
+def lmm_model(formula: str, data, groups=None, random=None, method: str = "REML", optimizer: str = "lbfgsb",
+              weights=None, offset=None, correlation=None, df_method: str = "satterthwaite", theta0=None,
+              verbose: bool = False) -> tuple[ModelSpec, DesignMatrices, ModelFrame]:
+    """The linear mixed model of :func:`fit` as (spec, design, model frame), nothing fitted.
+
+    Raises what :func:`fit` raises for bad input (``KeyError``/``ValueError``/``TypeError``).
+    """
+    fixed, inline = split_formula(formula)
+    if random is not None and not isinstance(random, str | list | tuple):
+        raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
+    random_specs = [random] if isinstance(random, str) else list(random or [])
+    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
+    if not terms and correlation is None:
+        raise ValueError(
+            "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
+            "without random effects use ordinary least squares)"
+        )
+    mf, row_values, ff = _prepare_rows(data, fixed, terms, weights, offset, correlation,
+                                       where=f"formula {formula!r}")
+    spec = ModelSpec(
+        formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
+        df_method=df_method, has_weights=weights is not None,
+        has_offset=offset is not None or bool(ff.offsets),
+        fixed_formula=ff, offset_column=offset if isinstance(offset, str) else None,
+        theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
+        correlation=correlation, options={"verbose": bool(verbose)},
+    )
+    return spec, build_design(spec, mf.data, row_values["weights"], row_values["offset"]), mf
+
+
 def fit(
     formula: str,
     data,
@@ -197,28 +227,9 @@ def fit(
     if correlation is not None and df_method == "kenward-roger":
         raise ValueError("df_method='kenward-roger' is not available with correlation=; use 'satterthwaite'")
 
-    fixed, inline = split_formula(formula)
-    if random is not None and not isinstance(random, str | list | tuple):
-        raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
-    random_specs = [random] if isinstance(random, str) else list(random or [])
-    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
-    if not terms and correlation is None:
-        raise ValueError(
-            "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
-            "without random effects use ordinary least squares)"
-        )
-    mf, row_values, ff = _prepare_rows(data, fixed, terms, weights, offset, correlation,
-                                       where=f"formula {formula!r}")
+    spec, design, mf = lmm_model(formula, data, groups, random, method, optimizer, weights, offset,
+                                 correlation, df_method, theta0, verbose)
     frame = mf.data
-    spec = ModelSpec(
-        formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
-        df_method=df_method, has_weights=weights is not None,
-        has_offset=offset is not None or bool(ff.offsets),
-        fixed_formula=ff, offset_column=offset if isinstance(offset, str) else None,
-        theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
-        correlation=correlation, options={"verbose": bool(verbose)},
-    )
-    design = build_design(spec, frame, row_values["weights"], row_values["offset"])
     if backend == "pymc":
         from .backends import pymc as pymc_backend
 

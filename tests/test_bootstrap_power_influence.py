@@ -138,3 +138,37 @@ def test_result_methods_delegate(sleep_fit):
     assert sleep_fit.influence(group="Subject").shape == (18, 1)
     assert sleep_fit.check_singular() is False
     assert sleep_fit.check_singular(tol=1.0) is True  # θ₃ = 0.23 is within 1 of its bound
+
+
+def test_bootstrap_counts_failed_and_nonconverged_refits(sleep_fit, monkeypatch):
+    engine = sleep_fit.engine
+    original = engine.refit
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] % 4 == 0:
+            raise np.linalg.LinAlgError("not positive definite")
+        r = original(*args, **kwargs)
+        if calls["n"] % 5 == 0:
+            r.converged = False
+        return r
+
+    monkeypatch.setattr(engine, "refit", flaky)
+    with pytest.warns(UserWarning, match="5 of 20 refits failed .* 3 did not converge"):
+        res = interlace.bootstrap(sleep_fit, nsim=20, seed=1, progressbar=False)
+    assert (res.n_failed, res.n_nonconverged, len(res.draws)) == (5, 3, 15)
+    assert "5 refit(s) failed" in repr(res)
+
+
+def test_power_builds_the_design_without_fitting(monkeypatch):
+    import interlace.api
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("power must not fit a model to a placeholder response")
+
+    monkeypatch.setattr(interlace.api, "fit", no_fit)
+    design = pd.DataFrame({"s": np.repeat([f"s{i}" for i in range(8)], 6), "x": np.tile([0.0, 1.0], 24)})
+    res = interlace.power("y ~ x", design, fixed={"(Intercept)": 0.0, "x": 1.0}, test="x", sigma=1.0,
+                          groups="s", covariances={"s": 0.5}, nsim=10, seed=2, progressbar=False)
+    assert res.nsim == 10 and res.n_failed == 0

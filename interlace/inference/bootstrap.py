@@ -22,6 +22,8 @@ class BootstrapResult:
     draws: pd.DataFrame
     observed: pd.Series
     method: str = "parametric bootstrap"  # or "posterior": draws of a PyMC fit, no refits
+    n_failed: int = 0  # refits that raised (their rows are not in draws)
+    n_nonconverged: int = 0  # refits kept in draws whose optimizer did not converge
 
     def __repr__(self) -> str:
         what = (
@@ -29,7 +31,9 @@ class BootstrapResult:
             if self.method == "posterior"
             else "parametric bootstrap refits"
         )
-        return f"<BootstrapResult: {len(self.draws)} {what} of {list(self.draws.columns)}>"
+        tail = (f"; {self.n_failed} refit(s) failed, {self.n_nonconverged} did not converge"
+                if self.n_failed or self.n_nonconverged else "")
+        return f"<BootstrapResult: {len(self.draws)} {what} of {list(self.draws.columns)}{tail}>"
 
     def ci(self, level: float = 0.95) -> pd.DataFrame:
         """Percentile intervals."""
@@ -53,15 +57,24 @@ def default_statistic(result) -> pd.Series:
     return pd.concat([result.fe_params, pd.Series(e.psi_hat(), index=e.psi_names())])
 
 
-def _refit_many(engine, ys: np.ndarray, statistic) -> list[np.ndarray]:
-    out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for s in range(ys.shape[1]):
-            out.append(
-                np.asarray(statistic(engine.refit(y=ys[:, s], df_method="satterthwaite")), dtype=float)
-            )
-    return out
+def _refit_many(engine, ys: np.ndarray, statistic) -> tuple[list[np.ndarray], int, int]:
+    """Refit each column of ``ys``: (statistics of the refits that ran, failed, non-converged).
+
+    A refit's own warnings are not shown one by one; they are counted through its ``converged``
+    flag and reported once by :func:`bootstrap`.
+    """
+    out, failed, nonconverged = [], 0, 0
+    for s in range(ys.shape[1]):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = engine.refit(y=ys[:, s], df_method="satterthwaite")
+            out.append(np.asarray(statistic(r), dtype=float))
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError, ArithmeticError):
+            failed += 1
+            continue
+        nonconverged += not bool(getattr(r, "converged", True))
+    return out, failed, nonconverged
 
 
 def bootstrap(
@@ -97,17 +110,34 @@ def bootstrap(
     ys = engine.simulate(int(nsim), seed=seed)
     chunks = np.array_split(np.arange(nsim), max(1, int(nsim) // 10))
     draws: list[np.ndarray] = []
+    failed = nonconverged = 0
+
+    def collect(part):
+        nonlocal failed, nonconverged
+        draws.extend(part[0])
+        failed += part[1]
+        nonconverged += part[2]
+
     if n_jobs == 1:
         for idx in progress(chunks, len(chunks), "bootstrap", progressbar):
-            draws.extend(_refit_many(engine, ys[:, idx], stat))
+            collect(_refit_many(engine, ys[:, idx], stat))
     else:
         with ProcessPoolExecutor(max_workers=n_jobs) as pool:
             futures = [pool.submit(_refit_many, engine, ys[:, idx], stat) for idx in chunks]
             for fut in progress(futures, len(futures), "bootstrap", progressbar):
-                draws.extend(fut.result())
+                collect(fut.result())
+    if not draws:
+        raise RuntimeError(f"bootstrap: all {nsim} refits failed")
+    if failed or nonconverged:
+        warnings.warn(
+            f"bootstrap: {failed} of {nsim} refits failed (left out) and {nonconverged} did not "
+            "converge (kept); see result.n_failed / n_nonconverged",
+            stacklevel=2,
+        )
     return BootstrapResult(
         draws=pd.DataFrame(np.vstack(draws), columns=names),
         observed=pd.Series(np.asarray(observed, dtype=float), index=names),
+        n_failed=failed, n_nonconverged=nonconverged,
     )
 
 

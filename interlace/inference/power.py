@@ -28,12 +28,16 @@ class PowerResult:
     rejections: int
     test: str
     alpha: float
+    n_failed: int = 0  # simulations whose refit raised (counted as not rejecting)
+    n_nonconverged: int = 0  # refits that ran but did not converge (their test is used)
 
     def __repr__(self) -> str:
         lo, hi = self.ci
+        tail = (f"; {self.n_failed} refit(s) failed, {self.n_nonconverged} did not converge"
+                if self.n_failed or self.n_nonconverged else "")
         return (
             f"Power for {self.test!r} at alpha={self.alpha}: {100 * self.power:.1f}% "
-            f"(95% CI {100 * lo:.1f}–{100 * hi:.1f}%), {self.rejections}/{self.nsim} rejections"
+            f"(95% CI {100 * lo:.1f}–{100 * hi:.1f}%), {self.rejections}/{self.nsim} rejections{tail}"
         )
 
 
@@ -65,18 +69,16 @@ def power(
     ``"condition[T.b]"``) to its assumed value; ``covariances`` maps each random-effect group
     to its variance (scalar term) or covariance matrix (vector term); ``sigma`` is the residual SD.
     """
-    from ..api import fit
+    from ..api import lmm_model
+    from ..backends import reml
 
     if test not in fixed:
         raise KeyError(f"test={test!r} is not among the fixed effects given: {list(fixed)}")
     lhs = formula.split("~", 1)[0].strip()
     frame = design.copy()
     rng = np.random.default_rng(seed)
-    frame[lhs] = rng.standard_normal(len(frame))  # placeholder response to build the design
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        template = fit(formula, frame, groups=groups, random=random, method=method)
-    d = template.design
+    frame[lhs] = 0.0  # X and Z do not depend on the response: nothing is fitted to it
+    spec, d, _ = lmm_model(formula, frame, groups=groups, random=random, method=method)
     missing = [n for n in d.X_names if n not in fixed]
     if missing:
         raise KeyError(f"fixed= lacks values for coefficient(s) {missing}; the design has {d.X_names}")
@@ -91,14 +93,25 @@ def power(
             raise ValueError(f"covariance for {t.group!r} must be {t.k} × {t.k} (columns {t.columns})")
         rows.append((t, np.linalg.cholesky(S + 1e-12 * np.eye(t.k))))
     j = d.X_names.index(test)
-    hits = 0
+    hits = failed = nonconverged = 0
     for _ in progress(range(int(nsim)), int(nsim), "power", progressbar):
         b = np.zeros(d.q)
         for t, C in rows:
             b[t.z_start : t.z_start + t.q] = (rng.standard_normal((t.m, t.k)) @ C.T).ravel()
         y = d.X @ beta + d.Z @ b + sigma * rng.standard_normal(d.n)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            r = template.engine.refit(y=y)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = reml.fit(spec, dataclasses.replace(d, y=y))
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError, ArithmeticError):
+            failed += 1
+            continue
+        nonconverged += not r.converged
         hits += bool(r.fe_pvalues.iloc[j] < alpha)
-    return PowerResult(hits / nsim, _clopper_pearson(hits, int(nsim)), int(nsim), hits, test, alpha)
+    if failed or nonconverged:
+        warnings.warn(
+            f"power: {failed} of {nsim} refits failed (counted as not rejecting) and {nonconverged} "
+            "did not converge", stacklevel=2,
+        )
+    return PowerResult(hits / nsim, _clopper_pearson(hits, int(nsim)), int(nsim), hits, test, alpha,
+                       n_failed=failed, n_nonconverged=nonconverged)
