@@ -70,10 +70,14 @@ def run_sampler(model, opts: SamplerOptions) -> tuple[object, str, float]:
     t0 = time.perf_counter()
     workers = max(1, min(cores, opts.chains))
     with _blas_threads(max(1, _cpu_count() // workers)), warnings.catch_warnings():
-        # pytensor's note that it found no BLAS (irrelevant for these small graphs), and
-        # overflow warnings from proposals NUTS rejects anyway
+        # pytensor's note that it found no BLAS (irrelevant for these small graphs), and numpy's
+        # floating-point notes for proposals NUTS rejects anyway (divergences are counted and
+        # reported by the result); every other warning is shown
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", category=RuntimeWarning,
+            message=r"(overflow|invalid value|divide by zero) encountered",
+        )
         if sampler == "nutpie":
             from .flat import flatten_model
             from .parallel import sample_nutpie
