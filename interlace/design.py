@@ -160,8 +160,23 @@ class DesignMatrices:
             b[t.z_start : t.z_start + t.q] = (sd * u @ t.T(theta).T).ravel()
         return b
 
-    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [t.T(theta) for t in self.terms]
+    def is_singular(self, theta: np.ndarray, tol: float = 1e-4) -> bool:
+        """lme4's ``isSingular``: is any θ with a lower bound of 0 within ``tol`` of it?"""
+        lower = self.theta_lower()
+        return bool(np.any(np.isfinite(lower) & (np.asarray(theta) < lower + tol)))
+
+    def variance_names(self) -> list[str]:
+        """lme4 ``confint`` names of the variance parameters: per term its SDs and correlations
+        (``sd_x|g``, ``cor_1.x|g``), then the correlation structure's parameter, then ``sigma``."""
+        names = []
+        for t in self.terms:
+            r, c = tril_colwise(t.k)
+            for i, j in zip(r, c, strict=True):
+                cols = t.columns
+                names.append(f"sd_{cols[i]}|{t.group}" if i == j else f"cor_{cols[j]}.{cols[i]}|{t.group}")
+        if self.correlation is not None:
+            names.append(self.correlation.name)
+        return names + ["sigma"]
 
     def lambda_dense(self, theta: np.ndarray) -> np.ndarray:
         """Λ(θ) as a dense q × q array (for the q-sized algebra of KR, condVar and influence)."""
@@ -172,10 +187,6 @@ class DesignMatrices:
                 s0 = t.z_start + lv * t.k
                 lam[s0 : s0 + t.k, s0 : s0 + t.k] = T
         return lam
-
-    def covariances(self, theta: np.ndarray, scale: float) -> list[np.ndarray]:
-        """Σ_term = σ² T T' for each term."""
-        return [scale * (T @ T.T) for T in self.lambdas(theta)]
 
 
 def group_levels(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[list[Any], np.ndarray]:

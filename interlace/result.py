@@ -252,8 +252,7 @@ class CrossedLMEResult:
 
     def check_singular(self, tol: float = 1e-4) -> bool:
         """lme4's ``isSingular``: is any θ with a lower bound of 0 within ``tol`` of it?"""
-        lower = self.design.theta_lower()
-        return bool(np.any(np.isfinite(lower) & (self.theta < lower + tol)))
+        return self.design.is_singular(self.theta, tol)
 
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
         """Responses drawn from the fitted model, shape (nobs, nsim) (lme4's ``simulate``)."""

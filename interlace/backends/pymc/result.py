@@ -27,15 +27,8 @@ __all__ = ["PyMCResult", "make_result", "variance_draws", "variance_names"]
 
 
 def variance_names(design: DesignMatrices) -> list[str]:
-    """lme4 ``confint`` names of the variance parameters: SDs and correlations per term, sigma."""
-    names = []
-    for t in design.terms:
-        rows, cols = tril_colwise(t.k)
-        for i, j in zip(rows, cols, strict=True):
-            names.append(
-                f"sd_{t.columns[i]}|{t.group}" if i == j else f"cor_{t.columns[j]}.{t.columns[i]}|{t.group}"
-            )
-    return names + ["sigma"]
+    """lme4 ``confint`` names of the variance parameters (:meth:`DesignMatrices.variance_names`)."""
+    return design.variance_names()
 
 
 def _term_covariances(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray) -> list[np.ndarray]:

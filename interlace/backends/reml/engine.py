@@ -138,18 +138,8 @@ class REMLEngine:
 
     # ---- the ψ scale ------------------------------------------------------------------------
     def psi_names(self) -> list[str]:
-        names = []
-        for t in self.design.terms:
-            r, c = tril_colwise(t.k)
-            for i, j in zip(r, c, strict=True):
-                names.append(
-                    f"sd_{t.columns[i]}|{t.group}"
-                    if i == j
-                    else f"cor_{t.columns[j]}.{t.columns[i]}|{t.group}"
-                )
-        if self.design.correlation is not None:
-            names.append(self.design.correlation.name)
-        return names + ["sigma"]
+        """Names of the ψ parameters (:meth:`DesignMatrices.variance_names`)."""
+        return self.design.variance_names()
 
     def psi_hat(self) -> np.ndarray:
         x = self.est.theta

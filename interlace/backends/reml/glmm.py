@@ -308,7 +308,7 @@ def fit_given_family(
         warnings.warn(
             f"GLMM fit failed to converge ({msg}); try optimizer='bobyqa' or rescale predictors", stacklevel=3
         )
-    singular = bool(np.any(np.isfinite(lower) & (theta < lower + 1e-4)))
+    singular = design.is_singular(theta)
     mu = family.link.inverse(eta)
     if with_cov:
         _warn_separation(family, mu)

@@ -205,10 +205,3 @@ def factor_derivatives(
     g_r2 = -np.einsum("i,nij,j->n", cvec, S, cvec)
     g_ld = logdet_gradient(problem, f, reml) if logdet else np.zeros(problem.design.n_theta)
     return FactorDerivatives(beta=beta, r2=f.r2, g_logdet=g_ld, g_r2=g_r2, d_rxtrx=-S[:, :p, :p])
-
-
-def deviance_gradient(problem: PLSProblem, f: PLSFactor, reml: bool) -> np.ndarray:
-    """∂d/∂θ of the profiled deviance (ML) or REML criterion at ``f``."""
-    fd = factor_derivatives(problem, f, reml)
-    c = problem.n - problem.p if reml else problem.n
-    return fd.g_logdet + c * fd.g_r2 / fd.r2

@@ -211,12 +211,6 @@ def _deviance_from_factor(problem: PLSProblem, f, reml: bool) -> float:
     return f.logdet_LZ + n * (1 + LOG_2PI + np.log(f.r2 / n)) - problem.sum_log_w
 
 
-def singular_theta(design: DesignMatrices, theta: np.ndarray, tol: float = 1e-4) -> bool:
-    """lme4's ``isSingular``: some θ with a lower bound of 0 is within ``tol`` of it."""
-    lower = design.theta_lower()
-    return bool(np.any(np.isfinite(lower) & (theta < lower + tol)))
-
-
 def fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
     """Fit a Gaussian LMM (or, with a correlation structure and no terms, a GLS) by REML or ML."""
     with blas_threads():
@@ -295,6 +289,6 @@ def _fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
         theta=theta, beta=beta, b=b, scale=float(scale), objective=float(objective),
         cov_beta=cov_beta, fe_df=fe_df, fitted=fitted, resid=resid, converged=opt.converged,
         n_evals=opt.n_evals, grad_norm=opt.grad_norm, message=opt.message,
-        is_singular=singular_theta(design, theta), varpar_cov=A, cov_beta_jac=J,
+        is_singular=design.is_singular(theta), varpar_cov=A, cov_beta_jac=J,
         correlation_params=corr_params,
     )
