@@ -9,6 +9,7 @@ import pandas as pd
 
 from .correlation import AR1, CompoundSymmetry
 from .design import DesignMatrices, build_design
+from .families import CUMULATIVE_LINKS
 from .formula import groups_to_terms, parse_random, split_formula
 from .frames import ModelFrame, column_names, model_frame
 from .linalg.threads import fit_blas_threads
@@ -361,8 +362,8 @@ def clmm(
     from .ordinal_result import OrdinalResult
     from .rformula import r_labels
 
-    if link not in ("logit", "probit", "cloglog", "loglog"):
-        raise ValueError(f"link must be 'logit', 'probit', 'cloglog' or 'loglog', got {link!r}")
+    if link not in CUMULATIVE_LINKS:
+        raise ValueError(f"link must be one of {list(CUMULATIVE_LINKS)} for clmm, got {link!r}")
     fixed, inline = split_formula(formula)
     random_specs = [random] if isinstance(random, str) else list(random or [])
     terms = parse_random(groups_to_terms(groups) + random_specs + inline)

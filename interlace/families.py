@@ -11,62 +11,210 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["Link", "Family", "LINKS", "get_family"]
+__all__ = ["Link", "Family", "LINKS", "CUMULATIVE_LINKS", "get_family", "get_link"]
 
 _EPS = np.finfo(float).eps
 
 
-@dataclass(frozen=True)
 class Link:
-    name: str
+    """A link g: η = g(μ), μ = g⁻¹(η), dμ/dη, the same inverse in pytensor (PyMC backend), and
+    for cumulative-link models the latent distribution F = g⁻¹ with its density and derivative.
+
+    One subclass per link; :func:`get_link` returns them by name and refuses unknown names.
+    """
+
+    name = ""
 
     def link(self, mu: np.ndarray) -> np.ndarray:
-        n = self.name
-        if n == "logit":
-            return special.logit(mu)
-        if n == "probit":
-            return special.ndtri(mu)
-        if n == "cloglog":
-            return np.log(-np.log1p(-mu))
-        if n == "log":
-            return np.log(mu)
-        if n == "inverse":
-            return 1.0 / mu
-        return np.asarray(mu, dtype=float)
+        raise NotImplementedError
 
     def inverse(self, eta: np.ndarray) -> np.ndarray:
-        n = self.name
-        if n == "logit":
-            return np.clip(special.expit(eta), _EPS, 1 - _EPS)
-        if n == "probit":
-            return np.clip(special.ndtr(eta), _EPS, 1 - _EPS)
-        if n == "cloglog":
-            return np.clip(-np.expm1(-np.exp(np.minimum(eta, 700))), _EPS, 1 - _EPS)
-        if n == "log":
-            return np.exp(np.minimum(eta, 700))
-        if n == "inverse":
-            return 1.0 / eta
-        return np.asarray(eta, dtype=float)
+        raise NotImplementedError
 
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:
         """dμ/dη."""
-        n = self.name
-        if n == "logit":
-            p = special.expit(eta)
-            return np.maximum(p * (1 - p), _EPS)
-        if n == "probit":
-            return np.maximum(stats.norm.pdf(eta), _EPS)
-        if n == "cloglog":
-            e = np.exp(np.minimum(eta, 700))
-            return np.maximum(e * np.exp(-e), _EPS)
-        if n == "log":
-            return np.maximum(np.exp(np.minimum(eta, 700)), _EPS)
-        if n == "inverse":
-            return -1.0 / eta**2
+        raise NotImplementedError
+
+    def pt_inverse(self, eta):
+        """g⁻¹(η) as a pytensor expression (for the PyMC backend)."""
+        raise NotImplementedError
+
+    def cdf_pdf(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """F(x), f(x) = F'(x) and f'(x) of the latent distribution (cumulative links; ±∞ handled)."""
+        raise ValueError(f"the {self.name} link has no latent distribution for cumulative-link models")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Link) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"Link({self.name!r})"
+
+
+def _pt():
+    import pytensor.tensor as pt
+
+    return pt
+
+
+class Logit(Link):
+    name = "logit"
+
+    def link(self, mu):
+        return special.logit(mu)
+
+    def inverse(self, eta):
+        return np.clip(special.expit(eta), _EPS, 1 - _EPS)
+
+    def mu_eta(self, eta):
+        p = special.expit(eta)
+        return np.maximum(p * (1 - p), _EPS)
+
+    def pt_inverse(self, eta):
+        return _pt().sigmoid(eta)
+
+    def cdf_pdf(self, x):
+        F = special.expit(x)
+        f = F * (1 - F)
+        return F, f, f * (1 - 2 * F)
+
+
+class Probit(Link):
+    name = "probit"
+
+    def link(self, mu):
+        return special.ndtri(mu)
+
+    def inverse(self, eta):
+        return np.clip(special.ndtr(eta), _EPS, 1 - _EPS)
+
+    def mu_eta(self, eta):
+        return np.maximum(stats.norm.pdf(eta), _EPS)
+
+    def pt_inverse(self, eta):
+        return 0.5 * _pt().erfc(-eta / np.sqrt(2.0))
+
+    def cdf_pdf(self, x):
+        F = special.ndtr(x)
+        f = stats.norm.pdf(x)
+        df = -x * f if np.all(np.isfinite(x)) else np.where(np.isfinite(x), -np.nan_to_num(x) * f, 0.0)
+        return F, f, df
+
+
+class Cloglog(Link):
+    """g(μ) = log(−log(1 − μ)); latent F(x) = 1 − exp(−eˣ) (the Gumbel minimum)."""
+
+    name = "cloglog"
+
+    def link(self, mu):
+        return np.log(-np.log1p(-mu))
+
+    def inverse(self, eta):
+        return np.clip(-np.expm1(-np.exp(np.minimum(eta, 700))), _EPS, 1 - _EPS)
+
+    def mu_eta(self, eta):
+        e = np.exp(np.minimum(eta, 700))
+        return np.maximum(e * np.exp(-e), _EPS)
+
+    def pt_inverse(self, eta):
+        pt = _pt()
+        return -pt.expm1(-pt.exp(eta))
+
+    def cdf_pdf(self, x):
+        e = np.exp(np.minimum(x, 700))
+        f = e * np.exp(-e)
+        return -np.expm1(-e), f, f * (1 - e)
+
+
+class Loglog(Link):
+    """g(μ) = −log(−log μ); latent F(x) = exp(−e⁻ˣ) (the Gumbel maximum; ordinal's ``loglog``)."""
+
+    name = "loglog"
+
+    def link(self, mu):
+        return -np.log(-np.log(mu))
+
+    def inverse(self, eta):
+        return np.clip(np.exp(-np.exp(np.minimum(-eta, 700))), _EPS, 1 - _EPS)
+
+    def mu_eta(self, eta):
+        e = np.exp(np.minimum(-eta, 700))
+        return np.maximum(e * np.exp(-e), _EPS)
+
+    def pt_inverse(self, eta):
+        pt = _pt()
+        return pt.exp(-pt.exp(-eta))
+
+    def cdf_pdf(self, x):
+        e = np.exp(np.minimum(-x, 700))
+        F = np.exp(-e)
+        f = e * F
+        return F, f, f * (e - 1)
+
+
+class Log(Link):
+    name = "log"
+
+    def link(self, mu):
+        return np.log(mu)
+
+    def inverse(self, eta):
+        return np.exp(np.minimum(eta, 700))
+
+    def mu_eta(self, eta):
+        return np.maximum(np.exp(np.minimum(eta, 700)), _EPS)
+
+    def pt_inverse(self, eta):
+        return _pt().exp(eta)
+
+
+class Inverse(Link):
+    name = "inverse"
+
+    def link(self, mu):
+        return 1.0 / mu
+
+    def inverse(self, eta):
+        return 1.0 / eta
+
+    def mu_eta(self, eta):
+        return -1.0 / eta**2
+
+    def pt_inverse(self, eta):
+        return 1.0 / eta
+
+
+class Identity(Link):
+    name = "identity"
+
+    def link(self, mu):
+        return np.asarray(mu, dtype=float)
+
+    def inverse(self, eta):
+        return np.asarray(eta, dtype=float)
+
+    def mu_eta(self, eta):
         return np.ones_like(eta, dtype=float)
 
+    def pt_inverse(self, eta):
+        return eta
 
-LINKS = ("logit", "probit", "cloglog", "log", "inverse", "identity")
+
+_LINK_TYPES = {cls.name: cls for cls in (Logit, Probit, Cloglog, Loglog, Log, Inverse, Identity)}
+LINKS = tuple(_LINK_TYPES)
+#: the links of cumulative-link (ordinal) models: those with a latent distribution
+CUMULATIVE_LINKS = ("logit", "probit", "cloglog", "loglog")
+
+
+def get_link(name: str | Link) -> Link:
+    """The :class:`Link` called ``name``; raises ``ValueError`` naming the available links."""
+    if isinstance(name, Link):
+        return name
+    if not isinstance(name, str) or name not in _LINK_TYPES:
+        raise ValueError(f"unknown link {name!r}; available: {list(LINKS)}")
+    return _LINK_TYPES[name]()
 
 
 @dataclass(frozen=True)
@@ -205,7 +353,7 @@ def get_family(family, link: str | None = None) -> Family:
     """A :class:`Family` from a name (``"binomial"``, ``"poisson"``, ``"Gamma"``,
     ``"negative_binomial"``, case-insensitive) or a Family object; θ of the NB is estimated."""
     if isinstance(family, Family):
-        return family if link is None else Family(family.name, Link(link), family.nb_theta)
+        return family if link is None else Family(family.name, get_link(link), family.nb_theta)
     if not isinstance(family, str):
         raise TypeError(f"family must be a string such as 'binomial' or 'poisson', got {family!r}")
     key = family.lower().replace(" ", "_")
@@ -213,10 +361,12 @@ def get_family(family, link: str | None = None) -> Family:
         raise ValueError(f"unknown family {family!r}; available: {_NAMES}")
     name = _ALIASES[key]
     link = link or _CANONICAL[name]
-    if link not in LINKS:
-        raise ValueError(f"unknown link {link!r}; available: {list(LINKS)}")
+    get_link(link)  # refuses unknown names
+    if link == "loglog":
+        raise ValueError("the loglog link is for clmm; glmer families take logit, probit, cloglog, log, "
+                         "inverse or identity")
     if name == "binomial" and link not in ("logit", "probit", "cloglog"):
         raise ValueError(
             f"link {link!r} does not keep a binomial mean in (0, 1); use logit, probit or cloglog"
         )
-    return Family(name, Link(link))
+    return Family(name, get_link(link))

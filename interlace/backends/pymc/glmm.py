@@ -47,20 +47,6 @@ from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, w
 __all__ = ["fit_glmm", "PyMCGLMMResult"]
 
 
-def _inverse_link(name: str, eta):
-    if name == "logit":
-        return pm.math.invlogit(eta)
-    if name == "probit":
-        return 0.5 * pt.erfc(-eta / np.sqrt(2.0))
-    if name == "cloglog":
-        return -pt.expm1(-pt.exp(eta))
-    if name == "log":
-        return pt.exp(eta)
-    if name == "inverse":
-        return 1.0 / eta
-    return eta
-
-
 def _start(design: DesignMatrices, family: Family, priors) -> Start:
     """β from least squares on the linked starting means; each SD half a link-scale unit."""
     mu0 = family.start_mu(design.y)
@@ -91,9 +77,9 @@ def build_glmm_model(design: DesignMatrices, family: Family, priors):
             if family.link.name == "logit":
                 pm.Binomial(name, n=trials, logit_p=eta, **obs)
             else:
-                pm.Binomial(name, n=trials, p=_inverse_link(family.link.name, eta), **obs)
+                pm.Binomial(name, n=trials, p=family.link.pt_inverse(eta), **obs)
             return model, layout
-        mu = _inverse_link(family.link.name, eta)
+        mu = family.link.pt_inverse(eta)
         if family.name == "poisson":
             pm.Poisson(name, mu=mu, **obs)
         elif family.name == "Gamma":

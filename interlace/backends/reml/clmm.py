@@ -15,38 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
 from scipy.optimize import minimize
 
+from ...families import get_link
 from ...inference.derivatives import hessian
 
 __all__ = ["CLMMFit", "fit_clmm", "cdf_pdf"]
 
 
 def cdf_pdf(x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """F, f = F' and f' for the latent distribution of ``link`` (±∞ handled)."""
-    if link == "logit":
-        F = special.expit(x)
-        f = F * (1 - F)
-        return F, f, f * (1 - 2 * F)
-    if link == "probit":
-        F = special.ndtr(x)
-        f = stats.norm.pdf(x)
-        return (
-            F,
-            f,
-            -x * f if np.all(np.isfinite(x)) else np.where(np.isfinite(x), -np.nan_to_num(x) * f, 0.0),
-        )
-    if link == "loglog":  # F = exp(−e^(−x))
-        e = np.exp(np.minimum(-x, 700))
-        F = np.exp(-e)
-        f = e * F
-        return F, f, f * (e - 1)
-    # cloglog: F = 1 − exp(−eˣ)
-    e = np.exp(np.minimum(x, 700))
-    F = -np.expm1(-e)
-    f = e * np.exp(-e)
-    return F, f, f * (1 - e)
+    """F, f = F' and f' for the latent distribution of ``link`` (:meth:`Link.cdf_pdf`)."""
+    return get_link(link).cdf_pdf(x)
 
 
 @dataclass
@@ -124,14 +103,7 @@ def fit_clmm(
     J, p = n_levels, X.shape[1]
     cum = np.cumsum(np.bincount(y, minlength=J))[:-1] / y.size
     cum = np.clip(cum, 1e-3, 1 - 1e-3)
-    if link == "logit":
-        a0 = special.logit(cum)
-    elif link == "probit":
-        a0 = special.ndtri(cum)
-    elif link == "loglog":
-        a0 = -np.log(-np.log(cum))
-    else:
-        a0 = np.log(-np.log1p(-cum))
+    a0 = get_link(link).link(cum)  # F⁻¹ of the cumulative proportions
     a0 = np.maximum.accumulate(a0 + np.arange(J - 1) * 1e-3)
     x0 = np.r_[a0[0], np.log(np.maximum(np.diff(a0), 1e-2)), np.zeros(p), 0.0]
     count = [0]
