@@ -160,6 +160,7 @@ def _demo() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``interlace`` command line: ``fit``, ``glmer`` and ``demo`` (docs/cli.md)."""
     parser = argparse.ArgumentParser(
         prog="interlace", description="Mixed-effects models with lme4-grade answers.", epilog=SECURITY_NOTE
     )
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 for a user error, printed as one line)."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":

@@ -60,6 +60,8 @@ def _pt():
 
 
 class Logit(Link):
+    """g(μ) = log(μ / (1 − μ)); latent F the logistic distribution."""
+
     name = "logit"
 
     def link(self, mu):
@@ -82,6 +84,8 @@ class Logit(Link):
 
 
 class Probit(Link):
+    """g(μ) = Φ⁻¹(μ); latent F the standard normal."""
+
     name = "probit"
 
     def link(self, mu):
@@ -155,6 +159,8 @@ class Loglog(Link):
 
 
 class Log(Link):
+    """g(μ) = log μ."""
+
     name = "log"
 
     def link(self, mu):
@@ -171,6 +177,8 @@ class Log(Link):
 
 
 class Inverse(Link):
+    """g(μ) = 1 / μ (the Gamma family's canonical link)."""
+
     name = "inverse"
 
     def link(self, mu):
@@ -187,6 +195,8 @@ class Inverse(Link):
 
 
 class Identity(Link):
+    """g(μ) = μ."""
+
     name = "identity"
 
     def link(self, mu):

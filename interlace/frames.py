@@ -51,6 +51,7 @@ def to_pandas(data, columns: list[str] | None = None) -> tuple[pd.DataFrame, str
 
 
 def column_names(data) -> list[str]:
+    """Column names of a frame narwhals reads eagerly, or of a dict of arrays; ``TypeError`` otherwise."""
     if isinstance(data, dict):
         return list(data)
     if isinstance(data, pd.DataFrame):

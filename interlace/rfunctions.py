@@ -93,6 +93,7 @@ def as_integer(x):
 
 
 def as_logical(x):
+    """R's ``as.logical``."""
     return _values(x).astype(bool).to_numpy()
 
 
@@ -108,6 +109,7 @@ def r_pow(a, b):
 
 
 def r_not(x):
+    """R's ``!``: element-wise logical not."""
     return np.logical_not(x)
 
 
@@ -122,10 +124,12 @@ def r_c(*args):
 
 
 def ifelse(test, yes, no):
+    """R's ``ifelse(test, yes, no)``."""
     return np.where(np.asarray(test, dtype=bool), yes, no)
 
 
 def r_round(x, digits=0):
+    """R's ``round(x, digits)`` (halves to even, as IEC 60559 and R)."""
     return np.round(np.asarray(x, dtype=float), int(digits))
 
 

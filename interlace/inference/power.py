@@ -22,6 +22,9 @@ __all__ = ["PowerResult", "power"]
 
 @dataclasses.dataclass
 class PowerResult:
+    """Rejection rate of the test over the simulations, its Clopper–Pearson 95 % interval, and
+    the counts behind it (rejections, failed and non-converged refits)."""
+
     power: float
     ci: tuple[float, float]
     nsim: int

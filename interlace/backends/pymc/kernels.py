@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 
 def available() -> bool:
+    """Are the numba kernels usable (numba installed and compiled)?"""
     return njit is not None
 
 

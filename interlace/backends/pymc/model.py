@@ -212,6 +212,8 @@ class Start:
 
 
 def start_values(design: DesignMatrices, priors: PriorSet) -> Start:
+    """Sampler starting values: β by weighted least squares on y − offset, σ from its residuals,
+    each random-effect SD a fraction of σ (inside the priors' support)."""
     w = np.ones(design.n) if design.weights is None else design.weights
     sw = np.sqrt(w)
     beta = np.linalg.lstsq(design.X * sw[:, None], (design.y - design.offset) * sw, rcond=None)[0]

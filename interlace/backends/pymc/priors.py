@@ -96,6 +96,7 @@ def _scale(x: np.ndarray) -> float:
 
 
 def sd_key(group: str, column: str) -> str:
+    """The ``priors=`` key of one random-effect SD: ``"group:column"``."""
     return f"{group}:{column}"
 
 

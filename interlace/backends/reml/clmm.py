@@ -30,6 +30,9 @@ def cdf_pdf(x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 @dataclass
 class CLMMFit:
+    """Plain results of a clmm fit: thresholds α (J − 1,), effects β (p,), random-intercept SD σ,
+    conditional modes b (m,), Laplace log-likelihood, Cov of (α, β) and the convergence flag."""
+
     alpha: np.ndarray
     beta: np.ndarray
     sigma: float
