@@ -319,7 +319,7 @@ def glmer(
     if backend == "pymc":
         if nAGQ != 1:
             raise ValueError("nAGQ applies to backend='reml'; the PyMC backend samples b exactly")
-        from .backends.pymc.glmm import fit_glmm as sample_glmm
+        from .backends.pymc import fit_glmm as sample_glmm
 
         result = sample_glmm(
             spec, design, fam, n_dropped=mf.n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,

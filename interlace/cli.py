@@ -69,12 +69,14 @@ def _fit(args) -> object:
         if args.model not in ("fit", "glmer"):
             raise CLIError("--offset applies to --model fit and glmer")
         kw["offset"] = args.offset
+    from interlace.extras import MissingExtraError
+
     fn = getattr(interlace, args.model, None)
     if fn is None:
         raise CLIError(f"--model {args.model} is not available in this version of interlace")
     try:
         return fn(args.formula, df, **kw)
-    except (ValueError, TypeError, KeyError, NotImplementedError) as ex:
+    except (ValueError, TypeError, KeyError, NotImplementedError, MissingExtraError) as ex:
         msg = ex.args[0] if isinstance(ex, KeyError) and ex.args else str(ex)
         raise CLIError(str(msg)) from ex
 

@@ -143,7 +143,9 @@ def plot_compare(
 ):
     """Forest plot of :func:`compare`: one panel per parameter (each on its own scale), a point
     and interval per fit. Returns the matplotlib Figure."""
-    import matplotlib.pyplot as plt
+    from .plots import _pyplot
+
+    plt = _pyplot()
 
     table = compare(*results, names=names, level=level, intervals=intervals)
     if parameters is not None:

@@ -410,7 +410,7 @@ def build_design(
         levels, codes = group_levels(frame, term.factors)
         built.append((term, Xt, cols, tspec, levels, codes))
     row_keys = {t.factors: level_keys(frame, t.factors) for t in spec.random}
-    _check_levels(built, n)
+    _check_levels(built, n, glmm=spec.family != "gaussian")
     # lme4 order: decreasing number of levels, stable
     order = sorted(range(len(built)), key=lambda i: -len(built[i][4]))
     terms: list[TermBlock] = []
@@ -484,7 +484,16 @@ def correlation_group(structure, random: tuple[RandomTerm, ...]) -> str | None:
     )
 
 
-def _check_levels(built: list, n: int) -> None:
+def _check_levels(built: list, n: int, glmm: bool = False) -> None:
+    """lme4's ``checkNlevels`` and ``checkZdims`` with their default actions (all "stop").
+
+    Every grouping factor needs at least two levels (``check.nlev.gtr.1``). A linear mixed model
+    needs fewer levels than observations (``check.nobs.vs.nlev``) and fewer random effects per
+    term than observations (``check.nobs.vs.nRE``): otherwise the term's variance cannot be told
+    apart from the residual variance. ``glmer`` has no residual variance to confuse it with and
+    allows equality in both (lme4's ``allow.n = TRUE``), so observation-level random effects such
+    as ``(1 | obs)``, the usual model of over-dispersed counts, are accepted there.
+    """
     for term, _Xt, cols, _tspec, levels, _codes in built:
         name = term.group
         if len(levels) < 2:
@@ -492,13 +501,24 @@ def _check_levels(built: list, n: int) -> None:
                 f"grouping factor {name!r} in {term.source!r} has only {len(levels)} level; "
                 "a random effect needs at least two groups"
             )
+        n_re = len(levels) * len(cols)
+        if glmm:  # a factor cannot have more levels than rows, so only nRE can exceed n
+            if n_re > n:
+                raise ValueError(
+                    f"term {term.source!r} has {n_re} random effects for {n} observations; a "
+                    "generalized linear mixed model allows at most one per observation (as "
+                    "lme4's glmer): simplify the term"
+                )
+            continue
         if len(levels) >= n:
             raise ValueError(
                 f"grouping factor {name!r} in {term.source!r} has {len(levels)} levels for {n} "
-                "observations; each level must have several observations (lme4 refuses this too)"
+                "observations; in a linear mixed model each level needs several observations, "
+                "or its variance cannot be told from the residual variance (lme4's lmer refuses "
+                "this too; glmer accepts one level per observation)"
             )
-        if len(levels) * len(cols) >= n:
+        if n_re >= n:
             raise ValueError(
-                f"term {term.source!r} has {len(levels) * len(cols)} random effects for {n} "
+                f"term {term.source!r} has {n_re} random effects for {n} "
                 "observations: the variance parameters are unidentifiable; simplify the term"
             )

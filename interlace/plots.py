@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from .extras import require
+
 __all__ = ["caterpillar", "residuals_vs_fitted", "qq"]
 
 
 def _pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as ex:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install matplotlib") from ex
+    require("plotting", "plot", "matplotlib")
+    import matplotlib.pyplot as plt
+
     return plt
 
 

@@ -12,13 +12,29 @@ from __future__ import annotations
 import time
 
 from ...design import DesignMatrices
+from ...extras import require
 from ...spec import ModelSpec
 from .priors import Prior, PriorSet, default_priors, resolve_priors
 from .sampling import SamplerOptions
 
-__all__ = ["fit", "Prior", "PriorSet", "default_priors", "SamplerOptions", "MARGINALIZE"]
+__all__ = [
+    "fit", "fit_glmm", "require_pymc", "Prior", "PriorSet", "default_priors", "SamplerOptions", "MARGINALIZE",
+]
 
 MARGINALIZE = ("auto", True, False)
+
+
+def require_pymc(feature: str = 'backend="pymc"') -> None:
+    """ImportError with the install command when PyMC or ArviZ is missing."""
+    require(feature, "pymc", "pymc", "arviz")
+
+
+def fit_glmm(*args, **kwargs):
+    """:func:`.glmm.fit_glmm` (glmer with ``backend="pymc"``), after checking PyMC is installed."""
+    require_pymc()
+    from .glmm import fit_glmm as sample_glmm
+
+    return sample_glmm(*args, **kwargs)
 
 
 def _check_marginalize(value) -> bool:
@@ -50,6 +66,7 @@ def fit(
     y = Xβ + Zb + ε, b_t ~ N(0, Σ_t), ε ~ N(0, σ²W⁻¹), with the priors of :mod:`.priors`.
     ``marginalize`` ("auto" = True for these Gaussian models) integrates b out analytically.
     """
+    require_pymc()
     from .model import build_model
     from .posterior import complete_idata
     from .result import make_result

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ...extras import MissingExtraError, require
 
 __all__ = ["SAMPLERS", "SamplerOptions", "choose_sampler", "run_sampler", "diagnostics", "Diagnostics"]
 
@@ -50,16 +51,21 @@ def check_options(opts: SamplerOptions) -> SamplerOptions:
     if not isinstance(opts.sampler, str) or opts.sampler.lower() not in SAMPLERS:
         raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {opts.sampler!r}")
     opts.sampler = opts.sampler.lower()
+    if opts.sampler == "nutpie":
+        require("sampler='nutpie'", "nutpie", "nutpie")
     return opts
 
 
 def choose_sampler(requested: str) -> str:
     """``"auto"`` → nutpie when importable, else PyMC's NUTS; ``"nutpie"`` requires nutpie."""
-    have = importlib.util.find_spec("nutpie") is not None
     if requested == "auto":
-        return "nutpie" if have else "pymc"
-    if requested == "nutpie" and not have:
-        raise ValueError("sampler='nutpie' needs the nutpie package: pip install 'interlace[nutpie]'")
+        try:
+            require("sampler='nutpie'", "nutpie", "nutpie")
+        except MissingExtraError:
+            return "pymc"
+        return "nutpie"
+    if requested == "nutpie":
+        require("sampler='nutpie'", "nutpie", "nutpie")
     return requested
 
 

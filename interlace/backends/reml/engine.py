@@ -43,6 +43,7 @@ def make_result(spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped:
             "n_evals": est.n_evals,
             "grad_norm": est.grad_norm,
             "message": est.message,
+            "tried": list(est.tried),
         },
     )
     result = CrossedLMEResult(spec, design, info, backend="reml", n_dropped=n_dropped)

@@ -34,8 +34,9 @@ from ...inference.satterthwaite import (
 )
 from ...linalg.threads import fit_blas_threads
 from ...spec import ModelSpec
+from .convergence import convergence_warning, minimize_with_remedies, theta_columns, theta_rescaling
 from .gradient import factor_derivatives
-from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
+from .optimize import _central_gradient
 from .pls import PLSProblem
 
 __all__ = ["LMMFit", "LMMObjective", "fit_lmm"]
@@ -69,6 +70,7 @@ class LMMFit:
     varpar_cov: np.ndarray | None = None  # A = 2H⁺ over φ = (θ, [z], σ) (Satterthwaite)
     cov_beta_jac: np.ndarray | None = None  # J = ∂Var(β̂)/∂φ, shape (p, p, len(φ))
     correlation_params: dict[str, float] = field(default_factory=dict)
+    tried: list[str] = field(default_factory=list)  # optimizer runs and remedies, in order
 
     @property
     def llf(self) -> float:
@@ -91,6 +93,10 @@ class LMMObjective:
         self._cached: tuple[PLSProblem, float] | None = None
         self._plain = PLSProblem(design) if self.corr is None else None
         self._last: tuple | None = None  # (θ, factor, derivatives) of the last gradient
+        self._parts: tuple | None = None  # (x, H, J) of the last varpar_parts
+        # x = P x̃ (convergence.theta_rescaling): numerical derivatives take their steps in x̃,
+        # where every parameter has a comparable scale
+        self.rescale: np.ndarray | None = None
 
     @property
     def n_corr(self) -> int:
@@ -157,12 +163,70 @@ class LMMObjective:
             g = factor_derivatives(problem, problem.factor(th), self.reml)
             return np.concatenate([g.g_logdet, g.g_r2])
 
-        Jg = jacobian(pieces, theta, d=1e-4, eps=1e-5, r=1) if nt else np.zeros((0, 0))
+        P = None if self.rescale is None else self.rescale[:nt, :nt]
+        if not nt:
+            Jg = np.zeros((0, 0))
+        elif P is None:
+            Jg = jacobian(pieces, theta, d=1e-4, eps=1e-5, r=1)
+        else:  # the Jacobian in θ̃ = P⁻¹θ of P'·pieces, mapped back to θ
+            Pinv = np.linalg.inv(P)
+
+            def pieces_t(u: np.ndarray) -> np.ndarray:
+                out = pieces(P @ u)
+                return np.concatenate([P.T @ out[:nt], P.T @ out[nt:]])
+
+            Ju = _central_jacobian(pieces_t, Pinv @ theta)
+            Jg = np.concatenate([Pinv.T @ Ju[:nt] @ Pinv, Pinv.T @ Ju[nt:] @ Pinv])
         sigma = float(np.sqrt(scale))
         c = problem.n - problem.p if self.reml else problem.n
         H = varpar_hessian(Jg[:nt], Jg[nt:], fd.g_r2, f.r2, sigma, c)
         J = cov_beta_jacobian(problem.rx_inverse(f), sigma, fd.d_rxtrx)
         return H, J
+
+    def scale_at(self, x: np.ndarray) -> float:
+        """σ̂²(x) = r²/(n − p) (REML) or r²/n (ML)."""
+        problem, _ = self.problem(x)
+        f = problem.factor(x[: self.n_theta])
+        return f.r2 / (problem.n - problem.p if self.reml else problem.n)
+
+    def varpar_parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, J) over φ = (x, σ) at σ̂(x): the deviance's Hessian and ∂Var(β̂)/∂φ (the last
+        pair is kept: the convergence check and Satterthwaite's df share it)."""
+        x = np.asarray(x, dtype=float)
+        if self._parts is not None and np.array_equal(self._parts[0], x):
+            return self._parts[1], self._parts[2]
+        scale = self.scale_at(x)
+        if self.has_gradient:
+            H, J = self.satterthwaite_parts(x, scale)
+        else:  # numerically, with steps in (x̃, σ)
+            nx = x.size
+            Q = np.eye(nx + 1)
+            if self.rescale is not None:
+                Q[:nx, :nx] = self.rescale
+            Qinv = np.linalg.inv(Q)
+            v = Qinv @ np.concatenate([x, [np.sqrt(scale)]])
+            H = Qinv.T @ hessian(lambda u: self.varpar_deviance(Q @ u), v) @ Qinv
+            J = jacobian(lambda u: self.cov_beta(Q @ u), v) @ Qinv
+        self._parts = (x.copy(), H, J)
+        return H, J
+
+    def profiled_derivatives(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient and Hessian of the profiled deviance in x (for the convergence check): the
+        Hessian is the Schur complement of σ in :meth:`varpar_parts`' H."""
+        x = np.asarray(x, dtype=float)
+        if self.has_gradient:
+            g = self.value_and_grad(x)[1]
+        elif self.rescale is None:
+            g = _central_gradient(self, x, self(x))
+        else:
+            P = self.rescale
+            Pinv = np.linalg.inv(P)
+            u = Pinv @ x
+            g = Pinv.T @ _central_gradient(lambda v: self(P @ v), u, self(x))
+        H = self.varpar_parts(x)[0]
+        nx = H.shape[0] - 1
+        H_prof = H[:nx, :nx] - np.outer(H[:nx, nx], H[nx, :nx]) / H[nx, nx]
+        return np.asarray(g, dtype=float), H_prof
 
     def varpar_deviance(self, varpar: np.ndarray) -> float:
         """lmerTest's deviance in φ = (θ, z, σ): β profiled, σ not (its ``devfun_vp``)."""
@@ -179,6 +243,17 @@ class LMMObjective:
         problem, _ = self.problem(varpar[:-1])
         f = problem.factor(varpar[: self.n_theta])
         return varpar[-1] ** 2 * problem.rx_inverse(f)
+
+
+def _central_jacobian(fun, u: np.ndarray, rel: float = 1e-4, floor: float = 1e-4) -> np.ndarray:
+    """Central differences with steps max(rel·|uᵢ|, floor): on the rescaled θ̃, whose entries
+    are O(1), a floor keeps the steps above the rounding of the gradients near θ̃ᵢ = 0."""
+    cols = []
+    for i in range(u.size):
+        e = np.zeros_like(u)
+        e[i] = max(rel * abs(u[i]), floor)
+        cols.append((np.asarray(fun(u + e)) - np.asarray(fun(u - e))) / (2 * e[i]))
+    return np.stack(cols, axis=-1)
 
 
 def _verbose(fun, value_and_grad):
@@ -241,7 +316,12 @@ def _fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
     fun, vg = obj, (obj.value_and_grad if obj.has_gradient else None)
     if spec.options.get("verbose"):
         fun, vg = _verbose(fun, vg)
-    opt = minimize_theta(fun, x0, lower, spec.optimizer, value_and_grad=vg, scale=scale)
+    obj.rescale = theta_rescaling(design, obj.n_corr)
+    opt = minimize_with_remedies(
+        fun, x0, lower, spec.optimizer, obj.profiled_derivatives, value_and_grad=vg, scale=scale,
+        rescale=obj.rescale,
+        rescaled_start=np.r_[design.theta_default(), x0[obj.n_theta :]], columns=theta_columns(design),
+    )
     if spec.options.get("verbose"):
         sys.stderr.write(f"\rREML/ML: done after {opt.n_evals} evaluations, criterion {opt.fun:.6f}\n")
     x = opt.x
@@ -260,28 +340,12 @@ def _fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
         adj = kenward_roger(design, theta, scale, phi=cov_beta)
         cov_beta = adj.phi_adj
         fe_df = np.array([kr_df(adj, row) for row in np.eye(p)])
-    elif obj.has_gradient:
-        H, J = obj.satterthwaite_parts(theta, scale)
+    else:
+        H, J = obj.varpar_parts(x)
         A = varpar_covariance(H)
         fe_df = satterthwaite_df(cov_beta, J, A)
-        if opt.grad is not None and H.shape[0] > 1:
-            # the profiled deviance's Hessian: the Schur complement of σ in H
-            nt = H.shape[0] - 1
-            H_prof = H[:nt, :nt] - np.outer(H[:nt, nt], H[nt, :nt]) / H[nt, nt]
-            gnorm = scaled_grad_norm(opt.grad, x, lower, H_prof)
-            opt.grad_norm, opt.converged = gnorm, opt.optimizer_ok and gnorm <= GRAD_TOL
-    else:
-        varpar = np.concatenate([x, [np.sqrt(scale)]])
-        A = varpar_covariance(hessian(obj.varpar_deviance, varpar))
-        J = jacobian(obj.cov_beta, varpar)
-        fe_df = satterthwaite_df(cov_beta, J, A)
     if not opt.converged:
-        warnings.warn(
-            f"model failed to converge: |gradient| = {opt.grad_norm:.2e} "
-            f"(optimizer {spec.optimizer!r}: {opt.message}); try optimizer='bobyqa' or "
-            "rescale predictors",
-            stacklevel=4,
-        )
+        warnings.warn(convergence_warning(opt), stacklevel=4)
     corr_params = {}
     if obj.n_corr:
         corr_params[obj.corr.name] = obj.corr.value(x[-1], design.corr_layout)
@@ -290,5 +354,5 @@ def _fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
         cov_beta=cov_beta, fe_df=fe_df, fitted=fitted, resid=resid, converged=opt.converged,
         n_evals=opt.n_evals, grad_norm=opt.grad_norm, message=opt.message,
         is_singular=design.is_singular(theta), varpar_cov=A, cov_beta_jac=J,
-        correlation_params=corr_params,
+        correlation_params=corr_params, tried=opt.tried,
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -25,7 +26,10 @@ class OptimResult:
     message: str
     grad_norm: float
     grad: np.ndarray | None = None  # gradient at x
+    hess: np.ndarray | None = None  # Hessian at x (set by the convergence check)
     optimizer_ok: bool = True  # the optimizer's own verdict, before the gradient check
+    check: Any = None  # the ConvergenceCheck at x (convergence.minimize_with_remedies)
+    tried: list[str] = field(default_factory=list)  # what was run, in order
 
 
 def _central_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, f0: float) -> np.ndarray:
