@@ -3,13 +3,13 @@
 from .api import clmm, coxme, fit, glmer
 from .backends.pymc.priors import Prior
 from .compare import compare, plot_compare
-from .correlation import AR1, CompoundSymmetry
 from .diagnostics import allfit
 from .inference.bootstrap import bootstrap
 from .inference.emmeans import contrast, emmeans
 from .inference.lrt import anova
 from .inference.power import power
-from .result import CrossedLMEResult
+from .model.correlation import AR1, CompoundSymmetry
+from .results.lmm import CrossedLMEResult
 
 __all__ = [
     "fit",

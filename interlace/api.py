@@ -7,16 +7,16 @@ import re
 import numpy as np
 import pandas as pd
 
-from .correlation import AR1, CompoundSymmetry
-from .design import DesignMatrices, build_design
-from .families import CUMULATIVE_LINKS
-from .formula import groups_to_terms, parse_random, split_formula
-from .frames import ModelFrame, column_names, model_frame
+from .data.design import DesignMatrices, build_design
+from .data.frames import ModelFrame, column_names, model_frame
 from .linalg.threads import fit_blas_threads
-from .result import CrossedLMEResult
-from .rformula import FixedFormula, names_in, parse, parse_fixed
-from .rfunctions import R_CONSTANTS
-from .spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS, ModelSpec
+from .model.correlation import AR1, CompoundSymmetry
+from .model.families import CUMULATIVE_LINKS
+from .model.formula import groups_to_terms, parse_random, split_formula
+from .model.rformula import FixedFormula, names_in, parse, parse_fixed
+from .model.rfunctions import R_CONSTANTS
+from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS, ModelSpec
+from .results.lmm import CrossedLMEResult
 
 __all__ = ["fit"]
 
@@ -211,7 +211,7 @@ def fit(
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
-    from .lazy import is_lazy
+    from .data.lazy import is_lazy
 
     if is_lazy(data):
         return _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
@@ -283,9 +283,9 @@ def glmer(
     arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
     from .backends.reml.glmm import fit_glmm
-    from .families import get_family
-    from .glmm_result import GLMMResult
-    from .result import FitInfo
+    from .model.families import get_family
+    from .results.glmm import GLMMResult
+    from .results.lmm import FitInfo
 
     fam = get_family(family, link)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
@@ -320,11 +320,17 @@ def glmer(
         if nAGQ != 1:
             raise ValueError("nAGQ applies to backend='reml'; the PyMC backend samples b exactly")
         from .backends.pymc import fit_glmm as sample_glmm
+        from .backends.reml.glmm import LaplaceObjective
+
+        w = np.ones(design.n) if design.weights is None else design.weights
+
+        def laplace_loglik(theta, beta):  # the plug-in log-likelihood at the posterior means
+            return -0.5 * LaplaceObjective(design, fam, design.y, w).laplace(theta, beta)
 
         result = sample_glmm(
             spec, design, fam, n_dropped=mf.n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
             random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
-            target_accept=target_accept,
+            target_accept=target_accept, plugin_loglik=laplace_loglik,
         )
         result.input_namespace = mf.native_namespace
         result.model_frame = frame
@@ -358,9 +364,9 @@ def clmm(
     values with at least three levels.
     """
     from .backends.reml.clmm import fit_clmm
-    from .design import formula_matrix, group_levels
-    from .ordinal_result import OrdinalResult
-    from .rformula import r_labels
+    from .data.design import formula_matrix, group_levels
+    from .model.rformula import r_labels
+    from .results.ordinal import OrdinalResult
 
     if link not in CUMULATIVE_LINKS:
         raise ValueError(f"link must be one of {list(CUMULATIVE_LINKS)} for clmm, got {link!r}")
@@ -418,8 +424,8 @@ def coxme(formula: str, data, groups: str | list[str] | None = None, random: lis
     from formulaic import model_matrix
 
     from .backends.reml.coxme import fit_coxme
-    from .design import group_levels
-    from .survival_result import SurvivalResult
+    from .data.design import group_levels
+    from .results.survival import SurvivalResult
 
     surv = r"^\s*Surv\(\s*([A-Za-z_.][\w.]*)\s*,\s*([A-Za-z_.][\w.]*)\s*\)\s*~(.*)$"
     m = re.match(surv, str(formula), re.S)
@@ -479,7 +485,7 @@ def _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset,
     from .backends.reml.engine import make_result
     from .backends.reml.lazy_fit import crossproduct_design
     from .backends.reml.lmm import fit_lmm
-    from .lazy import lazy_crossproducts
+    from .data.lazy import lazy_crossproducts
 
     if backend != "reml":
         raise ValueError("lazy frames are fitted by backend='reml' only; collect the frame for 'pymc'")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .design import tril_colwise
+from .data.design import tril_colwise
 
 __all__ = ["compare", "plot_compare"]
 
@@ -111,7 +111,7 @@ def compare(
     ``names`` is given. ``intervals="profile"`` adds profile intervals for the variance
     parameters of REML fits (slower: it refits by ML and profiles).
     """
-    from .result import CrossedLMEResult
+    from .results.lmm import CrossedLMEResult
 
     if not results:
         raise ValueError("compare needs at least one fitted model")

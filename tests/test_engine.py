@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from interlace.backends.reml.gradient import factor_derivatives, modes
-from interlace.backends.reml.gram import WeightedGram
 from interlace.backends.reml.lmm import LMMObjective, _deviance_from_factor
 from interlace.backends.reml.optimize import scaled_grad_norm
-from interlace.backends.reml.pls import PLSProblem
-from interlace.design import build_design
-from interlace.formula import parse_random
+from interlace.data.design import build_design
 from interlace.inference.derivatives import hessian, jacobian
-from interlace.spec import ModelSpec
+from interlace.linalg.gradient import factor_derivatives, modes
+from interlace.linalg.gram import WeightedGram
+from interlace.linalg.pls import PLSProblem
+from interlace.model.formula import parse_random
+from interlace.model.spec import ModelSpec
 
 
 def crossed_frame(seed: int = 0, n: int = 400, weights: bool = False) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import interlace
 def test_links_are_consistent(name):
     """Each link's inverse undoes it, dμ/dη is the derivative of the inverse, and where a latent
     distribution exists its F is the inverse link with density f and derivative f'."""
-    from interlace.families import CUMULATIVE_LINKS, get_link
+    from interlace.model.families import CUMULATIVE_LINKS, get_link
 
     link = get_link(name)
     eta = np.linspace(-2.0, 2.0, 9) + (3.0 if name == "inverse" else 0.0)

@@ -102,7 +102,7 @@ def test_sliced_cross_classification_equals_one_pass(monkeypatch):
     """Large cross-classifications are aggregated in slices of levels: same cross-products."""
     if "penicillin_crossed_reml" not in CASES:
         pytest.skip("reference fixtures not found")
-    import interlace.lazy as lazy_mod
+    import interlace.data.lazy as lazy_mod
 
     case = CASES["penicillin_crossed_reml"]
     df = _plain(load_data(case))

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace.formula import groups_to_terms, parse_random, split_formula
+from interlace.model.formula import groups_to_terms, parse_random, split_formula
 
 
 def terms(spec):

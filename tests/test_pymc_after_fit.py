@@ -89,8 +89,8 @@ def test_r2_and_icc_per_draw(stroop_fits):
     assert got["marginal_lower"] < ref["marginal"] < got["marginal_upper"]
     assert got["conditional_lower"] < ref["conditional"] < got["conditional_upper"]
     # per draw, the REML formula applied to that draw's parameters
-    from interlace.backends.pymc.after_fit import r2_draws
-    from interlace.backends.pymc.posterior import posterior_arrays
+    from interlace.results.bayes_after_fit import r2_draws
+    from interlace.results.draws import posterior_arrays
 
     k = 17
     one = types.SimpleNamespace(

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..design import rebuild_matrix
-from ..rformula import r_labels
+from ..data.design import rebuild_matrix
+from ..model.rformula import r_labels
 
 __all__ = ["EMMeans", "emmeans", "contrast"]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ..design import DesignMatrices, tril_colwise
+from ..data.design import DesignMatrices, tril_colwise
 
 __all__ = ["KRAdjustment", "kenward_roger", "kr_df"]
 

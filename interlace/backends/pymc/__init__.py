@@ -1,6 +1,6 @@
 """The Bayesian backend: the same model as the REML backend, as a PyMC model sampled with NUTS.
 
-``fit`` builds the model from the very same :class:`~interlace.design.DesignMatrices` (see
+``fit`` builds the model from the very same :class:`~interlace.data.design.DesignMatrices` (see
 :mod:`.model`), samples it with nutpie or PyMC (:mod:`.sampling`), completes the InferenceData
 (:mod:`.posterior`) and returns the unified result (:mod:`.result`). For Gaussian models the
 random effects are integrated out by default (:mod:`.marginal`): NUTS moves only in (θ, σ, β)
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from ...design import DesignMatrices
+from ...data.design import DesignMatrices
 from ...extras import require
-from ...spec import ModelSpec
+from ...model.spec import ModelSpec
 from .priors import Prior, PriorSet, default_priors, resolve_priors
 from .sampling import SamplerOptions
 

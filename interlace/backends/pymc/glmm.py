@@ -5,7 +5,7 @@ the term's covariance; lme4's θ is L_t itself, since a GLMM's b is on the link 
 y | b from the family with μ = g⁻¹(η): Binomial(wᵢ trials) (``logit_p`` for the logit link),
 Poisson, Gamma(shape 1/σ², mean μ) or NB2(μ, θ). Priors: :mod:`.priors` with ``family``.
 
-The result is a :class:`~interlace.glmm_result.GLMMResult` of posterior summaries (means of β,
+The result is a :class:`~interlace.results.glmm.GLMMResult` of posterior summaries (means of β,
 b, the term covariances and the family parameter; SDs of β), with ``idata`` (posterior,
 observed data and the pointwise log-likelihood for ``az.loo``) and ``llf`` = the Laplace
 log-likelihood at the posterior means (the REML engine's evaluator).
@@ -16,19 +16,18 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from scipy import stats
 
-from ...design import DesignMatrices, tril_colwise
-from ...families import Family
-from ...glmm_result import GLMMResult
-from ...result import FitInfo
-from ...spec import ModelSpec
-from ..reml.glmm import LaplaceObjective
-from .after_fit import posterior_b
+from ...data.design import DesignMatrices, tril_colwise
+from ...model.families import Family
+from ...model.spec import ModelSpec
+from ...results.bayes_after_fit import posterior_b
+from ...results.draws import posterior_arrays
+from ...results.lmm import FitInfo
+from ...results.posterior import PyMCGLMMResult, _mean_theta
 from .model import (
     OBS_DIM,
     THETA_DIM,
@@ -39,9 +38,8 @@ from .model import (
     noncentered_effects,
     start_from,
 )
-from .posterior import MAX_LOGLIK_ENTRIES, posterior_arrays
+from .posterior import MAX_LOGLIK_ENTRIES
 from .priors import resolve_priors
-from .result import PosteriorFixedEffects, _mean_theta, variance_draws, variance_names
 from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
 
 __all__ = ["fit_glmm", "PyMCGLMMResult"]
@@ -107,66 +105,11 @@ def _pointwise_loglik(family: Family, design: DesignMatrices, mu: np.ndarray, ex
     return stats.nbinom.logpmf(y, th, th / (th + mu))
 
 
-class PyMCGLMMResult(PosteriorFixedEffects, GLMMResult):
-    """A Bayesian GLMM: GLMMResult attributes from posterior summaries, plus ``idata``."""
-
-    def __init__(self, spec, design, info, family, eta, *, n_dropped=0, idata=None, beta_draws=None,
-                 diagnostics=None, layout=None, family_param: str | None = None):
-        super().__init__(spec, design, info, family, eta, nagq=1, n_dropped=n_dropped)
-        self.backend = "pymc"
-        self.idata = idata
-        self._beta_draws = beta_draws
-        self.diagnostics = None if diagnostics is None else diagnostics.table
-        self.layout = layout
-        self._family_param = family_param
-
-    def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
-        """Posterior predictive responses, shape (nobs, nsim): each simulation takes a posterior
-        draw (β, θ, the family parameter) and, with ``include_re``, new b ~ N(0, ΛΛ') (else that
-        draw's b), then y ~ family(g⁻¹(η))."""
-        from .after_fit import posterior_simulate
-
-        d, fam = self.design, self.family
-        w = np.ones(d.n) if d.weights is None else d.weights
-        extra = None if self._family_param is None else posterior_arrays(self.idata, self._family_param)
-
-        def sample_y(eta, k, rng):
-            if fam.name == "Gamma":
-                return fam.sample(fam.link.inverse(eta), w, rng, float(extra[k]) ** 2)
-            f = fam.with_theta(float(extra[k])) if fam.name == "negative_binomial" else fam
-            return f.sample(f.link.inverse(eta), w, rng)
-
-        return posterior_simulate(self, nsim, seed, include_re, sample_y)
-
-    @property
-    def variance_draws(self) -> pd.DataFrame:
-        """Posterior draws of the SDs and correlations (lme4 ``confint`` names) and of the
-        family parameter (``sigma`` for Gamma, ``nb_theta`` for the negative binomial)."""
-        theta = posterior_arrays(self.idata, "theta")
-        d = variance_draws(self.design, theta, np.ones(theta.shape[0]))[:, :-1]
-        names = variance_names(self.design)[:-1]
-        if self._family_param is not None:
-            d = np.column_stack([d, posterior_arrays(self.idata, self._family_param)])
-            names.append(self._family_param)
-        return pd.DataFrame(d, columns=names)
-
-    def summary(self):
-        from .report import BayesSummary
-
-        return BayesSummary(self)
-
-    def __repr__(self) -> str:
-        info = self.optimizer_info
-        return (
-            f"<GLMMResult {self.spec.formula!r} {self.family.name}({self.family.link.name}) backend=pymc "
-            f"{info.get('chains')}×{info.get('draws')} draws nobs={self.nobs}>"
-        )
-
-
 def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped: int = 0, *,
              draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
              random_seed: int | None = None, progressbar: bool = True, sampler: str = "auto",
-             priors: dict | None = None, target_accept: float = 0.8) -> PyMCGLMMResult:
+             priors: dict | None = None, target_accept: float = 0.8,
+             plugin_loglik=None) -> PyMCGLMMResult:
     """Sample the GLMM's posterior and summarise it as a GLMMResult (see the module docstring)."""
     if design.weights is not None and family.name != "binomial":
         raise ValueError(
@@ -203,8 +146,8 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
     b = b_d.mean(axis=0)
     eta = design.X @ beta + design.Z @ b + design.offset
     mu = fam.link.inverse(eta)
-    w = np.ones(design.n) if design.weights is None else design.weights
-    llf = -0.5 * LaplaceObjective(design, fam, design.y, w).laplace(theta, beta)
+    # the Laplace log-likelihood at the posterior means, computed by the caller's engine
+    llf = np.nan if plugin_loglik is None else plugin_loglik(theta, beta)
     names = ["beta"] + [tl.sd_name for tl in layout.terms] + ([extra_name] if extra_name else [])
     names += [tl.corr_name for tl in layout.terms if tl.corr_name is not None]
     diag = diagnostics(idata, names)

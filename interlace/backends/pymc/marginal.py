@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ...design import DesignMatrices, tril_colwise
-from ..reml.pls import PLSProblem
+from ...data.design import DesignMatrices, tril_colwise
+from ...linalg.pls import PLSProblem
 
 __all__ = ["MarginalLMM", "MarginalParts", "MarginalBase", "GaussianPrior"]
 

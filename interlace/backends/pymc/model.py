@@ -23,7 +23,7 @@ import pymc as pm
 import pytensor.sparse as psparse
 import pytensor.tensor as pt
 
-from ...design import DesignMatrices, TermBlock, tril_colwise
+from ...data.design import DesignMatrices, TermBlock, tril_colwise
 from .marginal import GaussianPrior, MarginalBase, MarginalLMM
 from .op import IntegratedLogpOp, MarginalLogpOp
 from .priors import Prior, PriorSet, sd_key

@@ -16,18 +16,13 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from ...design import DesignMatrices
+from ...data.design import DesignMatrices
+from ...results.draws import flat_b, posterior_arrays
 from .model import FIXED_DIM, OBS_DIM, ModelLayout
 
 __all__ = ["complete_idata", "posterior_arrays", "MAX_LOGLIK_ENTRIES"]
 
 MAX_LOGLIK_ENTRIES = 50_000_000  # draws × observations kept in log_likelihood (400 MB)
-
-
-def posterior_arrays(idata, name: str) -> np.ndarray:
-    """Draws of one posterior variable as (chain·draw, ...)."""
-    a = idata.posterior[name].to_numpy()
-    return a.reshape((-1,) + a.shape[2:])
 
 
 def _conditional_draws(
@@ -53,21 +48,6 @@ def _group_arrays(design: DesignMatrices, layout: ModelLayout, b: np.ndarray) ->
             t = design.terms[i]
             parts.append(b[..., t.z_start : t.z_start + t.q].reshape(b.shape[:2] + (t.m, t.k)))
         out[f"b_{g}"] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-    return out
-
-
-def flat_b(design: DesignMatrices, layout: ModelLayout, idata) -> np.ndarray:
-    """(chains, draws, q) from the ``b_<group>`` variables, in Z's column order."""
-    post = idata.posterior
-    nc, nd = post.sizes["chain"], post.sizes["draw"]
-    out = np.empty((nc, nd, design.q))
-    for g, idx in layout.groups.items():
-        arr = post[f"b_{g}"].to_numpy()
-        col = 0
-        for i in idx:
-            t = design.terms[i]
-            out[..., t.z_start : t.z_start + t.q] = arr[..., col : col + t.k].reshape(nc, nd, t.q)
-            col += t.k
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ...design import DesignMatrices
+from ...data.design import DesignMatrices
 
 __all__ = ["Prior", "PriorSet", "default_priors", "resolve_priors", "POSITIVE_FAMILIES"]
 
@@ -116,7 +116,7 @@ def _link_scale(design: DesignMatrices, family) -> tuple[float, float, Prior | N
 
 def default_priors(design: DesignMatrices, family=None) -> PriorSet:
     """The documented weakly informative defaults for ``design`` (see the module docstring);
-    ``family`` (an :class:`~interlace.families.Family`) for a GLMM."""
+    ``family`` (an :class:`~interlace.model.families.Family`) for a GLMM."""
     yc = design.y - design.offset
     s_y = float(np.std(yc))
     if not s_y > 0:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...design import DesignMatrices
+from ...data.design import DesignMatrices
 from . import kernels
 from .marginal import GaussianPrior, MarginalBase, MarginalParts, Pieces
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ...design import DesignMatrices
-from ...result import CrossedLMEResult
-from ...spec import ModelSpec
+from ...data.design import DesignMatrices
+from ...model.spec import ModelSpec
+from ...results.lmm import CrossedLMEResult
 from .engine import REMLEngine, make_result
 from .lmm import LMMFit, fit_lmm
 

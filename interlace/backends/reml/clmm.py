@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from ...families import get_link
 from ...inference.derivatives import hessian
+from ...model.families import get_link
 
 __all__ = ["CLMMFit", "fit_clmm", "cdf_pdf"]
 

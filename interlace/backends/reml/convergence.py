@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ...design import DesignMatrices, tril_colwise
+from ...data.design import DesignMatrices, tril_colwise
 from .optimize import GRAD_TOL, OptimResult, minimize_theta
 
 __all__ = [

@@ -15,9 +15,9 @@ import dataclasses
 import numpy as np
 from scipy.optimize import minimize
 
-from ...design import DesignMatrices, tril_colwise
-from ...result import CrossedLMEResult, FitInfo
-from ...spec import ModelSpec
+from ...data.design import DesignMatrices, tril_colwise
+from ...model.spec import ModelSpec
+from ...results.lmm import CrossedLMEResult, FitInfo
 from .lmm import LMMFit, LMMObjective, fit_lmm
 
 __all__ = ["REMLEngine", "make_result"]

@@ -27,9 +27,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from ...design import DesignMatrices
-from ...families import Family
+from ...data.design import DesignMatrices
 from ...inference.derivatives import hessian
+from ...model.families import Family
 from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
 
 __all__ = ["GLMMFit", "fit_glmm"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ...design import DesignMatrices
+from ...data.design import DesignMatrices
 
 __all__ = ["crossproduct_design"]
 

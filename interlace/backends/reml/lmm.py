@@ -23,21 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...design import DesignMatrices
+from ...data.design import DesignMatrices
 from ...inference.derivatives import hessian, jacobian
 from ...inference.kenward_roger import kenward_roger, kr_df
-from ...inference.satterthwaite import (
-    cov_beta_jacobian,
-    satterthwaite_df,
-    varpar_covariance,
-    varpar_hessian,
-)
+from ...inference.satterthwaite import cov_beta_jacobian, satterthwaite_df, varpar_covariance, varpar_hessian
+from ...linalg.gradient import factor_derivatives
+from ...linalg.pls import PLSProblem
 from ...linalg.threads import fit_blas_threads
-from ...spec import ModelSpec
+from ...model.spec import ModelSpec
 from .convergence import convergence_warning, minimize_with_remedies, theta_columns, theta_rescaling
-from .gradient import factor_derivatives
 from .optimize import _central_gradient
-from .pls import PLSProblem
 
 __all__ = ["LMMFit", "LMMObjective", "fit_lmm"]
 

@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 from scipy import optimize, special
 
-from ...design import DesignMatrices
-from ...families import Family
+from ...data.design import DesignMatrices
+from ...model.families import Family
 from .glmm import GLMMFit, fit_given_family
 
 __all__ = ["fit_negative_binomial", "theta_ml"]

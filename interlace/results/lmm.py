@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .design import DesignMatrices, evaluate_expr, level_keys, rebuild_matrix
-from .frames import to_pandas
-from .rformula import r_labels
-from .spec import ModelSpec
+from ..data.design import DesignMatrices, evaluate_expr, level_keys, rebuild_matrix
+from ..data.frames import to_pandas
+from ..model.rformula import r_labels
+from ..model.spec import ModelSpec
 
 __all__ = ["CrossedLMEResult", "FitInfo"]
 
@@ -228,25 +228,25 @@ class CrossedLMEResult:
 
         See :func:`interlace.inference.confint.confint`.
         """
-        from .inference.confint import confint
+        from ..inference.confint import confint
 
         return confint(self, method=method, level=level, nsim=nsim, seed=seed)
 
     def r2(self) -> dict[str, float]:
         """Nakagawa's marginal and conditional R² (see :mod:`interlace.diagnostics`)."""
-        from .diagnostics import r2
+        from ..diagnostics import r2
 
         return r2(self)
 
     def icc(self) -> dict[str, float]:
         """Adjusted and unadjusted intraclass correlation (see :mod:`interlace.diagnostics`)."""
-        from .diagnostics import icc
+        from ..diagnostics import icc
 
         return icc(self)
 
     def influence(self, group: str | None = None) -> pd.DataFrame:
         """Cook's distance and leverage per observation, or per level of ``group``."""
-        from .diagnostics import influence
+        from ..diagnostics import influence
 
         return influence(self, group=group)
 

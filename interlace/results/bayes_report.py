@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...design import tril_colwise
+from ..data.design import tril_colwise
 
 __all__ = ["BayesSummary"]
 

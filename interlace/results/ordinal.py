@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.design import level_keys, rebuild_matrix
+from ..data.frames import to_pandas
+from ..model.families import get_link
+from ..model.rformula import r_labels
 from .wald import WaldZ
 
 __all__ = ["OrdinalResult"]
@@ -68,11 +72,6 @@ class OrdinalResult(WaldZ):
 
     def predict(self, newdata, type: str = "prob", include_re: bool = True):
         """Category probabilities (DataFrame, one column per level) or the most likely class."""
-        from .backends.reml.clmm import cdf_pdf
-        from .design import level_keys, rebuild_matrix
-        from .frames import to_pandas
-        from .rformula import r_labels
-
         if type not in ("prob", "class"):
             raise ValueError(f"type must be 'prob' or 'class', got {type!r}")
         frame, _ = to_pandas(newdata)
@@ -87,7 +86,7 @@ class OrdinalResult(WaldZ):
             keys = level_keys(frame, (self.group,))
             eta = eta + np.array([np.nan if k is None else lookup.get(k, 0.0) for k in keys])
         cuts = np.r_[-np.inf, self.thresholds.to_numpy(), np.inf]
-        F = cdf_pdf(cuts[None, :] - eta[:, None], self.link)[0]
+        F = get_link(self.link).cdf_pdf(cuts[None, :] - eta[:, None])[0]
         F[:, 0], F[:, -1] = 0.0, 1.0
         probs = pd.DataFrame(np.diff(F, axis=1), columns=self.response_levels)
         if type == "prob":

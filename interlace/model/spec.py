@@ -35,7 +35,7 @@ class ModelSpec:
     correlation: Any = None
     theta0: tuple[float, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    # the fixed part read as R reads it (interlace.rformula.FixedFormula); None = parse `fixed`
+    # the fixed part read as R reads it (interlace.model.rformula.FixedFormula); None = parse `fixed`
     fixed_formula: Any = None
     offset_column: str | None = None  # offset= given as the name of a column
 

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from ...design import DesignMatrices
+from ..data.design import DesignMatrices
 from .gram import WeightedGram
 
 __all__ = ["PLSProblem", "PLSFactor", "BlockLambda"]

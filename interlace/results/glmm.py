@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .design import DesignMatrices
-from .families import Family
-from .frames import to_pandas
-from .result import CrossedLMEResult, FitInfo, new_linear_predictor
-from .spec import ModelSpec
+from ..data.design import DesignMatrices
+from ..data.frames import to_pandas
+from ..model.families import Family
+from ..model.spec import ModelSpec
+from .lmm import CrossedLMEResult, FitInfo, new_linear_predictor
 from .wald import WaldZ
 
 __all__ = ["GLMMResult"]

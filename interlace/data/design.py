@@ -20,11 +20,11 @@ import scipy.sparse as sp
 from formulaic import model_matrix
 from formulaic.errors import DataMismatchWarning, FormulaicError
 
-from .correlation import correlation_layout
-from .formula import RandomTerm
-from .rformula import FixedFormula, parse_fixed, parse_rhs, r_labels
-from .rfunctions import R_CONTEXT
-from .spec import ModelSpec
+from ..model.correlation import correlation_layout
+from ..model.formula import RandomTerm
+from ..model.rformula import FixedFormula, parse_fixed, parse_rhs, r_labels
+from ..model.rfunctions import R_CONTEXT
+from ..model.spec import ModelSpec
 
 __all__ = [
     "TermBlock", "DesignMatrices", "build_design", "tril_colwise", "group_levels", "level_keys",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ...design import tril_colwise
+from ..data.design import tril_colwise
 from .pls import PLSFactor, PLSProblem
 
 __all__ = ["FactorDerivatives", "factor_derivatives", "modes", "logdet_gradient", "theta_cross"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...design import DesignMatrices, tril_colwise
-from .posterior import flat_b, posterior_arrays
+from ..data.design import DesignMatrices, tril_colwise
+from .draws import flat_b, posterior_arrays
 
 __all__ = ["posterior_b", "posterior_simulate", "term_second_moments", "r2_draws", "summarise_draws"]
 

@@ -9,7 +9,7 @@ text through would silently give other numbers. This module parses the text with
 - formula operators keep their R meaning (``+ - * / : ^`` and ``%in%``, which is ``:``);
 - every expression that R *evaluates* (call arguments, ``I()``) is written as Python with R's
   arithmetic (``^`` → power, ``%%`` → ``%``, ``%/%`` → ``//``, ``!`` → logical not, ``TRUE``);
-- calls must name a function of :data:`interlace.rfunctions.R_FUNCTIONS` (R's ``factor``,
+- calls must name a function of :data:`interlace.model.rfunctions.R_FUNCTIONS` (R's ``factor``,
   ``as.numeric``, ``log(x, base)``, ``poly``, ``ns``, ``bs``, ``scale``, ``C`` …); anything
   else is refused with a message naming it — never evaluated with another meaning;
 - ``offset(expr)`` terms are taken out of the model matrix and summed into the offset,

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from formulaic import Formula
 
+from ..model.formula import RandomTerm
 from .design import TermBlock
-from .formula import RandomTerm
 
 __all__ = ["CrossProducts", "lazy_crossproducts", "is_lazy"]
 

@@ -1,6 +1,6 @@
 """R's functions for formulas, with R's meaning, as the evaluation context handed to formulaic.
 
-:mod:`interlace.rformula` writes R calls as Python calls of the names here. Each function
+:mod:`interlace.model.rformula` writes R calls as Python calls of the names here. Each function
 follows its R documentation (base R, ``stats``, ``splines``); stateful ones (``scale``, ``poly``,
 ``bs``, ``ns``, ``factor``) keep what they learned on the fitted data so that ``predict`` on new
 data uses the same centring, knots and levels (R's ``makepredictcall``).

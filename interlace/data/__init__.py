@@ -1,0 +1,1 @@
+"""Data: input frames (narwhals), design matrices, cross-products from lazy frames."""

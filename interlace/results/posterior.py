@@ -1,0 +1,251 @@
+"""Posterior results (PyMC backend): posterior summaries in the unified results' attributes.
+
+- ``fe_params`` / ``fe_bse``: posterior means / SDs of β; ``fe_cov``: their posterior covariance;
+  ``fe_conf_int(level)``: equal-tailed posterior intervals; ``fe_df`` is infinite.
+- ``scale`` = E[σ²] and ``theta`` chosen so that ``variance_components`` and ``varcov`` are the
+  posterior means of each term's covariance σ²T T' (T = chol(E[σ²TT'] / E[σ²])).
+- ``random_effects``: posterior means of b. ``fittedvalues`` use the posterior means.
+- ``llf``: the (ML) log-likelihood log p(y | θ, σ, β) at those posterior means, so ``aic``/``bic``
+  are defined; for model comparison prefer ``az.loo(result.idata)``.
+- ``idata``: arviz InferenceData (posterior, sample_stats, observed_data, log_likelihood);
+  ``diagnostics``: R-hat and ESS per parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data.design import DesignMatrices, tril_colwise
+from .draws import posterior_arrays
+from .glmm import GLMMResult
+from .lmm import CrossedLMEResult
+
+__all__ = ["PosteriorFixedEffects", "PyMCResult", "PyMCGLMMResult", "variance_draws", "variance_names"]
+
+
+def variance_names(design: DesignMatrices) -> list[str]:
+    """lme4 ``confint`` names of the variance parameters (:meth:`DesignMatrices.variance_names`)."""
+    return design.variance_names()
+
+
+def _term_covariances(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray) -> list[np.ndarray]:
+    """Per term, draws (S, k, k) of σ²TT'."""
+    out = []
+    S = theta.shape[0]
+    for t in design.terms:
+        rows, cols = tril_colwise(t.k)
+        T = np.zeros((S, t.k, t.k))
+        T[:, rows, cols] = theta[:, t.theta_slice]
+        T *= sigma[:, None, None]
+        out.append(T @ np.swapaxes(T, 1, 2))
+    return out
+
+
+def variance_draws(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Draws (S, len(variance_names)) of the SDs, correlations and σ."""
+    cols = []
+    for t, C in zip(design.terms, _term_covariances(design, theta, sigma), strict=True):
+        sd = np.sqrt(np.einsum("sii->si", C))
+        rows, cc = tril_colwise(t.k)
+        for i, j in zip(rows, cc, strict=True):
+            if i == j:
+                cols.append(sd[:, i])
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cols.append(np.where(sd[:, i] * sd[:, j] > 0, C[:, i, j] / (sd[:, i] * sd[:, j]), 0.0))
+    cols.append(sigma)
+    return np.column_stack(cols)
+
+
+def _mean_theta(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray, scale: float) -> np.ndarray:
+    """θ with scale·T T' equal to the posterior mean of every term's covariance."""
+    out = np.zeros(design.n_theta)
+    for t, C in zip(design.terms, _term_covariances(design, theta, sigma), strict=True):
+        M = C.mean(axis=0) / scale
+        try:
+            T = np.linalg.cholesky(M)
+        except np.linalg.LinAlgError:  # semidefinite: factor through the eigen-decomposition
+            w, V = np.linalg.eigh(M)
+            _, R = np.linalg.qr((V * np.sqrt(np.clip(w, 0, None))).T)
+            T = R.T * np.sign(np.where(np.diag(R) == 0, 1.0, np.diag(R)))
+        rows, cols = tril_colwise(t.k)
+        out[t.theta_slice] = T[rows, cols]
+    return out
+
+
+class PosteriorFixedEffects:
+    """What every PyMC result (LMM or GLMM) has from its draws of β (``_beta_draws``)."""
+
+    @property
+    def fe_draws(self) -> pd.DataFrame:
+        """Posterior draws of β, one column per coefficient (chains stacked)."""
+        return pd.DataFrame(self._beta_draws, columns=self.fe_params.index)
+
+    def fe_conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """Equal-tailed posterior intervals of the fixed effects."""
+        lo, hi = _quantiles(self._beta_draws, level)
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=self.fe_params.index)
+
+    def influence(self, group: str | None = None):
+        raise ValueError(
+            "influence() (Cook's distance, leverage) is for REML fits; for a PyMC fit use "
+            "az.loo(result.idata, pointwise=True): its Pareto k flags influential observations"
+        )
+
+
+class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
+    """A Bayesian fit: the unified result plus the posterior (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec,
+        design,
+        info,
+        *,
+        n_dropped=0,
+        idata=None,
+        beta_draws=None,
+        variance_draws=None,
+        diagnostics=None,
+        layout=None,
+    ):
+        super().__init__(spec, design, info, backend="pymc", n_dropped=n_dropped, idata=idata)
+        self._beta_draws = beta_draws
+        self._var_draws = variance_draws
+        self.diagnostics = None if diagnostics is None else diagnostics.table
+        self.layout = layout
+
+    @property
+    def variance_draws(self) -> pd.DataFrame:
+        """Posterior draws of the SDs, correlations and σ (lme4 ``confint`` names)."""
+        return pd.DataFrame(self._var_draws, columns=variance_names(self.design))
+
+    def confint(self, method: str = "quantile", level: float = 0.95, **_ignored) -> pd.DataFrame:
+        """Equal-tailed posterior intervals for the variance parameters and the fixed effects,
+        in the layout of the REML fit's ``confint``."""
+        if method != "quantile":
+            raise ValueError(
+                f"a PyMC fit has posterior intervals: use method='quantile' (got {method!r}; "
+                "profile, Wald and bootstrap intervals belong to backend='reml')"
+            )
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, got {level!r}")
+        draws = np.column_stack([self._var_draws, self._beta_draws])
+        lo, hi = _quantiles(draws, level)
+        names = variance_names(self.design) + list(self.fe_params.index)
+        return pd.DataFrame(
+            {f"{100 * (1 - level) / 2:g} %": lo, f"{100 * (1 + level) / 2:g} %": hi}, index=names
+        )
+
+    # ---- the after-fit toolkit on the posterior (see :mod:`.after_fit`) -------------------
+    def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
+        """Posterior predictive responses, shape (nobs, nsim): simulation s takes a posterior
+        draw (β, θ, σ) and, with ``include_re``, new b ~ N(0, σ²ΛΛ') (else that draw's b), then
+        y = Xβ + Zb + offset + ε, ε ~ N(0, σ²/w)."""
+        from .bayes_after_fit import posterior_simulate
+
+        sigma = posterior_arrays(self.idata, "sigma").astype(float)
+        w = np.ones(self.design.n) if self.design.weights is None else self.design.weights
+
+        def sample_y(mean, k, rng):
+            return mean + sigma[k] * rng.standard_normal(mean.size) / np.sqrt(w)
+
+        return posterior_simulate(self, nsim, seed, include_re, sample_y)
+
+    def r2(self, level: float = 0.95) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R² per posterior draw: posterior means under the
+        REML keys, and ``<key>_lower`` / ``<key>_upper`` equal-tailed intervals."""
+        from .bayes_after_fit import r2_draws, summarise_draws
+
+        v = r2_draws(self)
+        total = v["fixed"] + v["random"] + v["residual"]
+        return summarise_draws(
+            {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}, level
+        )
+
+    def icc(self, level: float = 0.95) -> dict[str, float]:
+        """Adjusted and unadjusted ICC per posterior draw (means, and ``_lower`` / ``_upper``)."""
+        from .bayes_after_fit import r2_draws, summarise_draws
+
+        v = r2_draws(self)
+        return summarise_draws(
+            {
+                "adjusted": v["random"] / (v["random"] + v["residual"]),
+                "unadjusted": v["random"] / (v["fixed"] + v["random"] + v["residual"]),
+            },
+            level,
+        )
+
+    def summary(self):
+        from .bayes_report import BayesSummary
+
+        return BayesSummary(self)
+
+    def __repr__(self) -> str:
+        info = self.optimizer_info
+        return (
+            f"<CrossedLMEResult {self.spec.formula!r} backend=pymc sampler={info.get('sampler')} "
+            f"{info.get('chains')}×{info.get('draws')} draws nobs={self.nobs}>"
+        )
+
+
+def _quantiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    a = (1.0 - level) / 2.0
+    return np.quantile(draws, a, axis=0), np.quantile(draws, 1.0 - a, axis=0)
+
+
+class PyMCGLMMResult(PosteriorFixedEffects, GLMMResult):
+    """A Bayesian GLMM: GLMMResult attributes from posterior summaries, plus ``idata``."""
+
+    def __init__(self, spec, design, info, family, eta, *, n_dropped=0, idata=None, beta_draws=None,
+                 diagnostics=None, layout=None, family_param: str | None = None):
+        super().__init__(spec, design, info, family, eta, nagq=1, n_dropped=n_dropped)
+        self.backend = "pymc"
+        self.idata = idata
+        self._beta_draws = beta_draws
+        self.diagnostics = None if diagnostics is None else diagnostics.table
+        self.layout = layout
+        self._family_param = family_param
+
+    def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
+        """Posterior predictive responses, shape (nobs, nsim): each simulation takes a posterior
+        draw (β, θ, the family parameter) and, with ``include_re``, new b ~ N(0, ΛΛ') (else that
+        draw's b), then y ~ family(g⁻¹(η))."""
+        from .bayes_after_fit import posterior_simulate
+
+        d, fam = self.design, self.family
+        w = np.ones(d.n) if d.weights is None else d.weights
+        extra = None if self._family_param is None else posterior_arrays(self.idata, self._family_param)
+
+        def sample_y(eta, k, rng):
+            if fam.name == "Gamma":
+                return fam.sample(fam.link.inverse(eta), w, rng, float(extra[k]) ** 2)
+            f = fam.with_theta(float(extra[k])) if fam.name == "negative_binomial" else fam
+            return f.sample(f.link.inverse(eta), w, rng)
+
+        return posterior_simulate(self, nsim, seed, include_re, sample_y)
+
+    @property
+    def variance_draws(self) -> pd.DataFrame:
+        """Posterior draws of the SDs and correlations (lme4 ``confint`` names) and of the
+        family parameter (``sigma`` for Gamma, ``nb_theta`` for the negative binomial)."""
+        theta = posterior_arrays(self.idata, "theta")
+        d = variance_draws(self.design, theta, np.ones(theta.shape[0]))[:, :-1]
+        names = variance_names(self.design)[:-1]
+        if self._family_param is not None:
+            d = np.column_stack([d, posterior_arrays(self.idata, self._family_param)])
+            names.append(self._family_param)
+        return pd.DataFrame(d, columns=names)
+
+    def summary(self):
+        from .bayes_report import BayesSummary
+
+        return BayesSummary(self)
+
+    def __repr__(self) -> str:
+        info = self.optimizer_info
+        return (
+            f"<GLMMResult {self.spec.formula!r} {self.family.name}({self.family.link.name}) backend=pymc "
+            f"{info.get('chains')}×{info.get('draws')} draws nobs={self.nobs}>"
+        )
