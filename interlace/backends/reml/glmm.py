@@ -24,15 +24,20 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import splu
 
 from ...design import DesignMatrices
 from ...families import Family
-from ...inference.derivatives import hessian
+from .glm_kernel import GLMKernel
+from .lmm import blas_threads
+from .newton import H_SE, fd_derivatives, newton_minimize
 from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
+from .pirls import GLMMBlocks, WeightedFactor
 
 __all__ = ["GLMMFit", "fit_glmm"]
+
+STEP_TOL = 1e-10  # PIRLS stops after a step of at most this (in u, and relative in β)
+CONTRACTION = 0.1  # a new factor when a step shrinks by less than this factor
+STAGE1_RHOEND = 1e-4  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
 
 
 @dataclass
@@ -53,25 +58,24 @@ class GLMMFit:
     scale: float = 1.0  # σ² of a family with a dispersion (Gamma), else 1
 
 
-def _lambda(design: DesignMatrices, theta: np.ndarray) -> sp.csc_matrix:
-    blocks = []
-    for t in design.terms:
-        T = t.T(theta)
-        blocks.append(sp.kron(sp.identity(t.m, format="csr"), sp.csr_matrix(T)))
-    return sp.block_diag(blocks, format="csc")
-
-
-def _logdet_lu(lu) -> float:
-    return float(np.sum(np.log(np.abs(lu.U.diagonal()))))
-
-
 class LaplaceObjective:
-    """PIRLS and the Laplace deviance for one GLMM, with warm starts across evaluations."""
+    """PIRLS and the Laplace deviance for one GLMM, on the blocked factor of :mod:`.pirls`.
+
+    Each PIRLS step solves the system at the current weights for the Fisher-scoring step
+    (δu[, δβ]) = A⁻¹(Λ'Z'r − u[, X'r]) and halves it until the penalized deviance decreases. The
+    factor is refreshed only when needed: a step starts from the factor of the last evaluation
+    (the chord method — its weights and θ are close to the new ones when the optimizer moves
+    little), and a new factor is formed when a step contracts by less than
+    :data:`CONTRACTION` or had to be halved. After convergence (largest step below
+    :data:`STEP_TOL`) the system is factored once at û for log|A|; that factor starts the
+    next evaluation. The modes û (and β in the joint mode) warm-start the next evaluation.
+    """
 
     def __init__(self, design: DesignMatrices, family: Family, y: np.ndarray, prior_w: np.ndarray):
         self.d, self.family, self.y, self.w = design, family, y, prior_w
-        self.Z = design.Z.tocsc()
         self.X = design.X
+        self.kernel = GLMKernel(family, y, prior_w)
+        self.blocks = GLMMBlocks(design)
         mu0 = family.start_mu(y)
         eta0 = family.link.link(mu0)
         # starting β from a weighted least-squares fit of the linked start
@@ -79,76 +83,75 @@ class LaplaceObjective:
         self.beta0 = np.linalg.lstsq(self.X * sw[:, None], (eta0 - design.offset) * sw, rcond=None)[0]
         self.u = np.zeros(design.q)
         self.beta = self.beta0.copy()
+        self.factor: WeightedFactor | None = None
+        self.n_factor = 0
 
-    # ---- pieces -----------------------------------------------------------------------------
-    def _eta(self, L: sp.csc_matrix, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
-        return self.X @ beta + self.Z @ (L @ u) + self.d.offset
+    def _factor(self, theta: np.ndarray, W: np.ndarray, joint: bool) -> WeightedFactor:
+        self.n_factor += 1
+        return self.blocks.factor(theta, W, joint)
 
-    def _pdev(self, eta: np.ndarray, u: np.ndarray) -> float:
-        mu = self.family.link.inverse(eta)
-        return self.family.pirls_deviance(self.y, mu, self.w) + float(u @ u)
-
-    def _weights(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        mu = self.family.link.inverse(eta)
-        dmu = self.family.link.mu_eta(eta)
-        W = self.w * dmu**2 / self.family.variance(mu)
-        z = eta - self.d.offset + (self.y - mu) / dmu  # working response without offset
-        return mu, W, z
-
-    def pirls(self, theta: np.ndarray, beta: np.ndarray | None, max_iter: int = 100):
-        """Conditional modes (and β when ``beta`` is None): returns (u, β, Laplace deviance)."""
-        L = _lambda(self.d, theta)
-        ZL = (self.Z @ L).tocsc()
+    def pirls(
+        self, theta: np.ndarray, beta: np.ndarray | None, max_iter: int = 200, joint_factor: bool = False
+    ):
+        """Conditional modes (and β when ``beta`` is None): returns (u, β, Laplace deviance,
+        factor at the mode, η). ``joint_factor`` asks for the factor of the joint system."""
+        theta = np.asarray(theta, dtype=float)
+        B, k, X = self.blocks, self.kernel, self.X
         joint = beta is None
         u = self.u.copy()
         b = self.beta.copy() if joint else np.asarray(beta, dtype=float)
-        eta = self._eta(L, u, b)
-        pdev = self._pdev(eta, u)
-        q = self.d.q
+        fixed = X @ b + self.d.offset
+        eta = fixed + B.z_lam(theta, u)
+        mu, W, r = k.weights(eta)
+        pdev = k.pdev(mu) + float(u @ u)
+        if not np.isfinite(pdev):
+            raise FloatingPointError("the deviance is undefined at the start of PIRLS")
+        f = self.factor if self.factor is not None and (self.factor.joint or not joint) else None
+        fresh = False
+        prev = np.inf
         for _ in range(max_iter):
-            mu, W, z = self._weights(eta)
-            WZL = ZL.multiply(W[:, None]).tocsc()
-            A = (ZL.T @ WZL).tocsc() + sp.identity(q, format="csc")
-            if joint:
-                AX = np.asarray(WZL.T @ self.X)
-                XWX = self.X.T @ (self.X * W[:, None])
-                M = sp.bmat([[A, sp.csc_matrix(AX)], [sp.csc_matrix(AX.T), sp.csc_matrix(XWX)]], format="csc")
-                rhs = np.r_[WZL.T @ z, self.X.T @ (W * z)]
-            else:
-                M = A
-                rhs = WZL.T @ (z - self.X @ b)
-            sol = splu(M, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0).solve(rhs)
-            u_new = sol[:q]
-            b_new = sol[q:] if joint else b
-            # step halving on the penalized deviance
+            if f is None:
+                f = self._factor(theta, W, joint)
+                fresh = True
+            g = B.lam_t_zt(theta, r) - u
+            du, db = B.solve(f, g, X.T @ r if joint else None)
             step, accepted = 1.0, False
-            for _h in range(30):
-                u_try = u + step * (u_new - u)
-                b_try = b + step * (b_new - b) if joint else b
-                eta_try = self._eta(L, u_try, b_try)
-                pd_try = self._pdev(eta_try, u_try)
-                if np.isfinite(pd_try) and pd_try <= pdev + 1e-10 * abs(pdev):
+            for _h in range(40):
+                u_t = u + step * du
+                if joint:
+                    b_t = b + step * db
+                    fixed = X @ b_t + self.d.offset
+                eta_t = fixed + B.z_lam(theta, u_t)
+                mu_t, W_t, r_t = k.weights(eta_t)
+                pd_t = k.pdev(mu_t) + float(u_t @ u_t)
+                if np.isfinite(pd_t) and pd_t <= pdev + 1e-12 * abs(pdev):
                     accepted = True
                     break
                 step /= 2
             if not accepted:
+                if fresh:
+                    break  # no descent even with a fresh factor: at the rounding floor
+                f = None
+                continue
+            size = float(np.max(np.abs(step * du), initial=0.0))
+            if joint:
+                size = max(size, float(np.max(np.abs(step * db) / (1.0 + np.abs(b)), initial=0.0)))
+                b = b_t
+            u, eta, mu, W, r, pdev = u_t, eta_t, mu_t, W_t, r_t, pd_t
+            if size < STEP_TOL:
                 break
-            change = pdev - pd_try
-            moved = max(np.max(np.abs(u_try - u), initial=0.0), np.max(np.abs(b_try - b), initial=0.0))
-            u, b, eta, pdev = u_try, b_try, eta_try, pd_try
-            # Gamma's Laplace criterion is not stationary at the PIRLS mode (its dispersion scales
-            # the deviance, not ‖u‖²), so the mode itself must converge, not just its criterion.
-            if change < 1e-10 * (1 + abs(pdev)) and moved < 1e-9 * (1 + np.max(np.abs(u), initial=0.0)):
-                break
-        mu, W, _ = self._weights(eta)
-        WZL = ZL.multiply(W[:, None]).tocsc()
-        A = (ZL.T @ WZL).tocsc() + sp.identity(q, format="csc")
-        logdet = _logdet_lu(splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0))
+            if step < 1.0 or size > CONTRACTION * prev:
+                f, fresh = None, False
+            else:
+                fresh = False
+            prev = size
+        f = self._factor(theta, W, joint or joint_factor)
+        self.factor = f
         self.u = u
         if joint:
             self.beta = b
-        crit = self.family.laplace_deviance(self.y, mu, self.w) + float(u @ u) + logdet
-        return u, b, crit, A, eta
+        crit = k.laplace_data(mu) + float(u @ u) + f.logdet
+        return u, b, crit, f, eta
 
     def laplace(self, theta: np.ndarray, beta: np.ndarray | None = None) -> float:
         """The Laplace deviance at (θ, β); +inf where it is undefined (e.g. an inverse link
@@ -156,34 +159,30 @@ class LaplaceObjective:
         try:
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 value = self.pirls(theta, beta)[2]
-        except (RuntimeError, ValueError, FloatingPointError):
+        except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError):
+            self.factor = None
             return np.inf
         return value if np.isfinite(value) else np.inf
 
 
 def _agq_deviance(obj: LaplaceObjective, theta: np.ndarray, beta: np.ndarray, nagq: int) -> float:
-    """Adaptive Gauss–Hermite −2 log L for one scalar random-effects term."""
-    u, _, _, A, eta = obj.pirls(theta, beta)
-    t = obj.d.terms[0]
-    lam = float(theta[0])
-    codes = t.codes
-    zcol = np.asarray(obj.Z.sum(axis=1)).ravel()  # the term's single covariate value per row
-    sd = 1.0 / np.sqrt(A.diagonal())  # curvature of −log integrand per group, at the mode
+    """Adaptive Gauss–Hermite −2 log L for one scalar random-effects term: per group j, the
+    integral over u_j is taken on the nodes û_j + √2 s_j x_k (s_j = C_j^(-1/2), the curvature of
+    the penalized deviance at the mode) with weights w_k e^(x_k²) √2 s_j (Pinheiro & Bates 1995)."""
+    u, _, _, f, _ = obj.pirls(theta, beta)
+    B = obj.blocks
+    codes, m = B.codes1, B.m1
+    sd = 1.0 / np.sqrt(f.c_diag[:, 0, 0])
     nodes, weights = np.polynomial.hermite.hermgauss(nagq)
+    U = u[None, :] + np.sqrt(2.0) * sd[None, :] * nodes[:, None]  # (nodes, groups)
     fixed = obj.X @ beta + obj.d.offset
-    total = 0.0
-    for j in range(t.m):
-        rows = codes == j
-        vals = []
-        for x, wq in zip(nodes, weights, strict=True):
-            uj = u[j] + np.sqrt(2.0) * sd[j] * x
-            mu = obj.family.link.inverse(fixed[rows] + zcol[rows] * lam * uj)
-            ll = obj.family.loglik(obj.y[rows], mu, obj.w[rows]) - 0.5 * uj**2 - 0.5 * np.log(2 * np.pi)
-            vals.append(np.log(wq) + x**2 + ll)
-        vals = np.array(vals)
-        m = vals.max()
-        total += m + np.log(np.sum(np.exp(vals - m))) + np.log(np.sqrt(2.0) * sd[j])
-    return -2.0 * total
+    eta = fixed[None, :] + (B.x1[:, 0] * float(theta[0]))[None, :] * U[:, codes]
+    ll = obj.kernel.ll_terms(obj.kernel.mu(eta)[0])
+    per_group = np.stack([np.bincount(codes, weights=row, minlength=m) for row in ll])
+    vals = np.log(weights)[:, None] + nodes[:, None] ** 2 + per_group - 0.5 * U**2 - 0.5 * np.log(2 * np.pi)
+    top = vals.max(axis=0)
+    total = top + np.log(np.sum(np.exp(vals - top[None, :]), axis=0)) + np.log(np.sqrt(2.0) * sd)
+    return -2.0 * float(np.sum(total))
 
 
 def _warn_separation(family: Family, mu: np.ndarray) -> None:
@@ -206,7 +205,9 @@ def _warn_separation(family: Family, mu: np.ndarray) -> None:
         )
 
 
-def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: str = "bobyqa") -> GLMMFit:
+def fit_glmm(
+    design: DesignMatrices, family: Family, nagq: int = 1, optimizer: str = "bobyqa", fast: bool = False
+) -> GLMMFit:
     """Fit a GLMM: stage 1 (θ with β in PIRLS), then stage 2 ((θ, β) jointly) unless nAGQ = 0.
 
     A negative binomial without θ gets θ by maximising the profiled Laplace likelihood (as
@@ -217,11 +218,11 @@ def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: s
     if family.name == "negative_binomial" and family.nb_theta is None:
         from .negbin import fit_negative_binomial
 
-        return fit_negative_binomial(design, family, nagq, optimizer)
+        return fit_negative_binomial(design, family, nagq, optimizer, fast)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = fit_given_family(design, family, nagq, optimizer)
+            fit = fit_given_family(design, family, nagq, optimizer, fast=fast)
         if np.isfinite(fit.deviance) or optimizer == "bobyqa":
             for w in caught:
                 warnings.warn(w.message, w.category, stacklevel=3)
@@ -231,8 +232,83 @@ def fit_glmm(design: DesignMatrices, family: Family, nagq: int = 1, optimizer: s
                 "undefined; refitting with optimizer='bobyqa'",
                 stacklevel=3,
             )
-            fit = fit_given_family(design, family, nagq, "bobyqa")
+            fit = fit_given_family(design, family, nagq, "bobyqa", fast=fast)
     return fit
+
+
+def _stage2_steps(obj: LaplaceObjective, theta: np.ndarray, f1: WeightedFactor) -> np.ndarray:
+    """First finite-difference steps for stage 2: 10⁻³ of θ (at least 10⁻⁴) and H_SE standard
+    errors of β from the first stage's Fisher information (R_X'R_X)⁻¹."""
+    se_beta = np.sqrt(np.maximum(np.diag(obj.blocks.beta_cov(f1)), 0.0))
+    return np.r_[1e-3 * np.maximum(np.abs(theta), 0.1), H_SE * np.where(se_beta > 0, se_beta, 1.0)]
+
+
+def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, nagq: int, optimizer: str,
+                fast: bool):
+    """Stage 1 (θ by ``optimizer``, β and u by PIRLS) and, unless ``nagq`` is 0 or ``fast``,
+    stage 2: Newton on (θ, β) with finite-difference derivatives from stage 1 (``optimizer``
+    as the fallback), whose last Hessian H gives Var(β̂) = the β block of 2H⁻¹.
+
+    Returns (θ, β, deviance, Var(β̂) or None for the stage-1 covariance, converged, message,
+    evaluations)."""
+    final1 = nagq < 1 or fast
+    if fast and nagq > 1:
+
+        def dev1(th):
+            try:
+                b = obj.pirls(th, None)[1]
+                return _agq_deviance(obj, th, b, nagq)
+            except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError):
+                return np.inf
+    else:
+
+        def dev1(th):
+            return obj.laplace(th)
+
+    opt1 = minimize_theta(dev1, theta0, lower, optimizer, rhoend=1e-9 if final1 else STAGE1_RHOEND)
+    theta = opt1.x
+    _, beta, _, f1, _ = obj.pirls(theta, None, joint_factor=True)
+    beta = beta.copy()
+    n_evals = opt1.n_evals
+    if final1:
+        return theta, beta, dev1(theta), None, opt1.converged, opt1.message, n_evals
+    nt = theta.size
+    if nagq > 1:
+
+        def dev2(x):
+            try:
+                return _agq_deviance(obj, x[:nt], x[nt:], nagq)
+            except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError):
+                return np.inf
+    else:
+
+        def dev2(x):
+            return obj.laplace(x[:nt], x[nt:])
+
+    lower2 = np.r_[lower, np.full(beta.size, -np.inf)]
+    res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1))
+    n_evals += res.n_evals
+    x, H, g, msg = res.x, res.hess, res.grad, res.message
+    optimizer_ok = res.converged
+    if not res.converged:
+        opt2 = minimize_theta(dev2, res.x, lower2, optimizer)
+        n_evals += opt2.n_evals
+        x, msg, optimizer_ok = opt2.x, opt2.message, opt2.optimizer_ok
+        h = np.r_[1e-3 * np.maximum(np.abs(x[:nt]), 0.1), 1e-3 * np.maximum(np.abs(x[nt:]), 0.1)]
+        _, g, H, n = fd_derivatives(dev2, x, h)
+        n_evals += n
+    # lme4's convergence check: the gradient in units of the estimates' SEs
+    ok = optimizer_ok and scaled_grad_norm(g, x, lower2, H) <= GRAD_TOL
+    cov = np.full((beta.size, beta.size), np.nan)
+    try:
+        cov = 2.0 * np.linalg.inv(H)[nt:, nt:]
+    except np.linalg.LinAlgError:
+        pass
+    if not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0):
+        warnings.warn(
+            "the Hessian of the GLMM deviance is not positive definite; SEs unreliable", stacklevel=4
+        )
+    return x[:nt], x[nt:], dev2(x), cov, ok, msg, n_evals
 
 
 def fit_given_family(
@@ -242,6 +318,7 @@ def fit_given_family(
     optimizer: str = "bobyqa",
     start: GLMMFit | None = None,
     with_cov: bool = True,
+    fast: bool = False,
 ) -> GLMMFit:
     """One GLMM fit with every family parameter fixed; ``start`` warm-starts θ, β and u."""
     y = design.y
@@ -252,58 +329,13 @@ def fit_given_family(
     if start is not None:
         theta0 = np.maximum(start.theta, lower)
         obj.u, obj.beta = start.u.copy(), start.beta.copy()
-    opt1 = minimize_theta(lambda th: obj.laplace(th), theta0, lower, optimizer)
-    theta = opt1.x
-    obj.pirls(theta, None)
-    beta = obj.beta.copy()
-    n_evals = opt1.n_evals
-    nt = theta.size
-    ok, msg = opt1.converged, opt1.message
-    if nagq >= 1:
-        if nagq > 1:
-
-            def dev2(x):
-                try:
-                    return _agq_deviance(obj, x[:nt], x[nt:], nagq)
-                except (RuntimeError, ValueError, FloatingPointError):
-                    return np.inf
-        else:
-
-            def dev2(x):
-                return obj.laplace(x[:nt], x[nt:])
-
-        lower2 = np.r_[lower, np.full(beta.size, -np.inf)]
-        opt2 = minimize_theta(dev2, np.r_[theta, beta], lower2, optimizer)
-        theta, beta = opt2.x[:nt], opt2.x[nt:]
-        n_evals += opt2.n_evals
-        ok, msg = opt2.converged, opt2.message
-        dev = dev2(opt2.x)
-        cov = np.full((beta.size, beta.size), np.nan)
-        if with_cov:
-            H = hessian(dev2, opt2.x, d=1e-3)
-            # lme4's convergence check: the gradient in units of the estimates' SEs
-            ok = opt2.optimizer_ok and scaled_grad_norm(opt2.grad, opt2.x, lower2, H) <= GRAD_TOL
-            try:
-                cov = 2.0 * np.linalg.inv(H)[nt:, nt:]
-            except np.linalg.LinAlgError:
-                pass
-        if with_cov and (not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0)):
-            warnings.warn(
-                "the Hessian of the GLMM deviance is not positive definite; SEs unreliable", stacklevel=3
-            )
-    else:
-        dev = obj.laplace(theta, None)
-        cov = None
-    u, beta_fin, _, A, eta = obj.pirls(theta, beta)
-    if nagq < 1:
-        beta = beta_fin
-        mu, W, _ = obj._weights(eta)
-        XtWX = design.X.T @ (design.X * W[:, None])
-        ZL = (obj.Z @ _lambda(design, theta)).tocsc()
-        AX = np.asarray(ZL.multiply(W[:, None]).tocsc().T @ design.X)
-        schur = XtWX - AX.T @ splu(A.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0).solve(AX)
-        cov = np.linalg.inv(schur)
-    b = _lambda(design, theta) @ u
+    with blas_threads():
+        theta, beta, dev, cov, ok, msg, n_evals = _two_stages(obj, theta0, lower, nagq, optimizer, fast)
+        u, beta_fin, _, f, eta = obj.pirls(theta, beta, joint_factor=cov is None)
+        if cov is None:  # the first stage's estimates: Var(β̂) = (R_X'R_X)⁻¹ at the joint modes
+            beta = beta_fin
+            cov = obj.blocks.beta_cov(f)
+    b = obj.blocks.lam.apply(theta, u)
     if not ok:
         warnings.warn(
             f"GLMM fit failed to converge ({msg}); try optimizer='bobyqa' or rescale predictors", stacklevel=3
