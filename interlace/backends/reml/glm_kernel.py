@@ -83,6 +83,17 @@ class GLMKernel:
         a = self.w * dmu / v
         return mu, a * dmu, a * (self.y - mu)
 
+    @property
+    def canonical(self) -> bool:
+        """A canonical link (binomial logit, Poisson log): φ's Hessian weights are W."""
+        return (self.family.name, self.link.name) in (("binomial", "logit"), ("poisson", "log"))
+
+    def dweights(self, mu: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """dW/dη for a canonical link: W(1 − 2μ) (logit) or W (log)."""
+        if self.link.name == "logit":
+            return W * (1.0 - 2.0 * mu)
+        return W
+
     # ---- criteria ------------------------------------------------------------------------------
     def ll_terms(self, mu: np.ndarray) -> np.ndarray:
         """log f(yᵢ | μᵢ) per observation (binomial, Poisson, NB; prior weights included)."""

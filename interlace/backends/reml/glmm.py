@@ -28,8 +28,9 @@ import numpy as np
 from ...design import DesignMatrices
 from ...families import Family
 from .glm_kernel import GLMKernel
+from .laplace_grad import LaplaceGradient, has_gradient
 from .lmm import blas_threads
-from .newton import H_SE, fd_derivatives, newton_minimize
+from .newton import H_SE, fd_derivatives, fd_hessian_from_grad, newton_minimize
 from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
 from .pirls import GLMMBlocks, WeightedFactor
 
@@ -85,6 +86,8 @@ class LaplaceObjective:
         self.beta = self.beta0.copy()
         self.factor: WeightedFactor | None = None
         self.n_factor = 0
+        self._grad: LaplaceGradient | None = None
+        self.last: tuple | None = None
 
     def _factor(self, theta: np.ndarray, W: np.ndarray, joint: bool) -> WeightedFactor:
         self.n_factor += 1
@@ -150,8 +153,27 @@ class LaplaceObjective:
         self.u = u
         if joint:
             self.beta = b
+        self.last = (theta, u, b, mu, W, r, f, joint)
         crit = k.laplace_data(mu) + float(u @ u) + f.logdet
         return u, b, crit, f, eta
+
+    @property
+    def has_gradient(self) -> bool:
+        return has_gradient(self.family, self.blocks)
+
+    def laplace_and_grad(self, theta: np.ndarray, beta: np.ndarray | None = None):
+        """(D, ∂D/∂(θ, β)) at (θ, β), or (D, dD/dθ) with β in PIRLS (``beta`` None); see
+        :mod:`.laplace_grad`."""
+        value = self.laplace(theta, beta)
+        n = theta.size + (0 if beta is None else beta.size)
+        if not np.isfinite(value):
+            return np.inf, np.zeros(n)
+        if self._grad is None:
+            self._grad = LaplaceGradient(self.d, self.blocks)
+        th, u, _, mu, W, r, f, joint = self.last
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            g = self._grad(th, u, r, W, self.kernel.dweights(mu, W), f, joint)
+        return value, g
 
     def laplace(self, theta: np.ndarray, beta: np.ndarray | None = None) -> float:
         """The Laplace deviance at (θ, β); +inf where it is undefined (e.g. an inverse link
@@ -252,6 +274,8 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
     Returns (θ, β, deviance, Var(β̂) or None for the stage-1 covariance, converged, message,
     evaluations)."""
     final1 = nagq < 1 or fast
+    analytic = obj.has_gradient and nagq <= 1
+    vg1 = None
     if fast and nagq > 1:
 
         def dev1(th):
@@ -265,7 +289,16 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
         def dev1(th):
             return obj.laplace(th)
 
-    opt1 = minimize_theta(dev1, theta0, lower, optimizer, rhoend=1e-9 if final1 else STAGE1_RHOEND)
+        if analytic and optimizer == "lbfgsb":
+
+            def vg1(th):
+                return obj.laplace_and_grad(th)
+
+    levels = np.array([t.m for t in obj.d.terms for _ in range(t.n_theta)], dtype=float)
+    opt1 = minimize_theta(
+        dev1, theta0, lower, optimizer, value_and_grad=vg1, scale=np.sqrt(levels / levels.max()),
+        rhoend=1e-9 if final1 else STAGE1_RHOEND,
+    )
     theta = opt1.x
     _, beta, _, f1, _ = obj.pirls(theta, None, joint_factor=True)
     beta = beta.copy()
@@ -273,6 +306,7 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
     if final1:
         return theta, beta, dev1(theta), None, opt1.converged, opt1.message, n_evals
     nt = theta.size
+    fg2 = None
     if nagq > 1:
 
         def dev2(x):
@@ -285,8 +319,13 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
         def dev2(x):
             return obj.laplace(x[:nt], x[nt:])
 
+        if analytic:
+
+            def fg2(x):
+                return obj.laplace_and_grad(x[:nt], x[nt:])
+
     lower2 = np.r_[lower, np.full(beta.size, -np.inf)]
-    res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1))
+    res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1), fg=fg2)
     n_evals += res.n_evals
     x, H, g, msg = res.x, res.hess, res.grad, res.message
     optimizer_ok = res.converged
@@ -295,7 +334,10 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
         n_evals += opt2.n_evals
         x, msg, optimizer_ok = opt2.x, opt2.message, opt2.optimizer_ok
         h = np.r_[1e-3 * np.maximum(np.abs(x[:nt]), 0.1), 1e-3 * np.maximum(np.abs(x[nt:]), 0.1)]
-        _, g, H, n = fd_derivatives(dev2, x, h)
+        if fg2 is None:
+            _, g, H, n = fd_derivatives(dev2, x, h)
+        else:
+            _, g, H, n = fd_hessian_from_grad(fg2, x, h)
         n_evals += n
     # lme4's convergence check: the gradient in units of the estimates' SEs
     ok = optimizer_ok and scaled_grad_norm(g, x, lower2, H) <= GRAD_TOL
@@ -305,6 +347,7 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
     except np.linalg.LinAlgError:
         pass
     if not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0):
+        cov = np.full_like(cov, np.nan)
         warnings.warn(
             "the Hessian of the GLMM deviance is not positive definite; SEs unreliable", stacklevel=4
         )

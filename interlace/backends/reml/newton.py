@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NewtonResult", "fd_derivatives", "newton_minimize"]
+__all__ = ["NewtonResult", "fd_derivatives", "fd_hessian_from_grad", "newton_minimize"]
 
 STEP_SE = 1e-5  # converged once every step component is below this many standard errors
 H_SE = 5e-3  # finite-difference step as a fraction of the standard error
@@ -66,22 +66,40 @@ def fd_derivatives(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarra
     return f0, g, H, n
 
 
+def fd_hessian_from_grad(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray, h: np.ndarray):
+    """(D(x), g, H, evaluations) with an analytic gradient: H's columns are central differences
+    of the gradient (2d gradient evaluations), symmetrized."""
+    f0, g = fg(x)
+    d = x.size
+    H = np.empty((d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = h[i]
+        H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
+    return f0, np.asarray(g, dtype=float), 0.5 * (H + H.T), 1 + 2 * d
+
+
 def newton_minimize(
     f: Callable[[np.ndarray], float],
     x0: np.ndarray,
     lower: np.ndarray,
     h0: np.ndarray,
     max_iter: int = 25,
+    fg: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
 ) -> NewtonResult:
     """Minimise f from x0 subject to x ≥ lower by Newton steps with finite-difference derivatives
-    (steps ``h0`` for the first Hessian, then :data:`H_SE` standard errors)."""
+    (steps ``h0`` for the first Hessian, then :data:`H_SE` standard errors); with ``fg`` (value
+    and analytic gradient) the Hessian is the central difference of the gradients."""
     x = np.maximum(np.asarray(x0, dtype=float), lower)
     h = np.asarray(h0, dtype=float).copy()
     n_evals = 0
     f0 = None
     g = H = None
     for _ in range(max_iter):
-        f0, g, H, n = fd_derivatives(f, x, h, f0)
+        if fg is None:
+            f0, g, H, n = fd_derivatives(f, x, h, f0)
+        else:
+            f0, g, H, n = fd_hessian_from_grad(fg, x, h)
         n_evals += n
         if not (np.isfinite(f0) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             return NewtonResult(x, f0, g, H, n_evals, False, "deviance undefined near the iterate")
