@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sla
 
 from ...design import DesignMatrices
 from ...families import Family
@@ -36,8 +37,7 @@ from .pirls import GLMMBlocks, WeightedFactor
 
 __all__ = ["GLMMFit", "fit_glmm"]
 
-STEP_TOL = 1e-10  # PIRLS stops after a step of at most this (in u, and relative in β)
-CONTRACTION = 0.1  # a new factor when a step shrinks by less than this factor
+STEP_TOL = 1e-10  # PIRLS stops once the error left in u (and relative in β) is below this
 STAGE1_RHOEND = 1e-4  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
 
 
@@ -83,11 +83,28 @@ class LaplaceObjective:
         sw = np.sqrt(prior_w)
         self.beta0 = np.linalg.lstsq(self.X * sw[:, None], (eta0 - design.offset) * sw, rcond=None)[0]
         self.u = np.zeros(design.q)
+        self._u_theta: np.ndarray | None = None
         self.beta = self.beta0.copy()
         self.factor: WeightedFactor | None = None
         self.n_factor = 0
         self._grad: LaplaceGradient | None = None
         self.last: tuple | None = None
+
+    def _warm_u(self, theta: np.ndarray) -> np.ndarray:
+        """The last modes, as a start at θ: with b = Λu kept (u ← Λ(θ)⁻¹Λ(θ_last)u), which moves
+        less than u when θ changes; u itself where a T(θ) is singular."""
+        u = self.u.copy()
+        old = self._u_theta
+        if old is None or np.array_equal(old, theta):
+            return u
+        for t, T_new in zip(self.d.terms, self.blocks.lam.Ts(theta), strict=True):
+            T_old = t.T(old)
+            d = np.diag(T_new)
+            if np.any(d <= 0) or np.any(np.diag(T_old) <= 0):
+                continue
+            blk = u[t.z_start : t.z_start + t.q].reshape(t.m, t.k)
+            u[t.z_start : t.z_start + t.q] = sla.solve_triangular(T_new, T_old @ blk.T, lower=True).T.ravel()
+        return u
 
     def _factor(self, theta: np.ndarray, W: np.ndarray, joint: bool) -> WeightedFactor:
         self.n_factor += 1
@@ -101,7 +118,7 @@ class LaplaceObjective:
         theta = np.asarray(theta, dtype=float)
         B, k, X = self.blocks, self.kernel, self.X
         joint = beta is None
-        u = self.u.copy()
+        u = self._warm_u(theta)
         b = self.beta.copy() if joint else np.asarray(beta, dtype=float)
         fixed = X @ b + self.d.offset
         eta = fixed + B.z_lam(theta, u)
@@ -112,6 +129,7 @@ class LaplaceObjective:
         f = self.factor if self.factor is not None and (self.factor.joint or not joint) else None
         fresh = False
         prev = np.inf
+        ratio = self.blocks.factor_to_step_cost
         for _ in range(max_iter):
             if f is None:
                 f = self._factor(theta, W, joint)
@@ -141,16 +159,23 @@ class LaplaceObjective:
                 size = max(size, float(np.max(np.abs(step * db) / (1.0 + np.abs(b)), initial=0.0)))
                 b = b_t
             u, eta, mu, W, r, pdev = u_t, eta_t, mu_t, W_t, r_t, pd_t
-            if size < STEP_TOL:
-                break
-            if step < 1.0 or size > CONTRACTION * prev:
-                f, fresh = None, False
-            else:
-                fresh = False
+            rho = size / prev if np.isfinite(prev) and prev > 0 else np.nan  # contraction rate
             prev = size
+            # error left after this step ≈ ρ·size/(1 − ρ) (linear convergence at rate ρ)
+            if size < STEP_TOL or (rho < 0.5 and rho * size < 0.5 * STEP_TOL * (1 - rho)):
+                break
+            if fresh:  # a new factor's own contraction shows from the next step on
+                fresh, prev = False, np.inf
+                continue
+            if step < 1.0 or rho >= 0.5:
+                f = None
+            elif rho > 0:
+                chord_steps = np.log(STEP_TOL / size) / np.log(rho)  # to converge without a new factor
+                if chord_steps > ratio + 2:
+                    f = None
         f = self._factor(theta, W, joint or joint_factor)
         self.factor = f
-        self.u = u
+        self.u, self._u_theta = u, theta.copy()
         if joint:
             self.beta = b
         self.last = (theta, u, b, mu, W, r, f, joint)
@@ -371,7 +396,7 @@ def fit_given_family(
     theta0 = design.theta_default()
     if start is not None:
         theta0 = np.maximum(start.theta, lower)
-        obj.u, obj.beta = start.u.copy(), start.beta.copy()
+        obj.u, obj.beta, obj._u_theta = start.u.copy(), start.beta.copy(), start.theta.copy()
     with blas_threads():
         theta, beta, dev, cov, ok, msg, n_evals = _two_stages(obj, theta0, lower, nagq, optimizer, fast)
         u, beta_fin, _, f, eta = obj.pirls(theta, beta, joint_factor=cov is None)

@@ -42,6 +42,7 @@ SPARSE_OVERHEAD = 1e-4  # fixed cost of one sparse product
 PAIR_SECONDS = 7e-9  # per pair of the pair list
 DENSE_ENTRIES = 4_000_000  # largest dense B̃ considered
 PAIR_BUDGET = 10_000_000  # largest pair list kept (12 bytes a pair)
+ROW_SECONDS = 2e-9  # per element of a pass over the rows
 
 
 class TermLambda:
@@ -148,6 +149,8 @@ class GLMMBlocks:
         Z1T = Z[:, :q1].T.tocsr()
         self._z1t = (Z1T.data, Z1T.indices, Z1T.indptr)
         self.rest_diag = None
+        self.product_cost = 0.0
+        self.n_cells = 0
         if q2:
             Zr = Z[:, q1:].tocsr()
             ZrT = Zr.T.tocsr()
@@ -159,6 +162,13 @@ class GLMMBlocks:
                 if Zr.nnz != self.n:  # an explicit zero or a missing entry: use the general path
                     self.rest_diag = None
             self._setup_cells(Zr.tocoo())
+        # relative cost of a factorization and of a PIRLS step (a few passes over the n rows, a
+        # triangular solve, B̃ products): PIRLS keeps an older factor while that is cheaper
+        N = q2 + self.p
+        nnz_b = self.n_cells * k1 if q2 else 0
+        step = 30 * self.n * ROW_SECONDS + 2.0 * N * N * 1e-9 + 4 * nnz_b * ROW_SECONDS + 1e-4
+        factor = self.product_cost + N**3 / 3 * DENSE_SECONDS + 12 * self.n * ROW_SECONDS + 2e-4
+        self.factor_to_step_cost = factor / step
 
     def _setup_cells(self, coo: sp.coo_matrix) -> None:
         """B's pattern: cells (column c of Z_r, level j of the first term), sorted by (c, j), and
@@ -189,6 +199,7 @@ class GLMMBlocks:
             "pairs": n_pairs * k1 * PAIR_SECONDS if n_pairs <= PAIR_BUDGET else np.inf,
         }
         self.method = min(costs, key=costs.get)
+        self.product_cost = costs[self.method]
         if self.method == "dense":
             self._flat = (self.cell_row[:, None] * q1 + self._indices.reshape(-1, k1)).ravel()
         elif self.method == "pairs":
