@@ -38,7 +38,7 @@ from .pirls import GLMMBlocks, WeightedFactor
 __all__ = ["GLMMFit", "fit_glmm"]
 
 STEP_TOL = 1e-10  # PIRLS stops once the error left in u (and relative in β) is below this
-STAGE1_RHOEND = 1e-4  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
+STAGE1_RHOEND = 1e-3  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
 
 
 @dataclass
@@ -89,18 +89,20 @@ class LaplaceObjective:
         self.n_factor = 0
         self._grad: LaplaceGradient | None = None
         self.last: tuple | None = None
+        self._cached: tuple | None = None  # the last call's arguments and result
 
     def _warm_u(self, theta: np.ndarray) -> np.ndarray:
         """The last modes, as a start at θ: with b = Λu kept (u ← Λ(θ)⁻¹Λ(θ_last)u), which moves
-        less than u when θ changes; u itself where a T(θ) is singular."""
+        less than u for levels with many observations; u itself where a T(θ) is singular or
+        changed by more than a factor 2 (towards θ = 0 the modes of u shrink, not grow)."""
         u = self.u.copy()
         old = self._u_theta
         if old is None or np.array_equal(old, theta):
             return u
         for t, T_new in zip(self.d.terms, self.blocks.lam.Ts(theta), strict=True):
             T_old = t.T(old)
-            d = np.diag(T_new)
-            if np.any(d <= 0) or np.any(np.diag(T_old) <= 0):
+            d_new, d_old = np.diag(T_new), np.diag(T_old)
+            if np.any(d_new <= 0) or np.any(d_old <= 0) or np.any(np.abs(np.log(d_new / d_old)) > np.log(2)):
                 continue
             blk = u[t.z_start : t.z_start + t.q].reshape(t.m, t.k)
             u[t.z_start : t.z_start + t.q] = sla.solve_triangular(T_new, T_old @ blk.T, lower=True).T.ravel()
@@ -116,6 +118,9 @@ class LaplaceObjective:
         """Conditional modes (and β when ``beta`` is None): returns (u, β, Laplace deviance,
         factor at the mode, η). ``joint_factor`` asks for the factor of the joint system."""
         theta = np.asarray(theta, dtype=float)
+        key = (theta.tobytes(), None if beta is None else np.asarray(beta, dtype=float).tobytes())
+        if self._cached is not None and self._cached[0] == key and (self._cached[2] or not joint_factor):
+            return self._cached[1]
         B, k, X = self.blocks, self.kernel, self.X
         joint = beta is None
         u = self._warm_u(theta)
@@ -180,6 +185,7 @@ class LaplaceObjective:
             self.beta = b
         self.last = (theta, u, b, mu, W, r, f, joint)
         crit = k.laplace_data(mu) + float(u @ u) + f.logdet
+        self._cached = (key, (u, b, crit, f, eta), f.joint)
         return u, b, crit, f, eta
 
     @property
@@ -319,10 +325,13 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
             def vg1(th):
                 return obj.laplace_and_grad(th)
 
+    # L-BFGS-B on central differences is slow and, on large data, noisy: derivative-free instead
+    method = optimizer if (optimizer != "lbfgsb" or vg1 is not None) else "bobyqa"
+
     levels = np.array([t.m for t in obj.d.terms for _ in range(t.n_theta)], dtype=float)
     opt1 = minimize_theta(
-        dev1, theta0, lower, optimizer, value_and_grad=vg1, scale=np.sqrt(levels / levels.max()),
-        rhoend=1e-9 if final1 else STAGE1_RHOEND,
+        dev1, theta0, lower, method, value_and_grad=vg1, scale=np.sqrt(levels / levels.max()),
+        rhoend=1e-9 if final1 else STAGE1_RHOEND, final_gradient=final1,
     )
     theta = opt1.x
     _, beta, _, f1, _ = obj.pirls(theta, None, joint_factor=True)
@@ -355,7 +364,10 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
     x, H, g, msg = res.x, res.hess, res.grad, res.message
     optimizer_ok = res.converged
     if not res.converged:
-        opt2 = minimize_theta(dev2, res.x, lower2, optimizer)
+        with_grad = fg2 is not None and method == "lbfgsb"
+        opt2 = minimize_theta(
+            dev2, res.x, lower2, method if with_grad else "bobyqa", value_and_grad=fg2 if with_grad else None
+        )
         n_evals += opt2.n_evals
         x, msg, optimizer_ok = opt2.x, opt2.message, opt2.optimizer_ok
         h = np.r_[1e-3 * np.maximum(np.abs(x[:nt]), 0.1), 1e-3 * np.maximum(np.abs(x[nt:]), 0.1)]

@@ -8,11 +8,14 @@ the second stage takes Newton steps x ← x − H⁻¹g with g and H by central 
     Hᵢᵢ  = (D(x + hᵢeᵢ) − 2D(x) + D(x − hᵢeᵢ)) / hᵢ²,
     Hᵢⱼ  = (D(x + hᵢeᵢ + hⱼeⱼ) + D(x − hᵢeᵢ − hⱼeⱼ) − D(x ± hᵢeᵢ) − D(x ± hⱼeⱼ) + 2D(x)) / 2hᵢhⱼ,
 
-1 + 2d + d(d − 1) evaluations with O(h²) errors, the steps hᵢ a fixed fraction of each
-parameter's standard error (from the previous Hessian). Newton converges quadratically, so
-from the first stage it takes a few iterations; it stops once the step is below
-:data:`STEP_SE` standard errors, and the last Hessian (at most that far from the optimum) gives
-the standard errors. Steps are halved until the deviance decreases and projected onto the
+1 + 2d + d(d − 1) evaluations with O(h²) errors (or, with an analytic gradient, central
+differences of gradients: 2d evaluations), the steps hᵢ a fixed fraction of each parameter's
+standard error (from the previous Hessian). Newton converges quadratically, so from the first
+stage it takes a few iterations. It stops once the step is below :data:`STEP_SE` standard errors,
+or once two Hessians show how fast the SEs change along the path (κ, relative change per
+standard error moved) and the step δ (in SEs) is small enough that κδ < :data:`SE_TOL` and the
+remaining error of the location, about κδ², is negligible; the last Hessian (that close to the
+optimum) gives the standard errors. Steps are halved until the deviance decreases and projected onto the
 bounds (a variance parameter at 0). If the Hessian is not positive definite or no step
 decreases the deviance the caller falls back to a derivative-free optimizer.
 """
@@ -27,6 +30,7 @@ import numpy as np
 __all__ = ["NewtonResult", "fd_derivatives", "fd_hessian_from_grad", "newton_minimize"]
 
 STEP_SE = 1e-5  # converged once every step component is below this many standard errors
+SE_TOL = 1e-5  # ... or once the SEs at the next iterate are predicted within this of the current
 H_SE = 5e-3  # finite-difference step as a fraction of the standard error
 
 
@@ -34,7 +38,7 @@ H_SE = 5e-3  # finite-difference step as a fraction of the standard error
 class NewtonResult:
     x: np.ndarray
     fun: float
-    grad: np.ndarray  # at the point where ``hess`` was taken
+    grad: np.ndarray  # at x: the quadratic model's when converged, else where ``hess`` was taken
     hess: np.ndarray
     n_evals: int
     converged: bool
@@ -95,6 +99,7 @@ def newton_minimize(
     n_evals = 0
     f0 = None
     g = H = None
+    prev = None  # (x, SEs) at the previous Hessian
     for _ in range(max_iter):
         if fg is None:
             f0, g, H, n = fd_derivatives(f, x, h, f0)
@@ -116,9 +121,17 @@ def newton_minimize(
         se[free] = np.sqrt(np.maximum(2.0 * np.diag(Hinv), 0.0))
         h = np.where(np.isfinite(se) & (se > 0), H_SE * se, h)
         size = float(np.max(np.abs(step[free]) / se[free], initial=0.0))
-        if size < STEP_SE:
+        kappa = np.inf
+        if prev is not None:
+            both = free & np.isfinite(prev[1])
+            moved = float(np.max(np.abs(x - prev[0])[both] / se[both], initial=0.0))
+            change = float(np.max(np.abs(se[both] / prev[1][both] - 1.0), initial=0.0))
+            kappa = change / max(moved, 1e-12)
+        if size < STEP_SE or (size < 0.05 and kappa * size < SE_TOL and kappa * size**2 < 1e-7):
             x_new = np.maximum(x + step, lower)
-            return NewtonResult(x_new, f0, g, H, n_evals, True, "Newton step below 1e-5 standard errors")
+            # the gradient at x_new by the quadratic model (zero but for a bound)
+            return NewtonResult(x_new, f0, g + H @ (x_new - x), H, n_evals, True, "Newton step converged")
+        prev = (x.copy(), se)
         alpha = 1.0
         for _h in range(30):
             x_t = np.maximum(x + alpha * step, lower)

@@ -189,6 +189,7 @@ def minimize_theta(
     value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
     scale: np.ndarray | None = None,
     rhoend: float = 1e-9,
+    final_gradient: bool = True,
 ) -> OptimResult:
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -196,7 +197,9 @@ def minimize_theta(
     (see :func:`_run_log`; ``scale`` per parameter), then, near a bound, on θ's own scale;
     otherwise central differences. The deviance depends on θ only through ΛΛ', so it is
     symmetric about 0 in each diagonal element: central differences may step below a bound of 0
-    safely. ``rhoend`` is BOBYQA's final trust-region radius.
+    safely. ``rhoend`` is BOBYQA's final trust-region radius; without ``final_gradient`` the
+    gradient at the optimum (central differences when there is no ``value_and_grad``) is not
+    formed, and ``converged`` is the optimizer's own verdict.
     """
     count = [0]
 
@@ -247,8 +250,10 @@ def minimize_theta(
         x, fx, msg, ok = x2, fx2, msg2, ok2
     if fg is not None:
         g = fg(x)[1]
-    else:
+    elif final_gradient:
         g = _central_gradient(fun, x, fx)
+    else:
+        g = np.zeros_like(x)
     gnorm = _projected_grad_norm(g, x, lower)
     return OptimResult(
         x=x, fun=fx, n_evals=count[0], converged=ok and gnorm <= GRAD_TOL, message=msg, grad_norm=gnorm,
