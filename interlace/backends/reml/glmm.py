@@ -4,18 +4,21 @@ With η = Xβ + ZΛu + offset, u ~ N(0, I) and the conditional mode û of u,
 
     −2 log L(θ, β) ≈ −2 Σ log f(yᵢ | μᵢ(û)) + ‖û‖² + log|Λ'Z'WZΛ + I|,
 
-W the IRLS weights wᵢ (dμ/dη)²/V(μ) at û. PIRLS finds û by iterating the weighted PLS
-solve on the working response with step halving on the penalized deviance.
+W the IRLS weights wᵢ (dμ/dη)²/V(μ) at û. PIRLS finds û by Fisher scoring on the penalized
+deviance with step halving (lme4's ``pwrssUpdate``), each step a solve with the blocked factor of
+:mod:`.pirls` (the LMM's blocks, reweighted: MixedModels.jl's GLMM design).
 
-- Stage 1 (nAGQ = 0): β is updated inside PIRLS with u; θ is optimized.
-- Stage 2 (nAGQ = 1): (θ, β) are optimized jointly from stage 1, û by PIRLS for each.
+- Stage 1 (nAGQ = 0, or ``fast``): β is updated inside PIRLS with u; θ is optimized, by
+  L-BFGS-B on the analytic gradient (:mod:`.laplace_grad`) where there is one, else BOBYQA.
+- Stage 2 (nAGQ = 1): (θ, β) jointly from stage 1 by Newton's method with finite-difference
+  Hessians (:mod:`.newton`), û by PIRLS for each.
 - Var(β̂) is the β block of 2 H⁻¹, H the finite-difference Hessian of the stage-2 objective in
-  (θ, β), as lme4 reports by default.
+  (θ, β) at the optimum, as lme4 reports by default; after stage 1 only, (R_X'R_X)⁻¹.
 - nAGQ > 1 (one scalar random-effects term): adaptive Gauss–Hermite quadrature per group
   replaces the Laplace term, around the same modes.
 
-The linear algebra is a sparse LU of the (q [+ p]) system (SuperLU, symmetric pivoting):
-never a dense q × q factor.
+No sparse LU and no dense q × q matrix: the first term is factored level by level and the rest
+is a dense Schur complement (:mod:`.pirls`).
 """
 
 from __future__ import annotations
@@ -64,12 +67,14 @@ class LaplaceObjective:
 
     Each PIRLS step solves the system at the current weights for the Fisher-scoring step
     (δu[, δβ]) = A⁻¹(Λ'Z'r − u[, X'r]) and halves it until the penalized deviance decreases. The
-    factor is refreshed only when needed: a step starts from the factor of the last evaluation
-    (the chord method — its weights and θ are close to the new ones when the optimizer moves
-    little), and a new factor is formed when a step contracts by less than
-    :data:`CONTRACTION` or had to be halved. After convergence (largest step below
-    :data:`STEP_TOL`) the system is factored once at û for log|A|; that factor starts the
-    next evaluation. The modes û (and β in the joint mode) warm-start the next evaluation.
+    factor is refreshed only when that is cheaper than continuing without: a step starts from the
+    factor of the last evaluation (the chord method — its weights and θ are close to the new
+    ones when the optimizer moves little), which contracts the error by a rate ρ per step; a new
+    factor is formed when a step had to be halved, ρ ≥ ½, or the steps still needed at rate ρ
+    cost more than a factorization (``GLMMBlocks.factor_to_step_cost``). PIRLS stops when the
+    error left, ρ·step/(1 − ρ), or the step itself is below :data:`STEP_TOL`; then the system is
+    factored once at û for log|A|, and that factor starts the next evaluation. The modes warm-
+    start the next evaluation (with b = Λu kept for moderate changes of θ).
     """
 
     def __init__(self, design: DesignMatrices, family: Family, y: np.ndarray, prior_w: np.ndarray):
@@ -84,6 +89,8 @@ class LaplaceObjective:
         self.beta0 = np.linalg.lstsq(self.X * sw[:, None], (eta0 - design.offset) * sw, rcond=None)[0]
         self.u = np.zeros(design.q)
         self._u_theta: np.ndarray | None = None
+        self._theta_of_term = np.array([t.theta_start for t in design.terms], dtype=np.int64)
+        self._q_of_term = np.array([t.q for t in design.terms], dtype=np.int64)
         self.beta = self.beta0.copy()
         self.factor: WeightedFactor | None = None
         self.n_factor = 0
@@ -99,7 +106,13 @@ class LaplaceObjective:
         old = self._u_theta
         if old is None or np.array_equal(old, theta):
             return u
-        for t, T_new in zip(self.d.terms, self.blocks.lam.Ts(theta), strict=True):
+        lam = self.blocks.lam
+        if lam.all_scalar:  # Λ diagonal: one ratio per term
+            ratio = np.abs(theta[self._theta_of_term]) / np.maximum(np.abs(old[self._theta_of_term]), 1e-300)
+            keep = (np.abs(old[self._theta_of_term]) > 0) & (ratio >= 0.5) & (ratio <= 2.0)
+            scale = np.where(keep, 1.0 / np.where(keep, ratio, 1.0), 1.0)
+            return u * np.repeat(scale, self._q_of_term)
+        for t, T_new in zip(self.d.terms, lam.Ts(theta), strict=True):
             T_old = t.T(old)
             d_new, d_old = np.diag(T_new), np.diag(T_old)
             if np.any(d_new <= 0) or np.any(d_old <= 0) or np.any(np.abs(np.log(d_new / d_old)) > np.log(2)):

@@ -75,7 +75,7 @@ class LaplaceGradient:
         if q2:
             Sinv, info = sla.lapack.dpotri(f.LS[:q2, :q2], lower=1)
             Sinv = np.tril(Sinv) + np.tril(Sinv, -1).T
-            Bt = f.Bt if isinstance(f.Bt, np.ndarray) else f.Bt.toarray()
+            Bt = f.Bt if isinstance(f.Bt, np.ndarray) else f.Bt.matrix().toarray()
             Y = B.rest.apply(theta, Bt, transpose=True)
             SY = Sinv @ Y
             if k1 == 1:

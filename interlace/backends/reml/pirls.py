@@ -34,7 +34,12 @@ import scipy.sparse as sp
 
 from ...design import DesignMatrices
 
-__all__ = ["GLMMBlocks", "WeightedFactor", "TermLambda"]
+try:  # scipy's compiled kernels, without the per-call overhead of a sparse matrix object
+    from scipy.sparse import _sparsetools
+except ImportError:  # pragma: no cover - a future scipy without the private module
+    _sparsetools = None
+
+__all__ = ["CSR", "GLMMBlocks", "WeightedFactor", "TermLambda"]
 
 DENSE_SECONDS = 6e-11  # per multiply-add of the dense product B̃B̃' (measured order of magnitude)
 SPARSE_SECONDS = 5e-9  # per multiply-add of the sparse product B̃B̃'
@@ -43,6 +48,45 @@ PAIR_SECONDS = 7e-9  # per pair of the pair list
 DENSE_ENTRIES = 4_000_000  # largest dense B̃ considered
 PAIR_BUDGET = 10_000_000  # largest pair list kept (12 bytes a pair)
 ROW_SECONDS = 2e-9  # per element of a pass over the rows
+
+
+class CSR:
+    """A fixed CSR pattern with products A x and A'x (the many small products of PIRLS pay
+    scipy's sparse-object overhead otherwise)."""
+
+    def __init__(self, A: sp.spmatrix, data: np.ndarray | None = None):
+        A = sp.csr_matrix(A)
+        A.sort_indices()
+        self.shape = A.shape
+        self.indptr, self.indices = A.indptr, A.indices
+        self.data = np.ascontiguousarray(A.data if data is None else data, dtype=float)
+
+    def with_data(self, data: np.ndarray) -> CSR:
+        out = CSR.__new__(CSR)
+        out.shape, out.indptr, out.indices = self.shape, self.indptr, self.indices
+        out.data = np.ascontiguousarray(data, dtype=float)
+        return out
+
+    def matrix(self) -> sp.csr_matrix:
+        return sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape)
+
+    def mul(self, x: np.ndarray) -> np.ndarray:
+        """A x for a vector x."""
+        n, m = self.shape
+        if _sparsetools is None:
+            return self.matrix() @ x
+        y = np.zeros(n)
+        _sparsetools.csr_matvec(n, m, self.indptr, self.indices, self.data, np.ascontiguousarray(x, float), y)
+        return y
+
+    def tmul(self, x: np.ndarray) -> np.ndarray:
+        """A'x for a vector x."""
+        n, m = self.shape
+        if _sparsetools is None:
+            return self.matrix().T @ x
+        y = np.zeros(m)
+        _sparsetools.csc_matvec(m, n, self.indptr, self.indices, self.data, np.ascontiguousarray(x, float), y)
+        return y
 
 
 class TermLambda:
@@ -115,8 +159,7 @@ class WeightedFactor:
     theta: np.ndarray
     joint: bool
     Linv: np.ndarray  # (m1, k1, k1): L_j⁻¹
-    Bt: sp.csr_matrix | np.ndarray | None  # B̃ for the other terms' rows (q2 × q1)
-    BtT: sp.csc_matrix | np.ndarray | None  # its transpose
+    Bt: CSR | np.ndarray | None  # B̃ for the other terms' rows (q2 × q1)
     BXt: np.ndarray | None  # B̃ for X's rows (p × q1), joint only
     LS: np.ndarray  # lower Cholesky factor of S
     logdet: float  # log|A|
@@ -138,16 +181,14 @@ class GLMMBlocks:
         self.rest = TermLambda(terms[1:])
         self.first = TermLambda(terms[:1])
         k1, q1, q2 = self.k1, self.q1, self.q2
-        self.Zcsr = Z.tocsr()
-        self.ZT = self.Zcsr.T.tocsr()  # q × n, for Z'r
+        self.Z = CSR(Z)
         self.codes1 = np.asarray(t1.codes, dtype=np.int64)
         self.x1 = design.term_columns(t1)
         # D_j from W: Σ Wᵢ z₁ᵢ_a z₁ᵢ_b into (level, a, b)
         a, b = np.divmod(np.arange(k1 * k1), k1)
         self._d_index = (self.codes1[:, None] * (k1 * k1) + np.arange(k1 * k1)[None, :]).ravel()
         self._d_coef = (self.x1[:, a] * self.x1[:, b]).ravel()
-        Z1T = Z[:, :q1].T.tocsr()
-        self._z1t = (Z1T.data, Z1T.indices, Z1T.indptr)
+        self._z1_index = [self.codes1 * k1 + a for a in range(k1)]  # Z₁'s column of each row
         self.rest_diag = None
         self.product_cost = 0.0
         self.n_cells = 0
@@ -184,6 +225,8 @@ class GLMMBlocks:
         self._e_cell = e_cell.astype(np.int64)
         self._e_coef = [coo.data * self.x1[obs, a] for a in range(k1)]
         self._e_obs = obs
+        self._e_col = coo.col.astype(np.int64)
+        self._e_val = coo.data
         counts = np.bincount(self.cell_row, minlength=q2) * k1
         self._indptr = np.zeros(q2 + 1, dtype=np.int64)
         np.cumsum(counts, out=self._indptr[1:])
@@ -200,6 +243,8 @@ class GLMMBlocks:
         }
         self.method = min(costs, key=costs.get)
         self.product_cost = costs[self.method]
+        pattern = sp.csr_matrix((np.ones(self._indices.size), self._indices, self._indptr), shape=(q2, q1))
+        self._b_pattern = CSR(pattern)
         if self.method == "dense":
             self._flat = (self.cell_row[:, None] * q1 + self._indices.reshape(-1, k1)).ravel()
         elif self.method == "pairs":
@@ -220,11 +265,11 @@ class GLMMBlocks:
     # ---- Λ and Z -------------------------------------------------------------------------------
     def z_lam(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
         """ZΛu (n)."""
-        return self.Zcsr @ self.lam.apply(theta, u)
+        return self.Z.mul(self.lam.apply(theta, u))
 
     def lam_t_zt(self, theta: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Λ'Z'r (q)."""
-        return self.lam.apply(theta, self.ZT @ r, transpose=True)
+        return self.lam.apply(theta, self.Z.tmul(r), transpose=True)
 
     # ---- the factorization -------------------------------------------------------------------
     def first_blocks(self, theta: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -258,9 +303,10 @@ class GLMMBlocks:
             Bt = np.zeros((q2, q1))
             Bt.flat[self._flat] = data.ravel()
             return Bt, Bt @ Bt.T
-        Bt = sp.csr_matrix((data.ravel(), self._indices, self._indptr), shape=(q2, q1))
+        Bt = self._b_pattern.with_data(data.ravel())
         if self.method == "sparse":
-            return Bt, (Bt @ Bt.T).toarray()
+            M = Bt.matrix()
+            return Bt, (M @ M.T).toarray()
         if self.k1 == 1:
             prod = data[self._pa, 0] * data[self._pb, 0]
         else:
@@ -297,14 +343,23 @@ class GLMMBlocks:
                 G[:q2, :q2] = (ZrTw @ self._zr).toarray() - BB
         if joint:
             X = self.X
-            BX = self._weighted(self._z1t, W) @ X  # (q1, p) = Z₁'WX
+            WX = X * W[:, None]
+            BX = np.empty((p, m1, k1))  # Z₁'WX by level and column, as rows of X
+            for a in range(k1):
+                xa = self.x1[:, a]
+                for c in range(p):
+                    BX[c, :, a] = np.bincount(self.codes1, weights=WX[:, c] * xa, minlength=m1)
             if k1 == 1:
-                BXt = (BX * R[:, 0, 0][:, None]).T
+                BXt = BX[:, :, 0] * R[:, 0, 0][None, :]
             else:
-                BXt = np.einsum("jab,jax->xjb", R, BX.reshape(m1, k1, p)).reshape(p, q1)
-            G[q2:, q2:] = X.T @ (X * W[:, None]) - BXt @ BXt.T
+                BXt = np.einsum("jab,xja->xjb", R, BX).reshape(p, q1)
+            G[q2:, q2:] = X.T @ WX - BXt @ BXt.T
             if q2:
-                cross = self._weighted(self._zrt, W) @ X - Bt @ BXt.T
+                WXe = WX[self._e_obs] * self._e_val[:, None]
+                ZrWX = np.column_stack(
+                    [np.bincount(self._e_col, weights=WXe[:, c], minlength=q2) for c in range(p)]
+                )
+                cross = ZrWX - (Bt @ BXt.T if isinstance(Bt, np.ndarray) else Bt.matrix() @ BXt.T)
                 G[:q2, q2:] = cross
                 G[q2:, :q2] = cross.T
         if N:
@@ -317,8 +372,7 @@ class GLMMBlocks:
             logdet += 2.0 * float(np.sum(np.log(np.diagonal(LS)[:q2])))
         else:
             LS = G
-        BtT = None if Bt is None else Bt.T
-        return WeightedFactor(theta, joint, Linv, Bt, BtT, BXt, LS, logdet, C)
+        return WeightedFactor(theta, joint, Linv, Bt, BXt, LS, logdet, C)
 
     # ---- solving -------------------------------------------------------------------------------
     def _first_mul(self, M: np.ndarray, v: np.ndarray, transpose: bool = False) -> np.ndarray:
@@ -339,12 +393,14 @@ class GLMMBlocks:
             return self._first_mul(f.Linv, y1, transpose=True), None
         rhs = np.empty(N)
         if q2:
-            rhs[:q2] = g[q1:] - self.rest.apply(f.theta, f.Bt @ y1, transpose=True)
+            By = f.Bt @ y1 if isinstance(f.Bt, np.ndarray) else f.Bt.mul(y1)
+            rhs[:q2] = g[q1:] - self.rest.apply(f.theta, By, transpose=True)
         if joint:
             rhs[q2:] = gx - f.BXt @ y1
         x, info = sla.lapack.dpotrs(f.LS[:N, :N], rhs, lower=1)
         if q2:
-            y1 = y1 - f.BtT @ self.rest.apply(f.theta, x[:q2])
+            v = self.rest.apply(f.theta, x[:q2])
+            y1 = y1 - (f.Bt.T @ v if isinstance(f.Bt, np.ndarray) else f.Bt.tmul(v))
         if joint:
             y1 = y1 - f.BXt.T @ x[q2:]
         x1 = self._first_mul(f.Linv, y1, transpose=True)
