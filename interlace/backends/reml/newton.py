@@ -10,14 +10,17 @@ the second stage takes Newton steps x ← x − H⁻¹g with g and H by central 
 
 1 + 2d + d(d − 1) evaluations with O(h²) errors (or, with an analytic gradient, central
 differences of gradients: 2d evaluations), the steps hᵢ a fixed fraction of each parameter's
-standard error (from the previous Hessian). Newton converges quadratically, so from the first
-stage it takes a few iterations. It stops once the step is below :data:`STEP_SE` standard errors,
-or once two Hessians show how fast the SEs change along the path (κ, relative change per
-standard error moved) and the step δ (in SEs) is small enough that κδ < :data:`SE_TOL` and the
-remaining error of the location, about κδ², is negligible; the last Hessian (that close to the
-optimum) gives the standard errors. Steps are halved until the deviance decreases and projected onto the
-bounds (a variance parameter at 0). If the Hessian is not positive definite or no step
-decreases the deviance the caller falls back to a derivative-free optimizer.
+standard error (from the previous Hessian); the first Hessian, far from the optimum, is
+one-sided (fewer evaluations; its O(h) errors only slow the first step's convergence).
+
+Newton converges quadratically, so from the first stage it takes a few iterations. It stops once
+the step is below :data:`STEP_SE` standard errors, or once two Hessians show how fast the SEs
+change along the path (κ, relative change per standard error moved) and the step δ (in SEs) is
+small enough that κδ < :data:`SE_TOL` and the remaining error of the location, about κδ², is
+negligible; the last Hessian (that close to the optimum) gives the standard errors. Steps are
+halved until the deviance decreases and projected onto the bounds (a variance parameter at 0).
+If the Hessian is not positive definite or no step decreases the deviance the caller falls back
+to another optimizer.
 """
 
 from __future__ import annotations
@@ -45,8 +48,12 @@ class NewtonResult:
     message: str
 
 
-def fd_derivatives(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray, f0: float | None = None):
-    """(D(x), g, H, evaluations) by central differences with steps h."""
+def fd_derivatives(
+    f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarray, f0: float | None = None,
+    forward: bool = False,
+):
+    """(D(x), g, H, evaluations) by central differences with steps h; ``forward``: one-sided
+    (1 + 2d + d(d − 1)/2 evaluations, H with O(h) errors, g corrected to O(h²) by H)."""
     d = x.size
     n = 0
     if f0 is None:
@@ -56,31 +63,45 @@ def fd_derivatives(f: Callable[[np.ndarray], float], x: np.ndarray, h: np.ndarra
     for i in range(d):
         e = np.zeros(d)
         e[i] = h[i]
-        fp[i], fm[i] = f(x + e), f(x - e)
+        fp[i], fm[i] = f(x + e), f(x + 2 * e if forward else x - e)
         n += 2
-    g = (fp - fm) / (2 * h)
-    H = np.diag((fp - 2 * f0 + fm) / h**2)
+    if forward:  # fm holds f(x + 2hᵢeᵢ)
+        H = np.diag((fm - 2 * fp + f0) / h**2)
+        g = (fp - f0) / h - 0.5 * h * np.diag(H)
+    else:
+        g = (fp - fm) / (2 * h)
+        H = np.diag((fp - 2 * f0 + fm) / h**2)
     for i in range(d):
         for j in range(i):
             e = np.zeros(d)
             e[i], e[j] = h[i], h[j]
+            if forward:
+                H[i, j] = H[j, i] = (f(x + e) - fp[i] - fp[j] + f0) / (h[i] * h[j])
+                n += 1
+                continue
             fpp, fmm = f(x + e), f(x - e)
             n += 2
             H[i, j] = H[j, i] = (fpp + fmm - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * h[i] * h[j])
     return f0, g, H, n
 
 
-def fd_hessian_from_grad(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray, h: np.ndarray):
+def fd_hessian_from_grad(
+    fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray, h: np.ndarray, forward: bool = False
+):
     """(D(x), g, H, evaluations) with an analytic gradient: H's columns are central differences
-    of the gradient (2d gradient evaluations), symmetrized."""
+    of the gradient (2d gradient evaluations; ``forward``: one-sided, d), symmetrized."""
     f0, g = fg(x)
+    g = np.asarray(g, dtype=float)
     d = x.size
     H = np.empty((d, d))
     for i in range(d):
         e = np.zeros(d)
         e[i] = h[i]
-        H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
-    return f0, np.asarray(g, dtype=float), 0.5 * (H + H.T), 1 + 2 * d
+        if forward:
+            H[:, i] = (fg(x + e)[1] - g) / h[i]
+        else:
+            H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
+    return f0, g, 0.5 * (H + H.T), 1 + (1 if forward else 2) * d
 
 
 def newton_minimize(
@@ -101,10 +122,11 @@ def newton_minimize(
     g = H = None
     prev = None  # (x, SEs) at the previous Hessian
     for _ in range(max_iter):
+        first = prev is None  # far from the optimum: a one-sided Hessian does for the step
         if fg is None:
-            f0, g, H, n = fd_derivatives(f, x, h, f0)
+            f0, g, H, n = fd_derivatives(f, x, h, f0, forward=first)
         else:
-            f0, g, H, n = fd_hessian_from_grad(fg, x, h)
+            f0, g, H, n = fd_hessian_from_grad(fg, x, h, forward=first)
         n_evals += n
         if not (np.isfinite(f0) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             return NewtonResult(x, f0, g, H, n_evals, False, "deviance undefined near the iterate")
