@@ -62,19 +62,36 @@ class LaplaceGradient:
         self.x = [blocks.x1] + [design.term_columns(t) for t in self.terms[1:]]
         q1 = blocks.q1
         self.col0 = [t.z_start - q1 for t in self.terms]  # rest columns (first term: unused)
+        # every term scalar and B's product by pairs: S⁻¹Y on B's cells from the pair list
+        self.pairs = blocks.q2 > 0 and blocks.method == "pairs" and blocks.lam.all_scalar
+        if self.pairs:
+            self.pair_w = np.where(blocks._pa == blocks._pb, 0.5, 1.0)  # a cell with itself: once
+            self.obs_cell = []  # per other term: each observation's cell (−1: a zero entry, none)
+            for t in range(1, len(self.terms)):
+                sel = (blocks._e_col >= self.col0[t]) & (blocks._e_col < self.col0[t] + self.terms[t].q)
+                cell = np.full(blocks.n, -1, dtype=np.int64)
+                cell[blocks._e_obs[sel]] = blocks._e_cell[sel]
+                self.obs_cell.append(cell)
 
-    def __call__(self, theta: np.ndarray, u: np.ndarray, r: np.ndarray, W: np.ndarray, dW: np.ndarray,
-                 f: WeightedFactor, joint: bool) -> np.ndarray:
+    def _sinv(self, f: WeightedFactor) -> np.ndarray:
+        q2 = self.b.q2
+        Sinv, _ = sla.lapack.dpotri(f.LS[:q2, :q2], lower=1)
+        return np.tril(Sinv) + np.tril(Sinv, -1).T
+
+    def _leverage_parts(self, theta: np.ndarray, f: WeightedFactor):
+        """(z̃, v): per term t, the rows z̃ᵢ,t = x_t[i]'T_t and v_t = (A⁻¹z̃ᵢ) on term t's
+        columns of observation i's levels (A⁻¹ from the blocked factor, module docstring)."""
         B = self.b
         k1, m1, q2 = B.k1, B.m1, B.q2
         Ts = B.lam.Ts(theta)
         codes, x = self.codes, self.x
         j1 = codes[0]
-        zt = [x[t] @ Ts[t] for t in range(len(self.terms))]  # z̃ᵢ per term: x_t[i]'T_t
+        zt = [x[t] @ Ts[t] for t in range(len(self.terms))]
         Linv = f.Linv
+        if self.pairs:
+            return zt, self._v_scalar_pairs(theta, f, zt)
         if q2:
-            Sinv, info = sla.lapack.dpotri(f.LS[:q2, :q2], lower=1)
-            Sinv = np.tril(Sinv) + np.tril(Sinv, -1).T
+            Sinv = self._sinv(f)
             Bt = f.Bt if isinstance(f.Bt, np.ndarray) else f.Bt.matrix().toarray()
             Y = B.rest.apply(theta, Bt, transpose=True)
             SY = Sinv @ Y
@@ -85,7 +102,6 @@ class LaplaceGradient:
             P11 = np.swapaxes(Linv, 1, 2) @ (np.eye(k1)[None] + Q) @ Linv
         else:
             P11 = np.swapaxes(Linv, 1, 2) @ Linv
-        # v_t = (A⁻¹z̃ᵢ) on term t's columns of observation i
         if k1 == 1:
             v = [P11[j1, 0, 0][:, None] * zt[0]]
         else:
@@ -109,6 +125,44 @@ class LaplaceGradient:
                 k = self.terms[t].k
                 v.append(vr[:, pos : pos + k])
                 pos += k
+        return zt, v
+
+    def _v_scalar_pairs(self, theta: np.ndarray, f: WeightedFactor, zt: list) -> list:
+        """v for scalar terms, with S⁻¹Y taken on B's cells only: (S⁻¹Y)_c = Σ S⁻¹[row c, row c']
+        Y_c' over the cells c' of c's level — the pair list of the factorization, so the cost is
+        that of forming B̃B̃', not a dense q₂ × q₁ product."""
+        B = self.b
+        Sinv = self._sinv(f)
+        row, lev, pa, pb = B.cell_row, B.cell_lev, B._pa, B._pb
+        Yc = B.rest.diag(theta)[row] * f.Bt.data  # Y = Λ_r'B̃ on the cells
+        w = Sinv[row[pa], row[pb]] * self.pair_w
+        SYc = np.bincount(pa, weights=w * Yc[pb], minlength=B.n_cells)
+        SYc += np.bincount(pb, weights=w * Yc[pa], minlength=B.n_cells)
+        linv = f.Linv[:, 0, 0]
+        P11 = linv**2 * (1.0 + np.bincount(lev, weights=Yc * SYc, minlength=B.m1))
+        j1 = self.codes[0]
+        z1 = zt[0][:, 0]
+        K = []  # A⁻¹ between each observation's level of term t and its level j of the first
+        for cell in self.obs_cell:
+            Kt = np.where(cell >= 0, -SYc[np.maximum(cell, 0)], 0.0) * linv[j1]
+            K.append(Kt)
+        v1 = P11[j1] * z1
+        for Kt, z in zip(K, zt[1:], strict=True):
+            v1 = v1 + Kt * z[:, 0]
+        v = [v1[:, None]]
+        cols = [self.col0[t] + self.codes[t] for t in range(1, len(self.terms))]
+        for Kt, ca in zip(K, cols, strict=True):
+            va = Kt * z1
+            for b, cb in enumerate(cols):
+                va = va + Sinv[ca, cb] * zt[1 + b][:, 0]
+            v.append(va[:, None])
+        return v
+
+    def __call__(self, theta: np.ndarray, u: np.ndarray, r: np.ndarray, W: np.ndarray, dW: np.ndarray,
+                 f: WeightedFactor, joint: bool) -> np.ndarray:
+        B = self.b
+        zt, v = self._leverage_parts(theta, f)
+        codes, x = self.codes, self.x
         h = sum(np.einsum("ia,ia->i", zt[t], v[t]) for t in range(len(self.terms)))
         gamma = h * dW
         gu = B.lam_t_zt(theta, gamma)
