@@ -389,6 +389,8 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
         else:
             _, g, H, n = fd_hessian_from_grad(fg2, x, h)
         n_evals += n
+    # a variance parameter within rounding of its bound is on it (D is even in θ there)
+    x[:nt] = np.where(np.isfinite(lower) & (x[:nt] - lower < 1e-10), lower, x[:nt])
     # lme4's convergence check: the gradient in units of the estimates' SEs
     ok = optimizer_ok and scaled_grad_norm(g, x, lower2, H) <= GRAD_TOL
     cov = np.full((beta.size, beta.size), np.nan)
