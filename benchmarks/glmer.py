@@ -209,25 +209,28 @@ def rel_diff(ours, ref, floor: float = 1e-8) -> float:
 
 # ---- reporting ----------------------------------------------------------------------------------
 def table(rows: list[dict]) -> str:
-    head = ("| model | family | n | levels | interlace s | lme4 s | glmmTMB s | lme4 / interlace | "
-            "max rel. Δ fixef | SE | θ | logLik | evals | peak RSS MB |")
+    head = ("| model | family | n | levels | interlace s (CPU) | lme4 s (CPU) | glmmTMB s | lme4 / interlace "
+            "(CPU) | max rel. Δ fixef | SE | θ | logLik | evals | peak RSS MB |")
     lines = [head, "|" + "---|" * 14]
     for r in rows:
         R = r.get("r", {})
         lm, tmb, ref = R.get("lme4", {}), R.get("glmmTMB", {}), R.get("tight")
-        lme4_s = f"{lm['seconds']:.2f}" if "seconds" in lm else R.get("error", "—")
+        lme4_s = f"{lm['seconds']:.2f} ({lm['cpu']:.2f})" if "seconds" in lm else R.get("error", "—")
         mark = ""
         if ref is None and "fixef" in lm:  # no tight reference: against lme4's defaults, marked
             ref, mark = lm, "†"
         tmb_s = f"{tmb['seconds']:.2f}" if "seconds" in tmb else "—"
-        ratio = f"{lm['seconds'] / r['seconds']:.1f}×" if "seconds" in lm else "—"
+        ratio = "—"
+        if "seconds" in lm:
+            ratio = f"{lm['seconds'] / r['seconds']:.1f}× ({lm['cpu'] / r['cpu']:.1f}×)"
         if ref:
             floors = {"fixef": 1e-8, "se": 1e-8, "theta": 0.1, "loglik": 1e-8}
             deltas = [f"{rel_diff(r[k], ref[k], floors[k]):.1e}{mark}" for k in floors]
         else:
             deltas = ["—"] * 4
         lines.append(
-            f"| {r['name']} | {r['family']} | {r['n']:,} | {r['levels']} | {r['seconds']:.3f} | {lme4_s} "
+            f"| {r['name']} | {r['family']} | {r['n']:,} | {r['levels']} "
+            f"| {r['seconds']:.3f} ({r['cpu']:.3f}) | {lme4_s} "
             f"| {tmb_s} | {ratio} | {' | '.join(deltas)} | {r['evals']} | {r['peak_mb']:.0f} |"
         )
     return "\n".join(lines)
@@ -240,7 +243,8 @@ def write_reports(rows: list[dict], args, with_r: bool, load: tuple) -> str:
     info = (
         f"Measured {stamp} with `{cmd}` on {machine()}; {versions(with_r)}. Load average (1 min) "
         f"{load[0]:.1f} at the start and {load[1]:.1f} at the end: the 2 cores were shared with other "
-        "jobs, so both columns of times are inflated alike.\n\n"
+        "jobs, so elapsed times are inflated by the load of the moment; CPU times (in parentheses: "
+        "the process's for interlace, user + system of the call for R) are less affected.\n\n"
         "interlace: the default `interlace.glmer` (Laplace; L-BFGS-B with the analytic gradient, then "
         "Newton; SEs from the Hessian of the deviance) from a DataFrame, in a fresh process after "
         "one warm-up fit of cbpp (R fits cbpp with lme4 and glmmTMB before timing, too); *evals* = "
