@@ -9,6 +9,9 @@
   over items, ``y ~ x + (1 + x|subj) + (1 + x|item)``.
 - ``crossed``: three crossed random intercepts with random (uniform) level assignment,
   ``y ~ x + (1|a) + (1|b) + (1|c)``; the 1,000,000-row design and the scaling series.
+- ``crossed_bernoulli`` / ``crossed_slopes_bernoulli``: binary outcomes for the glmer benchmark
+  (benchmarks/glmer.py): random subject × item assignment with two random intercepts, and a
+  fully crossed subject × item design with correlated subject slopes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Design", "insteval_shaped", "subject_item_slopes", "three_crossed"]
+__all__ = [
+    "Design", "insteval_shaped", "subject_item_slopes", "three_crossed", "crossed_bernoulli",
+    "crossed_slopes_bernoulli",
+]
 
 # relative department sizes (rows per department in lme4's InstEval)
 DEPT_SHARE = np.array(
@@ -167,4 +173,41 @@ def three_crossed(n: int, la: int, lb: int, lc: int, seed: int = 3, name: str | 
         name or f"crossed_{n}", df, "y ~ x", ["(1 | a)", "(1 | b)", "(1 | c)"],
         "y ~ x + (1 | a) + (1 | b) + (1 | c)", ["a", "b", "c"], f"{la:,} × {lb:,} × {lc:,}",
         "three crossed factors",
+    )
+
+
+def crossed_bernoulli(n: int, n_subj: int, n_item: int, seed: int = 11, name: str | None = None) -> Design:
+    """Binary outcomes, each row a random subject and a random item (every level present):
+    ``y ~ x + (1|subj) + (1|item)`` with logit −0.4 + 0.7x + b_subj + b_item, SDs 0.9 and 0.6."""
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, n_subj, n)
+    s[:n_subj] = rng.permutation(n_subj)
+    i = rng.integers(0, n_item, n)
+    i[:n_item] = rng.permutation(n_item)
+    x = rng.normal(size=n)
+    eta = -0.4 + 0.7 * x + rng.normal(0, 0.9, n_subj)[s] + rng.normal(0, 0.6, n_item)[i]
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+    df = pd.DataFrame({"y": y, "x": x, "subj": s.astype(str), "item": i.astype(str)})
+    return Design(
+        name or f"crossed_bern_{n}", df, "y ~ x", ["(1 | subj)", "(1 | item)"],
+        "y ~ x + (1 | subj) + (1 | item)", ["subj", "item"], f"{n_subj:,} × {n_item:,}",
+        "crossed Bernoulli", extra={"family": "binomial"},
+    )
+
+
+def crossed_slopes_bernoulli(n_subj: int = 100, n_item: int = 100, seed: int = 12) -> Design:
+    """Every subject sees every item once, a ±½ condition alternating over items (counterbalanced
+    over subjects): ``acc ~ cond + (1 + cond | subj) + (1 | item)``."""
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subj), n_item)
+    item = np.tile(np.arange(n_item), n_subj)
+    cond = np.where((subj + item) % 2 == 0, -0.5, 0.5)
+    bs = rng.multivariate_normal([0, 0], [[0.6, 0.1], [0.1, 0.25]], n_subj)
+    eta = 1.0 + 0.4 * cond + bs[subj, 0] + bs[subj, 1] * cond + rng.normal(0, 0.5, n_item)[item]
+    acc = (rng.random(subj.size) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+    df = pd.DataFrame({"acc": acc, "cond": cond, "subj": subj.astype(str), "item": item.astype(str)})
+    return Design(
+        "crossed_slopes_10k", df, "acc ~ cond", ["(1 + cond | subj)", "(1 | item)"],
+        "acc ~ cond + (1 + cond | subj) + (1 | item)", ["subj", "item"], f"{n_subj:,} × {n_item:,}",
+        "crossed Bernoulli, correlated subject slopes", extra={"family": "binomial"},
     )

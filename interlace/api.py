@@ -256,10 +256,11 @@ def glmer(
     weights=None,
     offset=None,
     nAGQ: int = 1,  # noqa: N803 - lme4's spelling
-    optimizer: str = "bobyqa",
+    optimizer: str = "lbfgsb",
     backend: str = "reml",
     link: str | None = None,
     *,
+    fast: bool = False,
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -277,6 +278,10 @@ def glmer(
     (NB2, θ estimated as lme4's ``glmer.nb``), with its canonical link unless ``link=`` says
     otherwise. ``nAGQ=1`` is the Laplace approximation, ``nAGQ=0`` the faster first stage only,
     ``nAGQ>1`` adaptive Gauss–Hermite (one scalar random-effects term; not for Gamma).
+    ``fast=True`` (MixedModels.jl's option) keeps β inside PIRLS and optimizes θ only: with
+    ``nAGQ=1`` the same fit as ``nAGQ=0``, with ``nAGQ>1`` quadrature at those modes.
+    ``optimizer`` ("lbfgsb", with the analytic gradient where there is one, or lme4's "bobyqa")
+    runs the first stage; the second is Newton's method (docs/glmer.md).
     ``backend="pymc"`` samples the same model with NUTS (docs/glmer.md); the keyword-only
     arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
@@ -290,6 +295,8 @@ def glmer(
     backend = _choice("backend", backend, BACKENDS)
     if not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
+    if not isinstance(fast, bool | np.bool_):
+        raise TypeError(f"fast must be True or False, got {fast!r}")
     fixed, inline = split_formula(formula)
     if random is not None and not isinstance(random, str | list | tuple):
         raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
@@ -317,6 +324,8 @@ def glmer(
     if backend == "pymc":
         if nAGQ != 1:
             raise ValueError("nAGQ applies to backend='reml'; the PyMC backend samples b exactly")
+        if fast:
+            raise ValueError("fast applies to backend='reml'; the PyMC backend samples b exactly")
         from .backends.pymc import fit_glmm as sample_glmm
         from .backends.reml.glmm import LaplaceObjective
 
@@ -334,13 +343,14 @@ def glmer(
         result.model_frame = frame
         return result
     with fit_blas_threads():
-        est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer)
+        est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer, fast=bool(fast))
     info = FitInfo(
         theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=-0.5 * est.deviance,
         cov_beta=est.cov_beta,
         fe_df=np.full(design.p, np.inf), fitted=est.mu, resid=design.y - est.mu, converged=est.converged,
         is_singular=est.is_singular,
-        optimizer_info={"optimizer": optimizer, "n_evals": est.n_evals, "message": est.message},
+        optimizer_info={"optimizer": optimizer, "n_evals": est.n_evals, "message": est.message,
+                        "fast": bool(fast)},
     )
     result = GLMMResult(spec, design, info, est.family, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
     result.input_namespace = mf.native_namespace

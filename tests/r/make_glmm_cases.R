@@ -54,3 +54,39 @@ put("negbin_offset", d, list(fn = "glmer", formula = "y ~ x", groups = "g", fami
                              offset = "logt"),
     "glmer.nb(y ~ x + (1 | g), offset = logt)",
     glmer.nb(f, d, offset = logt), glmer.nb(f, d, offset = logt, control = tight))
+
+# crossed subjects × items with correlated subject slopes (issue 19): binary accuracy, a ±½
+# condition counterbalanced over items; also the nAGQ = 0 fit (interlace's nAGQ=0 / fast=True).
+# "varcorr" holds lme4's VarCorr sdcor column: SD(Intercept|subj), SD(cond|subj), their
+# correlation, SD(Intercept|item).
+set.seed(19)
+ns <- 50; ni <- 40
+d <- expand.grid(item = factor(sprintf("i%02d", 1:ni)), subj = factor(sprintf("s%02d", 1:ns)))
+d <- d[, c("subj", "item")]
+d$cond <- ifelse((as.integer(d$subj) + as.integer(d$item)) %% 2 == 0, -0.5, 0.5)
+L <- t(chol(matrix(c(0.8, 0.3, 0.3, 0.4), 2)))
+bs <- t(L %*% matrix(rnorm(2 * ns), 2))
+eta <- 0.8 + 0.5 * d$cond + bs[as.integer(d$subj), 1] + bs[as.integer(d$subj), 2] * d$cond +
+  rnorm(ni, 0, 0.5)[as.integer(d$item)]
+d$acc <- rbinom(nrow(d), 1, plogis(eta))
+f <- acc ~ cond + (1 + cond | subj) + (1 | item)
+# lme4's defaults stop short here (SEs ~2 % off): the reference is the tight fit, the default and
+# the nAGQ = 0 fits are kept beside it
+mt <- glmer(f, d, family = binomial, control = tight)
+m <- glmer(f, d, family = binomial)
+m0 <- glmer(f, d, family = binomial, nAGQ = 0, control = tight)
+name <- "crossed_slopes_bernoulli"
+write.csv(d, file.path(out, "data", paste0(name, ".csv")), row.names = FALSE)
+case <- c(list(name = name, data = paste0(name, ".csv"),
+               interlace = list(fn = "glmer", formula = "acc ~ cond",
+                                random = list("(1 + cond | subj)", "(1 | item)"), family = "binomial"),
+               r_call = paste("glmer(acc ~ cond + (1 + cond | subj) + (1 | item), family = binomial,",
+                              "control = glmerControl(tolPwrss = 1e-12, optCtrl = list(rhoend = 1e-10)))"),
+               nobs = nobs(mt), fixef_names = names(fixef(mt))),
+          summ(mt),
+          list(lme4_default = summ(m),
+               nagq0 = list(fixef = nv(fixef(m0)), se = nv(sqrt(diag(as.matrix(vcov(m0))))),
+                            theta = as.numeric(getME(m0, "theta")), loglik = as.numeric(logLik(m0))),
+               categorical = lapply(Filter(is.factor, d), function(f) I(levels(f)))))
+writeLines(toJSON(case, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"),
+           file.path(out, "cases", paste0(name, ".json")))

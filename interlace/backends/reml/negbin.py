@@ -42,13 +42,15 @@ def theta_ml(y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def fit_negative_binomial(design: DesignMatrices, family: Family, nagq: int, optimizer: str) -> GLMMFit:
+def fit_negative_binomial(
+    design: DesignMatrices, family: Family, nagq: int, optimizer: str, fast: bool = False
+) -> GLMMFit:
     """Fit θ (NB dispersion) by maximising the profiled Laplace likelihood; then the final GLMM."""
     prior_w = np.ones(design.n) if design.weights is None else design.weights
     def quiet_fit(fam: Family, start: GLMMFit | None = None) -> GLMMFit:
         with warnings.catch_warnings():  # only the final fit's convergence is reported
             warnings.simplefilter("ignore")
-            return fit_given_family(design, fam, nagq, optimizer, start=start, with_cov=False)
+            return fit_given_family(design, fam, nagq, optimizer, start=start, with_cov=False, fast=fast)
 
     pois = quiet_fit(Family("poisson", family.link))
     lt0 = np.log(theta_ml(design.y, pois.mu, prior_w))
@@ -88,6 +90,8 @@ def fit_negative_binomial(design: DesignMatrices, family: Family, nagq: int, opt
             stacklevel=4,
         )
     best = min(fits, key=lambda k: fits[k].deviance)
-    final = fit_given_family(design, family.with_theta(np.exp(lt)), nagq, optimizer, start=fits[best])
+    final = fit_given_family(
+        design, family.with_theta(np.exp(lt)), nagq, optimizer, start=fits[best], fast=fast
+    )
     final.n_evals += sum(f.n_evals for f in fits.values()) + pois.n_evals
     return final

@@ -94,7 +94,7 @@ class _GradientStop:
 
 
 def _run(
-    f, x0: np.ndarray, lower: np.ndarray, method: str, maxiter: int, fg=None
+    f, x0: np.ndarray, lower: np.ndarray, method: str, maxiter: int, fg=None, rhoend: float = 1e-9
 ) -> tuple[np.ndarray, float, str, bool]:
     if method == "lbfgsb":
         stop = None
@@ -132,7 +132,7 @@ def _run(
             x0,
             bounds=(lo, upper),
             rhobeg=rhobeg,
-            rhoend=1e-9,
+            rhoend=rhoend,
             maxfun=maxiter * 10,
             seek_global_minimum=False,
             objfun_has_noise=False,
@@ -192,6 +192,8 @@ def minimize_theta(
     maxiter: int = 2000,
     value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
     scale: np.ndarray | None = None,
+    rhoend: float = 1e-9,
+    final_gradient: bool = True,
 ) -> OptimResult:
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -199,7 +201,9 @@ def minimize_theta(
     (see :func:`_run_log`; ``scale`` per parameter), then, near a bound, on θ's own scale;
     otherwise central differences. The deviance depends on θ only through ΛΛ', so it is
     symmetric about 0 in each diagonal element: central differences may step below a bound of 0
-    safely.
+    safely. ``rhoend`` is BOBYQA's final trust-region radius; without ``final_gradient`` the
+    gradient at the optimum (central differences when there is no ``value_and_grad``) is not
+    formed, and ``converged`` is the optimizer's own verdict.
     """
     count = [0]
 
@@ -228,7 +232,7 @@ def minimize_theta(
             if fx2 <= fx:
                 x, fx, msg, ok = x2, fx2, msg2, ok2
     else:
-        x, fx, msg, ok = _run(f, x0, lower, method, maxiter, fg)
+        x, fx, msg, ok = _run(f, x0, lower, method, maxiter, fg, rhoend)
     # A diagonal element of T at its bound 0 is always a stationary point (the deviance is
     # symmetric about 0 there), so a line search that lands on the bound stops even when the
     # deviance falls away from it. Probe inside the bound and restart if it does.
@@ -244,14 +248,16 @@ def minimize_theta(
                 best = (probe, fp)
         if best is None:
             break
-        x2, fx2, msg2, ok2 = _run(f, best[0], lower, method, maxiter, fg)
+        x2, fx2, msg2, ok2 = _run(f, best[0], lower, method, maxiter, fg, rhoend)
         if fx2 >= fx:
             break
         x, fx, msg, ok = x2, fx2, msg2, ok2
     if fg is not None:
         g = fg(x)[1]
-    else:
+    elif final_gradient:
         g = _central_gradient(fun, x, fx)
+    else:
+        g = np.zeros_like(x)
     gnorm = _projected_grad_norm(g, x, lower)
     return OptimResult(
         x=x, fun=fx, n_evals=count[0], converged=ok and gnorm <= GRAD_TOL, message=msg, grad_norm=gnorm,
