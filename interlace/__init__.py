@@ -6,9 +6,12 @@ from .compare import compare, plot_compare
 from .correlation import AR1, CompoundSymmetry
 from .diagnostics import allfit
 from .inference.bootstrap import bootstrap
+from .inference.contest import contest
 from .inference.emmeans import contrast, emmeans
+from .inference.ftable import drop1
 from .inference.lrt import anova
 from .inference.power import power
+from .inference.ranova import ranova, step
 from .result import CrossedLMEResult
 
 __all__ = [
@@ -17,6 +20,10 @@ __all__ = [
     "clmm",
     "coxme",
     "anova",
+    "ranova",
+    "drop1",
+    "step",
+    "contest",
     "emmeans",
     "contrast",
     "bootstrap",
