@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from ...families import Family
+from ...model.families import Family
 
 __all__ = ["GLMKernel"]
 
@@ -51,7 +51,7 @@ class GLMKernel:
 
     # ---- the link and the weights ----------------------------------------------------------
     def mu(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(μ, dμ/dη), with the clipping of :class:`~interlace.families.Link`."""
+        """(μ, dμ/dη), with the clipping of :class:`~interlace.model.families.Link`."""
         name = self.link.name
         if name == "logit":
             p = special.expit(eta)

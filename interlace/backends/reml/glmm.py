@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ...design import DesignMatrices
-from ...families import Family
+from ...data.design import DesignMatrices
+from ...model.families import Family
 from .glm_kernel import GLMKernel
 from .laplace_grad import LaplaceGradient, has_gradient
 from .lmm import blas_threads

@@ -36,8 +36,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from ...design import tril_colwise
-from .gram import _diag_blocks_of_product
+from ...data.design import tril_colwise
+from ...linalg.gram import _diag_blocks_of_product
 from .pirls import GLMMBlocks, WeightedFactor
 
 __all__ = ["LaplaceGradient", "has_gradient"]

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from ...design import DesignMatrices
+from ...data.design import DesignMatrices
 
 try:  # scipy's compiled kernels, without the per-call overhead of a sparse matrix object
     from scipy.sparse import _sparsetools
