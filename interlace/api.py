@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from .data.design import DesignMatrices, build_design
-from .data.frames import ModelFrame, column_names, model_frame
+from .backends import reml
+from .backends.reml.glmer import fit_glmm
+from .backends.reml.glmm import LaplaceObjective
+from .backends.reml.lazy_fit import fit_lazy
+from .data.build import glmm_model, lmm_model
+from .data.lazy import is_lazy
 from .linalg.threads import fit_blas_threads
 from .model.correlation import AR1, CompoundSymmetry
-from .model.families import CUMULATIVE_LINKS
-from .model.formula import groups_to_terms, parse_random, split_formula
-from .model.rformula import FixedFormula, names_in, parse, parse_fixed
-from .model.rfunctions import R_CONSTANTS
-from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS, ModelSpec
-from .results.lmm import CrossedLMEResult
+from .model.families import get_family
+from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS
+from .results.glmm import GLMMResult
+from .results.lmm import CrossedLMEResult, FitInfo
 
-__all__ = ["fit"]
-
+__all__ = ["fit", "glmer", "clmm", "coxme"]
 
 
 def _choice(name: str, value, allowed: tuple[str, ...], upper: bool = False) -> str:
@@ -27,146 +27,6 @@ def _choice(name: str, value, allowed: tuple[str, ...], upper: bool = False) -> 
     if v not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
     return v
-
-
-def _row_array(name: str, value, data, columns: list[str]) -> np.ndarray | None:
-    """``weights=``/``offset=`` as an array of one value per row, or the name of a column."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value not in columns:
-            raise KeyError(f"{name}={value!r} is not a column of data; available: {columns[:20]}")
-        return None  # read with the model frame
-    arr = np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional with one value per row, got shape {arr.shape}")
-    try:
-        return arr.astype(float)
-    except (TypeError, ValueError) as ex:
-        raise TypeError(f"{name} must be numeric") from ex
-
-
-def _read_formula(fixed: str, terms, columns: list[str], exclude: tuple[str, ...] = (),
-                  where: str | None = None) -> tuple[FixedFormula, list[str]]:
-    """Read the fixed part as R does and list the data columns the model uses, in data order.
-
-    ``.`` stands for every column not named elsewhere except the grouping factors and
-    ``exclude`` (weights/offset columns). Raises ``KeyError`` naming missing columns.
-    """
-    groups = tuple(f for t in terms for f in t.factors)
-    ff = parse_fixed(fixed, columns, exclude_from_dot=groups + tuple(exclude), where=where)
-    needed = set(ff.variables) | set(groups)
-    for t in terms:
-        needed |= names_in(parse(t.expr, f"random term {t.source!r}"))
-    missing = sorted(v for v in needed if v not in columns and v not in R_CONSTANTS)
-    if missing:
-        raise KeyError(f"column(s) {missing} used in the model are not in data; available: {columns[:20]}")
-    return ff, [c for c in columns if c in needed]
-
-
-def _check_response(ff: FixedFormula, frame: pd.DataFrame, family: str = "gaussian") -> None:
-    lhs = ff.response
-    if ff.cbind is not None and family == "gaussian":
-        raise ValueError(
-            f"cbind(successes, failures) ~ ... is a binomial response: use interlace.glmer(..., "
-            f"family='binomial'), not fit(), for {lhs!r}"
-        )
-    if lhs in frame.columns:
-        col = frame[lhs]
-        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-            raise TypeError(
-                f"response {lhs!r} is not numeric (dtype {col.dtype}); a linear mixed model "
-                "needs a numeric response — convert it, or use glmer/clmm for other outcomes"
-                if family == "gaussian" else
-                f"response {lhs!r} is not numeric (dtype {col.dtype}); family {family!r} needs numbers "
-                "(a two-level response is family='binomial'; ordered categories are interlace.clmm)"
-            )
-
-
-def _binary_response(ff: FixedFormula, frame: pd.DataFrame) -> pd.DataFrame:
-    """R's binomial factor response: the first level is failure (0), every other level success (1).
-
-    Text is a factor with sorted levels (R's ``factor``), booleans are FALSE = 0 / TRUE = 1; the
-    model frame (our copy) gets the 0/1 column, the caller's data are untouched.
-    """
-    lhs = ff.response
-    if lhs not in frame.columns:
-        return frame
-    col = frame[lhs]
-    if pd.api.types.is_bool_dtype(col):
-        frame[lhs] = col.astype(float)
-    elif isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            first = col.cat.remove_unused_categories().cat.categories[0]
-        else:
-            first = sorted(pd.unique(col), key=str)[0]
-        frame[lhs] = (col != first).astype(float)
-    return frame
-
-
-def _prepare_rows(data, fixed: str, terms, weights, offset, correlation=None, family: str = "gaussian",
-                  where: str | None = None):
-    """Check the columns, drop incomplete rows, and align weights/offset with the kept rows.
-
-    Returns the model frame, ``{"weights": array | None, "offset": array | None}`` and the
-    fixed part as R reads it.
-    """
-    columns = column_names(data)
-    named = tuple(v for v in (weights, offset) if isinstance(v, str))
-    ff, used = _read_formula(fixed, terms, columns, exclude=named, where=where)
-    if correlation is not None:
-        missing = [c for c in correlation.columns() if c not in columns]
-        if missing:
-            raise KeyError(f"correlation column(s) {missing} are not in data; available: {columns[:20]}")
-        used += correlation.columns()
-    arrays = {}
-    for name, value in (("weights", weights), ("offset", offset)):
-        if isinstance(value, str):
-            _row_array(name, value, data, columns)
-            used.append(value)
-        else:
-            arrays[name] = _row_array(name, value, data, columns)
-    mf = model_frame(data, list(dict.fromkeys(used)), arrays)
-    if family == "binomial":
-        _binary_response(ff, mf.data)
-    else:
-        _check_response(ff, mf.data, family)
-    rows = {
-        name: (mf.data[value].to_numpy(dtype=float) if isinstance(value, str) else
-               (None if arrays.get(name) is None else arrays[name][mf.keep]))
-        for name, value in (("weights", weights), ("offset", offset))
-    }
-    return mf, rows, ff
-
-
-def lmm_model(formula: str, data, groups=None, random=None, method: str = "REML", optimizer: str = "lbfgsb",
-              weights=None, offset=None, correlation=None, df_method: str = "satterthwaite", theta0=None,
-              verbose: bool = False) -> tuple[ModelSpec, DesignMatrices, ModelFrame]:
-    """The linear mixed model of :func:`fit` as (spec, design, model frame), nothing fitted.
-
-    Raises what :func:`fit` raises for bad input (``KeyError``/``ValueError``/``TypeError``).
-    """
-    fixed, inline = split_formula(formula)
-    if random is not None and not isinstance(random, str | list | tuple):
-        raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
-    random_specs = [random] if isinstance(random, str) else list(random or [])
-    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
-    if not terms and correlation is None:
-        raise ValueError(
-            "no random-effects terms: give groups='g' or random=['(1 | g)'] (for a model "
-            "without random effects use ordinary least squares)"
-        )
-    mf, row_values, ff = _prepare_rows(data, fixed, terms, weights, offset, correlation,
-                                       where=f"formula {formula!r}")
-    spec = ModelSpec(
-        formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
-        df_method=df_method, has_weights=weights is not None,
-        has_offset=offset is not None or bool(ff.offsets),
-        fixed_formula=ff, offset_column=offset if isinstance(offset, str) else None,
-        theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
-        correlation=correlation, options={"verbose": bool(verbose)},
-    )
-    return spec, build_design(spec, mf.data, row_values["weights"], row_values["offset"]), mf
 
 
 def fit(
@@ -209,10 +69,9 @@ def fit(
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
-    from .data.lazy import is_lazy
 
     if is_lazy(data):
-        return _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
+        return fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
                          df_method, theta0, backend)
     if df_method == "kenward-roger" and method != "REML":
         raise ValueError(
@@ -238,7 +97,6 @@ def fit(
             marginalize=marginalize, target_accept=target_accept,
         )
     else:
-        from .backends import reml
 
         with fit_blas_threads():  # the whole fit, SEs and df included: see linalg.threads
             result = reml.fit(spec, design, n_dropped=mf.n_dropped)
@@ -285,10 +143,6 @@ def glmer(
     ``backend="pymc"`` samples the same model with NUTS (docs/glmer.md); the keyword-only
     arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
-    from .backends.reml.glmm import fit_glmm
-    from .model.families import get_family
-    from .results.glmm import GLMMResult
-    from .results.lmm import FitInfo
 
     fam = get_family(family, link)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
@@ -297,37 +151,14 @@ def glmer(
         raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
     if not isinstance(fast, bool | np.bool_):
         raise TypeError(f"fast must be True or False, got {fast!r}")
-    fixed, inline = split_formula(formula)
-    if random is not None and not isinstance(random, str | list | tuple):
-        raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
-    random_specs = [random] if isinstance(random, str) else list(random or [])
-    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
-    if not terms:
-        raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
-    if nAGQ > 1 and fam.has_scale:
-        raise ValueError("nAGQ > 1 is not available for the Gamma family; use nAGQ=1 (Laplace)")
-    if nAGQ > 1 and (len(terms) != 1 or terms[0].expr.replace(" ", "") not in ("1",)):
-        raise ValueError("nAGQ > 1 needs a single scalar random-effects term such as (1 | g)")
-    mf, rows, ff = _prepare_rows(data, fixed, terms, weights, offset, family=fam.name,
-                                 where=f"formula {formula!r}")
-    if ff.cbind is not None and fam.name != "binomial":
-        raise ValueError(f"cbind(successes, failures) is a binomial response; family is {fam.name!r}")
+    spec, design, mf = glmm_model(formula, data, fam, groups, random, weights, offset, optimizer, int(nAGQ))
     frame = mf.data
-    spec = ModelSpec(
-        formula=formula, fixed=fixed, random=tuple(terms), method="ML", family=fam.name, optimizer=optimizer,
-        has_weights=weights is not None or ff.cbind is not None,
-        has_offset=offset is not None or bool(ff.offsets),
-        fixed_formula=ff, offset_column=offset if isinstance(offset, str) else None,
-    )
-    design = build_design(spec, frame, rows["weights"], rows["offset"])
-    fam.validate(design.y, np.ones(design.n) if design.weights is None else design.weights, design.response)
     if backend == "pymc":
         if nAGQ != 1:
             raise ValueError("nAGQ applies to backend='reml'; the PyMC backend samples b exactly")
         if fast:
             raise ValueError("fast applies to backend='reml'; the PyMC backend samples b exactly")
         from .backends.pymc import fit_glmm as sample_glmm
-        from .backends.reml.glmm import LaplaceObjective
 
         w = np.ones(design.n) if design.weights is None else design.weights
 
@@ -371,55 +202,9 @@ def clmm(
     The response is an ordered factor (pandas Categorical, in category order) or sortable
     values with at least three levels.
     """
-    from .backends.reml.clmm import fit_clmm
-    from .data.design import formula_matrix, group_levels
-    from .model.rformula import r_labels
-    from .results.ordinal import OrdinalResult
+    from .ordinal import fit_clmm_formula
 
-    if link not in CUMULATIVE_LINKS:
-        raise ValueError(f"link must be one of {list(CUMULATIVE_LINKS)} for clmm, got {link!r}")
-    fixed, inline = split_formula(formula)
-    random_specs = [random] if isinstance(random, str) else list(random or [])
-    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
-    if len(terms) != 1 or terms[0].expr.replace(" ", "") != "1":
-        raise ValueError("clmm supports one random intercept, e.g. groups='judge' or random=['(1 | judge)']")
-    columns = column_names(data)
-    ff, used = _read_formula(fixed, terms, columns, where=f"formula {formula!r}")
-    mf = model_frame(data, used)
-    frame = mf.data
-    if len(frame) == 0:
-        raise ValueError("no rows left to fit: the data are empty after dropping missing values")
-    lhs = ff.response
-    if lhs not in frame.columns:
-        raise ValueError(f"clmm needs the response to be a column name, got {lhs!r}")
-    resp = frame[lhs]
-    if isinstance(resp.dtype, pd.CategoricalDtype):
-        levels = list(resp.cat.remove_unused_categories().cat.categories)
-        codes = resp.cat.remove_unused_categories().cat.codes.to_numpy()
-    else:
-        levels = sorted(pd.unique(resp))
-        codes = pd.Categorical(resp, categories=levels).codes
-    if len(levels) < 3:
-        raise ValueError(
-            f"response {lhs!r} has {len(levels)} levels; an ordinal model needs at least 3 "
-            "(use glmer(family='binomial') for two)"
-        )
-    if ff.offsets:
-        raise ValueError("clmm does not take offset() terms (ordinal::clmm has no offset either)")
-    mm = formula_matrix(f"{ff.rhs} + 1", frame, f"formula {formula!r}")
-    names = r_labels([str(c) for c in mm.columns], ff.labels)
-    keep = [i for i, c in enumerate(names) if c != "Intercept"]
-    X = np.asarray(mm, dtype=float)[:, keep]
-    glev, gcodes = group_levels(frame, terms[0].factors)
-    if len(glev) < 2:
-        raise ValueError(f"grouping factor {terms[0].group!r} needs at least two levels")
-    est = fit_clmm(X, np.asarray(codes, dtype=np.int64), np.asarray(gcodes), len(levels), len(glev), link)
-    return OrdinalResult(
-        formula=formula, response_levels=[str(v) for v in levels], X_names=[names[i] for i in keep],
-        alpha=est.alpha, beta=est.beta, cov=est.cov, sigma=est.sigma, b=est.b, group=terms[0].group,
-        group_levels=glev, loglik=est.loglik, nobs=len(frame), n_dropped=mf.n_dropped, link=link,
-        fixed_spec=mm.model_spec, converged=est.converged, labels=ff.labels,
-    )
+    return fit_clmm_formula(formula, data, groups=groups, random=random, link=link)
 
 
 def coxme(formula: str, data, groups: str | list[str] | None = None, random: list[str] | None = None,
@@ -435,54 +220,3 @@ def coxme(formula: str, data, groups: str | list[str] | None = None, random: lis
     from .survival import fit_coxme_formula
 
     return fit_coxme_formula(formula, data, groups=groups, random=random, ties=ties, sparse=sparse)
-
-
-def _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation, df_method,
-              theta0, backend) -> CrossedLMEResult:
-    """fit() on a lazy frame: aggregate the cross-products where the data live, then fit."""
-    from .backends.reml.engine import make_result
-    from .backends.reml.lazy_fit import crossproduct_design
-    from .backends.reml.lmm import fit_lmm
-    from .data.lazy import lazy_crossproducts
-
-    if backend != "reml":
-        raise ValueError("lazy frames are fitted by backend='reml' only; collect the frame for 'pymc'")
-    if correlation is not None:
-        raise ValueError("correlation= needs row-level data; collect the lazy frame first")
-    if df_method == "kenward-roger":
-        raise ValueError("df_method='kenward-roger' needs row-level data; use 'satterthwaite' or collect")
-    if offset is not None:
-        raise ValueError("offset= is not supported for lazy frames; subtract it from the response column")
-    if weights is not None and not isinstance(weights, str):
-        raise TypeError("with a lazy frame, weights= must name a column of it")
-    fixed, inline = split_formula(formula)
-    random_specs = [random] if isinstance(random, str) else list(random or [])
-    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
-    if not terms:
-        raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
-    import narwhals as nw
-
-    columns = list(nw.from_native(data).collect_schema())
-    groups = tuple(f for t in terms for f in t.factors)
-    ff = parse_fixed(fixed, columns, exclude_from_dot=groups + ((weights,) if weights else ()),
-                     where=f"formula {formula!r}")
-    if ff.offsets or ff.cbind is not None:
-        raise ValueError("offset() and cbind() need row-level data; collect the lazy frame first")
-    if ff.labels:
-        raise ValueError(
-            f"lazy fits support plain column names as fixed effects; {list(ff.labels.values())} "
-            "are not (compute them as columns of the lazy frame first, or collect the frame)"
-        )
-    cp = lazy_crossproducts(data, ff.formulaic, terms, weights=weights)
-    spec = ModelSpec(
-        formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
-        df_method=df_method, has_weights=weights is not None,
-        theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
-    )
-    design = crossproduct_design(cp.ZtZ, cp.ZtXy, cp.XytXy, cp.terms, cp.X_names, cp.response, cp.n)
-    est = fit_lmm(design, spec)
-    est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
-    est.fitted = est.resid = None  # no row-level data were collected
-    result = make_result(spec, design, est, n_dropped=cp.n_dropped)
-    result.input_namespace = "lazy"
-    return result

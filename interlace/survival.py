@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .backends.reml.coxme import CoxTerm, fit_coxme, one_blas_thread, sparse_levels
+from .data.build import read_formula
 from .data.design import build_design, evaluate_expr, group_levels
 from .data.frames import column_names, model_frame
-from .model.formula import RandomTerm, groups_to_terms, parse_random, split_formula
+from .model.formula import RandomTerm, model_terms
 from .model.rformula import FormulaError, Node, deparse, names_in, parse, translate_expr
 from .model.spec import ModelSpec
 from .results.survival import SurvivalResult
@@ -153,7 +154,6 @@ def fit_coxme_formula(formula: str, data, groups=None, random=None, ties: str = 
 
 
 def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
-    from .api import _read_formula
 
     if ties not in ("efron", "breslow"):
         raise ValueError(f"ties must be 'efron' or 'breslow' (coxme's choices), got {ties!r}")
@@ -164,7 +164,7 @@ def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
                 f"sparse must be (levels, fraction) such as coxme's (50, 0.02), or None; got {sparse!r}"
             )
         sparse = (int(sparse[0]), float(sparse[1]))
-    fixed, inline = split_formula(formula)
+    fixed, terms = model_terms(formula, groups, random)
     where = f"formula {formula!r}"
     lhs_text, rhs_text = fixed.split("~", 1)
     time_node, event_node = _surv(lhs_text, formula)
@@ -179,11 +179,9 @@ def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
         else:
             kept.append(_as_factor(term, where))
     fixed_text = f"{deparse(time_node)} ~ {' + '.join(deparse(k) for k in kept) or '1'} + 1"
-    random_specs = [random] if isinstance(random, str) else list(random or [])
-    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
     columns = column_names(data)
     status_vars = sorted(names_in(event_node))
-    ff, used = _read_formula(fixed_text, terms, columns, exclude=tuple(status_vars + strata), where=where)
+    ff, used = read_formula(fixed_text, terms, columns, exclude=tuple(status_vars + strata), where=where)
     missing = [c for c in status_vars + strata if c not in columns]
     if missing:
         raise KeyError(f"column(s) {missing} used in the model are not in data; available: {columns[:20]}")

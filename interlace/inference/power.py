@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..backends import reml
+from ..data.build import lmm_model
 from ..progress import progress
 
 __all__ = ["PowerResult", "power"]
@@ -72,9 +74,6 @@ def power(
     ``"condition[T.b]"``) to its assumed value; ``covariances`` maps each random-effect group
     to its variance (scalar term) or covariance matrix (vector term); ``sigma`` is the residual SD.
     """
-    from ..api import lmm_model
-    from ..backends import reml
-
     if test not in fixed:
         raise KeyError(f"test={test!r} is not among the fixed effects given: {list(fixed)}")
     lhs = formula.split("~", 1)[0].strip()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from formulaic import Formula
 
-__all__ = ["RandomTerm", "parse_random", "split_formula", "groups_to_terms"]
+__all__ = ["RandomTerm", "parse_random", "split_formula", "groups_to_terms", "model_terms"]
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
 
@@ -214,3 +214,17 @@ def groups_to_terms(groups: str | list[str] | tuple[str, ...] | None) -> list[st
             raise TypeError(f"groups= entries must be column names, got {g!r}")
         out.append(f"(1 | {g})")
     return out
+
+
+def model_terms(formula: str, groups=None, random=None) -> tuple[str, list[RandomTerm]]:
+    """The one place ``groups=``, ``random=`` and bars written in the formula become terms.
+
+    Returns the fixed part (``"y ~ x"``) and the random terms in the order written: ``groups``
+    first (``(1 | g)`` each), then ``random``, then the formula's own ``(… | …)`` terms.
+    Raises ``TypeError`` for ``random=`` that is not a string or a list of strings.
+    """
+    fixed, inline = split_formula(formula)
+    if random is not None and not isinstance(random, str | list | tuple):
+        raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
+    specs = [random] if isinstance(random, str) else list(random or [])
+    return fixed, parse_random(groups_to_terms(groups) + specs + inline)

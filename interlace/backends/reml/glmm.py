@@ -38,7 +38,7 @@ from .newton import H_SE, fd_derivatives, fd_hessian_from_grad, newton_minimize
 from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
 from .pirls import GLMMBlocks, WeightedFactor
 
-__all__ = ["GLMMFit", "fit_glmm"]
+__all__ = ["GLMMFit", "LaplaceObjective", "fit_given_family"]
 
 STEP_TOL = 1e-10  # PIRLS stops once the error left in u (and relative in β) is below this
 STAGE1_RHOEND = 1e-3  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
@@ -269,37 +269,6 @@ def _warn_separation(family: Family, mu: np.ndarray) -> None:
             "use priors (backend='pymc')",
             stacklevel=4,
         )
-
-
-def fit_glmm(
-    design: DesignMatrices, family: Family, nagq: int = 1, optimizer: str = "bobyqa", fast: bool = False
-) -> GLMMFit:
-    """Fit a GLMM: stage 1 (θ with β in PIRLS), then stage 2 ((θ, β) jointly) unless nAGQ = 0.
-
-    A negative binomial without θ gets θ by maximising the profiled Laplace likelihood (as
-    lme4's ``glmer.nb``, see :func:`fit_negative_binomial`). If a gradient-based optimizer ends
-    where the deviance is undefined (an inverse or identity link stepping to negative means),
-    the fit is redone with the derivative-free BOBYQA, with a warning.
-    """
-    if family.name == "negative_binomial" and family.nb_theta is None:
-        from .negbin import fit_negative_binomial
-
-        return fit_negative_binomial(design, family, nagq, optimizer, fast)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            fit = fit_given_family(design, family, nagq, optimizer, fast=fast)
-        if np.isfinite(fit.deviance) or optimizer == "bobyqa":
-            for w in caught:
-                warnings.warn(w.message, w.category, stacklevel=3)
-        else:
-            warnings.warn(
-                f"optimizer={optimizer!r} ended where the {family.name}({family.link.name}) deviance is "
-                "undefined; refitting with optimizer='bobyqa'",
-                stacklevel=3,
-            )
-            fit = fit_given_family(design, family, nagq, "bobyqa", fast=fast)
-    return fit
 
 
 def _stage2_steps(obj: LaplaceObjective, theta: np.ndarray, f1: WeightedFactor) -> np.ndarray:

@@ -12,12 +12,20 @@ available.
 
 from __future__ import annotations
 
+import narwhals as nw
 import numpy as np
 import scipy.sparse as sp
 
 from ...data.design import DesignMatrices
+from ...data.lazy import lazy_crossproducts
+from ...model.formula import model_terms
+from ...model.rformula import parse_fixed
+from ...model.spec import ModelSpec
+from ...results.lmm import CrossedLMEResult
+from .engine import make_result
+from .lmm import fit_lmm
 
-__all__ = ["crossproduct_design"]
+__all__ = ["crossproduct_design", "fit_lazy"]
 
 
 def crossproduct_design(
@@ -40,3 +48,45 @@ def crossproduct_design(
         n_rows=int(n),
         gram=(ZtZ, np.asarray(ZtXy, dtype=float), np.asarray(XytXy, dtype=float)),
     )
+
+
+def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation, df_method,
+              theta0, backend) -> CrossedLMEResult:
+    """fit() on a lazy frame: aggregate the cross-products where the data live, then fit."""
+    if backend != "reml":
+        raise ValueError("lazy frames are fitted by backend='reml' only; collect the frame for 'pymc'")
+    if correlation is not None:
+        raise ValueError("correlation= needs row-level data; collect the lazy frame first")
+    if df_method == "kenward-roger":
+        raise ValueError("df_method='kenward-roger' needs row-level data; use 'satterthwaite' or collect")
+    if offset is not None:
+        raise ValueError("offset= is not supported for lazy frames; subtract it from the response column")
+    if weights is not None and not isinstance(weights, str):
+        raise TypeError("with a lazy frame, weights= must name a column of it")
+    fixed, terms = model_terms(formula, groups, random)
+    if not terms:
+        raise ValueError("no random-effects terms: give groups='g' or random=['(1 | g)']")
+    columns = list(nw.from_native(data).collect_schema())
+    groups = tuple(f for t in terms for f in t.factors)
+    ff = parse_fixed(fixed, columns, exclude_from_dot=groups + ((weights,) if weights else ()),
+                     where=f"formula {formula!r}")
+    if ff.offsets or ff.cbind is not None:
+        raise ValueError("offset() and cbind() need row-level data; collect the lazy frame first")
+    if ff.labels:
+        raise ValueError(
+            f"lazy fits support plain column names as fixed effects; {list(ff.labels.values())} "
+            "are not (compute them as columns of the lazy frame first, or collect the frame)"
+        )
+    cp = lazy_crossproducts(data, ff.formulaic, terms, weights=weights)
+    spec = ModelSpec(
+        formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
+        df_method=df_method, has_weights=weights is not None,
+        theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
+    )
+    design = crossproduct_design(cp.ZtZ, cp.ZtXy, cp.XytXy, cp.terms, cp.X_names, cp.response, cp.n)
+    est = fit_lmm(design, spec)
+    est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
+    est.fitted = est.resid = None  # no row-level data were collected
+    result = make_result(spec, design, est, n_dropped=cp.n_dropped)
+    result.input_namespace = "lazy"
+    return result
