@@ -319,7 +319,7 @@ def test_gradient_optimizer_on_an_inverse_link_reaches_lme4(monkeypatch):
     steps back from there; a fit that still ends there is refitted with BOBYQA, with a warning."""
     import dataclasses
 
-    import interlace.backends.reml.glmm as glmm
+    import interlace.backends.reml.glmer as glmm  # glmer's entry, which calls fit_given_family
 
     case = next(c for c in GLMER_CASES if c["name"] == "gamma_inverse_crossed")
     df = load_data(case)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.design import tril_colwise
+from .base import Report
 
 __all__ = ["BayesSummary"]
 
@@ -15,7 +16,7 @@ def _num(x: float) -> str:
     return f"{x:.4g}"
 
 
-class BayesSummary:
+class BayesSummary(Report):
     """The report as text (``str()``), shown in full by ``repr`` and ``print``."""
 
     def __init__(self, result, level: float = 0.95):

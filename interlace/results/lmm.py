@@ -13,6 +13,7 @@ from ..data.design import DesignMatrices, evaluate_expr, level_keys, rebuild_mat
 from ..data.frames import to_pandas
 from ..model.rformula import r_labels
 from ..model.spec import ModelSpec
+from .base import FitResult
 
 __all__ = ["CrossedLMEResult", "FitInfo"]
 
@@ -36,7 +37,7 @@ class FitInfo:
     correlation_params: dict[str, float] = field(default_factory=dict)
 
 
-class CrossedLMEResult:
+class CrossedLMEResult(FitResult):
     """A fitted linear mixed model.
 
     Fixed effects: ``fe_params``, ``fe_bse``, ``fe_df``, ``fe_tvalues``, ``fe_pvalues``,
@@ -237,13 +238,13 @@ class CrossedLMEResult:
 
         See :func:`interlace.inference.ftable.single_anova`.
         """
-        from .inference.ftable import single_anova
+        from ..inference.ftable import single_anova
 
         return single_anova(self, type=type, ddf=ddf)
 
     def test(self, L, rhs=0.0, ddf: str | None = None, joint: bool | None = None, level: float = 0.95):
         """Test Lβ = rhs (lmerTest's ``contest``); see :func:`interlace.inference.contest.contest`."""
-        from .inference.contest import contest
+        from ..inference.contest import contest
 
         return contest(self, L, rhs=rhs, ddf=ddf, joint=joint, level=level)
 

@@ -9,12 +9,13 @@ from ..data.design import level_keys, rebuild_matrix
 from ..data.frames import to_pandas
 from ..model.families import get_link
 from ..model.rformula import r_labels
+from .base import FitResult, Report
 from .wald import WaldZ
 
 __all__ = ["OrdinalResult"]
 
 
-class OrdinalResult(WaldZ):
+class OrdinalResult(WaldZ, FitResult):
     """Thresholds α, effects β (positive β shifts responses to higher categories), σ of the
     random intercept, conditional modes, log-likelihood (Laplace), and predictions."""
 
@@ -48,7 +49,9 @@ class OrdinalResult(WaldZ):
         self.threshold_bse = pd.Series(se[:k], index=names, name="std_error")
         self.fe_params = pd.Series(beta, index=X_names, name="estimate")
         self.fe_bse = pd.Series(se[k:], index=X_names, name="std_error")
-        self.cov_params = pd.DataFrame(cov, index=names + list(X_names), columns=names + list(X_names))
+        # Cov of (thresholds, β) as ordinal's vcov; fe_cov is its β block
+        self.vcov = pd.DataFrame(cov, index=names + list(X_names), columns=names + list(X_names))
+        self.fe_cov = self.vcov.loc[list(X_names), list(X_names)]
         self.group = group
         self.variance_components = {group: float(sigma**2)}
         self.random_effects = {
@@ -93,7 +96,7 @@ class OrdinalResult(WaldZ):
             return probs
         return pd.Series(np.asarray(self.response_levels, dtype=object)[probs.to_numpy().argmax(axis=1)])
 
-    def summary(self) -> str:
+    def summary(self) -> Report:
         lines = [
             f"Cumulative Link Mixed Model fitted with the Laplace approximation (link: {self.link})",
             f"formula: {self.formula}",
@@ -113,7 +116,7 @@ class OrdinalResult(WaldZ):
         lines.append("Threshold coefficients:")
         for n in self.thresholds.index:
             lines.append(f"  {n:<24} {self.thresholds[n]:10.4f} {self.threshold_bse[n]:9.4f}")
-        return "\n".join(lines)
+        return Report("\n".join(lines))
 
     def __repr__(self) -> str:
         return f"<OrdinalResult {self.formula!r} link={self.link} nobs={self.nobs} llf={self.llf:.4f}>"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ModelSummary"]
+from .base import Report
+
+__all__ = ["ModelSummary", "GLMMSummary"]
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -19,7 +21,7 @@ def _stars(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
 
 
-class ModelSummary:
+class ModelSummary(Report):
     """The report as text (``str()``), shown in full by ``repr`` and ``print``."""
 
     def __init__(self, result):

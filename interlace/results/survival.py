@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .base import FitResult, Report
 from .wald import WaldZ
 
 __all__ = ["SurvivalResult"]
 
 
-class SurvivalResult(WaldZ):
+class SurvivalResult(WaldZ, FitResult):
     """Log hazard ratios β, their SEs and Wald tests, the random-effect variances (covariance
     matrices for vector terms), the random effects (conditional modes), and the integrated /
     null log partial likelihoods."""
@@ -30,6 +31,7 @@ class SurvivalResult(WaldZ):
         self.nobs, self.n_events, self.n_dropped = int(nobs), int(n_events), int(n_dropped)
         self.strata, self.n_strata = tuple(strata), int(n_strata)
         self.ties, self.n_sparse = ties, int(n_sparse)
+        self.converged = None  # the coxme engine does not report a convergence check yet
 
     def term_names(self) -> list[str]:
         """lme4's ``VarCorr`` names: the group, then ``group.1`` … for further terms of a group."""
@@ -80,7 +82,7 @@ class SurvivalResult(WaldZ):
         """−2 (integrated log partial likelihood) + 2 (β's and variance parameters)."""
         return -2 * self.llf + 2 * self.n_params
 
-    def summary(self) -> str:
+    def summary(self) -> Report:
         lines = [
             "Cox mixed-effects model fit by maximum (integrated partial) likelihood",
             f"  Formula: {self.formula}",
@@ -107,7 +109,7 @@ class SurvivalResult(WaldZ):
                              f"std dev {sd[i]:.4g}" + (f"  corr {corr}" if corr else ""))
         if self.n_sparse:
             lines.append(f"  ({self.n_sparse} levels under coxme's sparse approximation of the information)")
-        return "\n".join(lines)
+        return Report("\n".join(lines))
 
     def __repr__(self) -> str:
         return f"<SurvivalResult {self.formula!r} nobs={self.nobs} llf={self.llf:.4f}>"
