@@ -5,9 +5,12 @@ from .backends.pymc.priors import Prior
 from .compare import compare, plot_compare
 from .diagnostics import allfit
 from .inference.bootstrap import bootstrap
+from .inference.contest import contest
 from .inference.emmeans import contrast, emmeans
+from .inference.ftable import drop1
 from .inference.lrt import anova
 from .inference.power import power
+from .inference.ranova import ranova, step
 from .model.correlation import AR1, CompoundSymmetry
 from .results.lmm import CrossedLMEResult
 
@@ -17,6 +20,10 @@ __all__ = [
     "clmm",
     "coxme",
     "anova",
+    "ranova",
+    "drop1",
+    "step",
+    "contest",
     "emmeans",
     "contrast",
     "bootstrap",

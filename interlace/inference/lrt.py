@@ -16,18 +16,28 @@ def _same_data(a, b) -> bool:
     return da.n == db.n and np.array_equal(da.y, db.y) and np.array_equal(da.offset, db.offset)
 
 
-def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
+def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = None) -> pd.DataFrame:
     """Compare nested models by likelihood ratio: one row per model, ordered by parameter count.
+
+    With one model, its ANOVA table instead: lmerTest's F tests per term (``type`` 3, 2 or 1,
+    ``ddf`` Satterthwaite or Kenward-Roger) or, for a GLMM, car's Wald χ² tests
+    (:func:`interlace.inference.ftable.single_anova`).
 
     Chisq = 2·max(0, Δ logLik) against the previous row with Df = Δ npar, p from χ²(Df).
     REML fits are refitted by ML first, as lme4 does; models fitted to different data are
     refused.
     """
+    if len(models) == 1 and names is None:
+        from .ftable import single_anova
+
+        return single_anova(models[0], type=type, ddf=ddf)
     if len(models) < 2:
-        raise ValueError("anova needs at least two fitted models to compare")
+        raise ValueError("anova needs one fitted model (F tables) or at least two to compare (with names=)")
+    if type is not None or ddf is not None:
+        raise ValueError("type= and ddf= are for the F table of one model, not for a likelihood-ratio test")
     for m in models:
         if not hasattr(m, "engine"):
-            raise TypeError(f"anova compares REML/ML fits from interlace.fit, got {type(m).__name__}")
+            raise TypeError(f"anova compares REML/ML fits from interlace.fit, got {m.__class__.__name__}")
     for m in models[1:]:
         if not _same_data(models[0], m):
             raise ValueError(

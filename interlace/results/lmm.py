@@ -232,6 +232,21 @@ class CrossedLMEResult:
 
         return confint(self, method=method, level=level, nsim=nsim, seed=seed)
 
+    def anova(self, type=None, ddf: str | None = None):
+        """Per-term F tests (lmerTest's ``anova``) or, for a GLMM, Wald χ² tests (car's ``Anova``).
+
+        See :func:`interlace.inference.ftable.single_anova`.
+        """
+        from ..inference.ftable import single_anova
+
+        return single_anova(self, type=type, ddf=ddf)
+
+    def test(self, L, rhs=0.0, ddf: str | None = None, joint: bool | None = None, level: float = 0.95):
+        """Test Lβ = rhs (lmerTest's ``contest``); see :func:`interlace.inference.contest.contest`."""
+        from ..inference.contest import contest
+
+        return contest(self, L, rhs=rhs, ddf=ddf, joint=joint, level=level)
+
     def r2(self) -> dict[str, float]:
         """Nakagawa's marginal and conditional R² (see :mod:`interlace.diagnostics`)."""
         from ..diagnostics import r2

@@ -111,16 +111,26 @@ class REMLEngine:
         """Denominator df of each row ℓ of L for the fit's ``df_method`` (Satterthwaite or KR)."""
         L = np.atleast_2d(np.asarray(L, dtype=float))
         if self.spec.df_method == "kenward-roger":
-            if not hasattr(self, "_kr"):
-                from ...inference.kenward_roger import kenward_roger
-
-                obj = self._objective()
-                problem, _ = obj.problem(np.r_[self.est.theta, list(self._corr_z())])
-                phi = self.est.scale * problem.rx_inverse(problem.factor(self.est.theta))
-                self._kr = kenward_roger(self.design, self.est.theta, self.est.scale, phi=phi)
             from ...inference.kenward_roger import kr_df
 
-            return np.array([kr_df(self._kr, row) for row in L])
+            return np.array([kr_df(self.kr_adjustment(), row) for row in L])
+        from ...inference.satterthwaite import satterthwaite_df
+
+        return satterthwaite_df(*self.satterthwaite_parts(), L)
+
+    def kr_adjustment(self):
+        """The Kenward-Roger adjustment at this fit (cached): Φ, Φ_A, P_r and W."""
+        if not hasattr(self, "_kr"):
+            from ...inference.kenward_roger import kenward_roger
+
+            obj = self._objective()
+            problem, _ = obj.problem(np.r_[self.est.theta, list(self._corr_z())])
+            phi = self.est.scale * problem.rx_inverse(problem.factor(self.est.theta))
+            self._kr = kenward_roger(self.design, self.est.theta, self.est.scale, phi=phi)
+        return self._kr
+
+    def satterthwaite_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Var β̂, ∂Var(β̂)/∂φ, A = 2H⁻¹) at this fit (cached): Satterthwaite's pieces."""
         e = self.est
         if not hasattr(self, "_satt") and e.varpar_cov is not None and e.cov_beta_jac is not None:
             self._satt = (e.cov_beta, e.cov_beta_jac, e.varpar_cov)  # what the fit's own df used
@@ -132,10 +142,7 @@ class REMLEngine:
             varpar = np.r_[self.est.theta, list(self._corr_z()), np.sqrt(self.est.scale)]
             A = varpar_covariance(hessian(obj.varpar_deviance, varpar))
             self._satt = (obj.cov_beta(varpar), jacobian(obj.cov_beta, varpar), A)
-        from ...inference.satterthwaite import satterthwaite_df
-
-        cov, J, A = self._satt
-        return satterthwaite_df(cov, J, A, L)
+        return self._satt
 
     # ---- the ψ scale ------------------------------------------------------------------------
     def psi_names(self) -> list[str]:
