@@ -49,5 +49,6 @@ def test_every_api_page_exists():
         "bayesian-vs-frequentist",
         "performance",
         "after-fit",
+        "anova",
     }
     assert expected <= names

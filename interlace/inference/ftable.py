@@ -16,6 +16,7 @@ breaking marginality (no other term has all its variables), i.e. of its own coef
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.linalg as sla
 
 from .anova_terms import fixed_terms
@@ -45,8 +46,13 @@ def single_anova(result, type=None, ddf: str | None = None) -> AnovaTable:
     Ls = ft.contrasts(t)
     rows = [ftest(result, L, method) for L in Ls.values()]
     roman = {1: "I", 2: "II", 3: "III"}[t]
-    return AnovaTable(rows, columns=_F_COLUMNS, index=list(Ls),
+    return AnovaTable(rows, columns=_F_COLUMNS, index=list(Ls), hypotheses=_named(result, Ls),
                       heading=f"Type {roman} Analysis of Variance Table with {method}'s method")
+
+
+def _named(result, Ls: dict[str, np.ndarray]) -> dict[str, pd.DataFrame]:
+    names = list(result.fe_params.index)
+    return {k: pd.DataFrame(np.atleast_2d(L), columns=names) for k, L in Ls.items()}
 
 
 def _glmm_anova(result, type, ddf) -> AnovaTable:
@@ -80,7 +86,9 @@ def _glmm_anova(result, type, ddf) -> AnovaTable:
     roman = {2: "II", 3: "III"}[t]
     heading = (f"Analysis of Deviance Table (Type {roman} Wald chisquare tests)\n\n"
                f"Response: {result.design.response}")
-    return wald_chisq(result, Ls, heading=heading)
+    table = wald_chisq(result, Ls, heading=heading)
+    table.hypotheses = _named(result, Ls)
+    return table
 
 
 def _term_columns(ft) -> set[int]:
@@ -118,4 +126,5 @@ def drop1(result, scope: list[str] | None = None, ddf: str | None = None) -> Ano
     rows = [ftest(result, marginal[s], method) for s in scope]
     heading = (f"Single term deletions using {method}'s method:\n\nModel:\n"
                f"{result.spec.full_formula}")
-    return AnovaTable(rows, columns=_F_COLUMNS, index=list(scope), heading=heading)
+    return AnovaTable(rows, columns=_F_COLUMNS, index=list(scope), heading=heading,
+                      hypotheses=_named(result, {s: marginal[s] for s in scope}))

@@ -18,17 +18,22 @@ _STARS = ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, "."))
 
 
 class AnovaTable(pd.DataFrame):
-    """A DataFrame whose ``heading`` is printed above it, as R prints an ``anova`` object."""
+    """A DataFrame whose ``heading`` is printed above it, as R prints an ``anova`` object.
 
-    _metadata = ["heading"]
+    ``hypotheses`` (F and Wald tables of terms) maps each row to its hypothesis matrix L, one
+    column per fixed effect (lmerTest's ``show_tests``).
+    """
+
+    _metadata = ["heading", "hypotheses"]
 
     @property
     def _constructor(self):
         return AnovaTable
 
-    def __init__(self, *args, heading: str = "", **kwargs):
+    def __init__(self, *args, heading: str = "", hypotheses: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.heading = heading
+        self.hypotheses = hypotheses
 
     def to_text(self, stars: bool = True) -> str:
         """The table as R prints it: heading, full-width columns, stars and their legend."""

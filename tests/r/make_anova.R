@@ -67,6 +67,16 @@ for (cod in names(coding)) {
 }
 options(contrasts = coding$treatment)
 
+# ---- other term structures: a slope without its main effect, no intercept, two factor-by-
+# covariate interactions, a polynomial (a matrix variable: not a covariate for containment) ------
+structures <- list()
+for (f in c("y ~ A + A:x + B", "y ~ 0 + A + x", "y ~ B * z + A * x", "y ~ poly(x, 2) * A", "y ~ x + I(x^2) + B")) {
+  m <- lmer(as.formula(paste(f, "+ (1 | subj) + (1 | item)")), data = d, control = ctrl)
+  structures[[length(structures) + 1]] <- list(
+    formula = paste(f, "+ (1 | subj) + (1 | item)"), loglik = num(logLik(m)),
+    anova = lapply(setNames(c("I", "II", "III"), c("I", "II", "III")), function(t) tab(anova(m, type = t))))
+}
+
 # ---- contrasts: contest1D / contestMD on ab_x (treatment coding) ---------------------------
 m <- lmer(y ~ A * B + x + (1 + x | subj) + (1 | item), data = d, control = ctrl)
 p <- length(fixef(m))
@@ -121,7 +131,7 @@ g <- glmer(yb ~ A * B + x + (1 | subj) + (1 | item), data = d, family = binomial
 lh <- linearHypothesis(g, L2)
 glmm_contest <- list(L = L2, chisq = num(lh$Chisq[2]), df = num(lh$Df[2]), p = num(lh[["Pr(>Chisq)"]][2]))
 
-ref <- list(data = "crossed.csv", lmm = unname(cases), contest = contests, ranova = unname(ran), step = step_ref,
+ref <- list(data = "crossed.csv", lmm = unname(cases), structures = structures, contest = contests, ranova = unname(ran), step = step_ref,
             glmm = unname(glmms), glmm_contest = glmm_contest,
             versions = list(lme4 = as.character(packageVersion("lme4")),
                             lmerTest = as.character(packageVersion("lmerTest")),
