@@ -9,10 +9,18 @@ parameters x (θ, then any correlation parameter):
   and a sharp one needs a small gradient;
 - Hessian: no eigenvalue below −10⁻⁶ (a saddle or maximum) and H numerically non-singular.
 
-Parameters on their lower bound with the gradient pushing against it are left out of both
-(the constrained optimum is there); one on the bound with a zero gradient (θ's diagonal is a
-stationary point of the deviance at 0) must not curve downwards. lme4 skips the whole check
-for fits with a θ within 10⁻⁴ of its bound; this check is applied to every fit.
+Parameters on their lower bound (a diagonal T_jj = 0) are left out of both and judged on
+their own: the deviance must not fall away into the interior (no negative derivative; with a
+zero derivative — T_jj = 0 is a stationary point when the column has nothing below the
+diagonal — no negative curvature), and if the column has a non-zero entry below the diagonal
+its derivative must be zero, since turning the column's sign changes neither TT' nor the
+deviance but flips that derivative. lme4 skips the whole check for fits with a θ within 10⁻⁴ of
+its bound; this check is applied to every fit.
+
+With θ spanning many orders of magnitude (a random slope on calendar years) the statistic in θ
+measures rounding, not distance to the optimum; so a point that fails in θ is checked again in
+the rescaled θ̃ of :func:`theta_rescaling` (the same model with orthonormal random-effect
+columns — lme4's check on the centred and scaled model), and passing there counts.
 
 The verdict never comes from the optimizer's return message: L-BFGS-B's "ABNORMAL" line-search
 exit at a point that passes the check is converged, and a "success" that fails it is not.
@@ -67,7 +75,6 @@ class ConvergenceCheck:
     messages: list[str] = field(default_factory=list)
     newton_step: np.ndarray | None = None  # −H⁻¹g on the free parameters (0 elsewhere)
     predicted_decrease: float = np.inf  # ½ g'H⁻¹g
-    rescaled: bool = False  # passed on the rescaled parameters x̃ (not on x)
 
 
 Columns = list[tuple[int, tuple[int, ...]]]
@@ -89,18 +96,21 @@ def check_convergence(
     columns: Columns = (),
 ) -> ConvergenceCheck:
     """lme4's ``checkConv`` gradient and Hessian checks (see the module docstring) on x and, if
-    they fail there and ``rescale`` = P is given, on x̃ = P⁻¹x (g̃ = P'g, H̃ = P'HP).
-    ``columns`` (:func:`theta_columns`) locates the columns of the factors T."""
-    check = _check_one(g, H, x, lower, columns)
-    if check.ok or rescale is None:
+    they fail there and ``rescale`` = P is given, on x̃ = P⁻¹x. g and H are the derivatives in
+    x̃ (in x without ``rescale``); in x they are P⁻ᵀg and P⁻ᵀHP⁻¹. ``columns``
+    (:func:`theta_columns`) locates the columns of the factors T."""
+    g, H, x = np.asarray(g, float), np.asarray(H, float), np.asarray(x, float)
+    if rescale is None:
+        return _check_one(g, H, x, lower, columns)
+    Pinv = np.linalg.inv(np.asarray(rescale, float))
+    check = _check_one(Pinv.T @ g, Pinv.T @ H @ Pinv, x, lower, columns)
+    if check.ok:
         return check
-    P = np.asarray(rescale, float)
-    other = _check_one(P.T @ g, P.T @ H @ P, np.linalg.solve(P, x), lower, columns)
+    other = _check_one(g, H, Pinv @ x, lower, columns)
     if not other.ok:
         return check
-    step = None if other.newton_step is None else P @ other.newton_step
-    return ConvergenceCheck(True, other.max_grad, other.n_negative, [], step, other.predicted_decrease,
-                            rescaled=True)
+    step = None if other.newton_step is None else np.asarray(rescale, float) @ other.newton_step
+    return ConvergenceCheck(True, other.max_grad, other.n_negative, [], step, other.predicted_decrease)
 
 
 def _turnable(x: np.ndarray, on_bound: np.ndarray, columns: Columns) -> np.ndarray:
@@ -212,14 +222,16 @@ def _describe(method: str, rescaled: bool, where: str) -> str:
 
 @dataclass
 class _Checker:
-    derivatives: Derivatives
+    derivatives: Derivatives  # x ↦ (g̃, H̃), the derivatives in x̃ = P⁻¹x
     lower: np.ndarray
     rescale: np.ndarray | None
     columns: Columns
 
     def __call__(self, res: OptimResult) -> ConvergenceCheck:
         g, H = self.derivatives(res.x)
-        res.grad, res.hess = np.asarray(g, float), np.asarray(H, float)
+        res.grad_scaled, res.hess_scaled = np.asarray(g, float), np.asarray(H, float)
+        P = np.eye(res.x.size) if self.rescale is None else self.rescale
+        res.grad = np.linalg.solve(P.T, res.grad_scaled)
         return check_convergence(g, H, res.x, self.lower, self.rescale, self.columns)
 
 
@@ -237,10 +249,11 @@ def minimize_with_remedies(
     maxiter: int = 2000,
 ) -> OptimResult:
     """:func:`~.optimize.minimize_theta`, then lme4's check at the best point and, if it fails,
-    the remedies of the module docstring. ``derivatives(x)`` gives (g, H) of ``fun`` at x;
-    ``rescale`` is P of :func:`theta_rescaling` (x = P x̃), ``rescaled_start`` a start in x̃
-    (lme4's T̃ = I), tried when the restart from the best point fails, and ``columns`` the
-    layout of θ (:func:`theta_columns`).
+    the remedies of the module docstring. ``derivatives(x)`` gives (g̃, H̃), the gradient and
+    Hessian of ``fun`` in x̃ = P⁻¹x, with P = ``rescale`` of :func:`theta_rescaling` (or I when
+    None): computed on the well-scaled x̃, not mapped there from x, where rounding would be
+    amplified by cond(P)². ``rescaled_start`` is a start in x̃ (lme4's T̃ = I), tried when the
+    restart from the best point fails, and ``columns`` the layout of θ (:func:`theta_columns`).
 
     Returns the best point with ``converged`` from the check, ``check`` and ``tried``. Floating
     point warnings from trial points (overflow far out on a line search) are silenced: such
@@ -284,8 +297,8 @@ def _remedies(fun, x0, lower, method, derivatives, value_and_grad, scale, rescal
             break
         tried.append(_describe(run_method, rescale is not None, where))
         if start is None:
-            start = _unstick(Pinv @ best.x, P.T @ best.grad, lower, checker.columns)
-            start = _escape(start, f_run, P.T @ best.hess @ P, lower)
+            start = _unstick(Pinv @ best.x, best.grad_scaled, lower, checker.columns)
+            start = _escape(start, f_run, best.hess_scaled, lower)
         cand = minimize_theta(f_run, start, lower, run_method, maxiter, vg_run, scale)
         n_evals += cand.n_evals
         cand.x = P @ cand.x

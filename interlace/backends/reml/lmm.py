@@ -32,7 +32,6 @@ from ...linalg.pls import PLSProblem
 from ...linalg.threads import fit_blas_threads
 from ...model.spec import ModelSpec
 from .convergence import convergence_warning, minimize_with_remedies, theta_columns, theta_rescaling
-from .optimize import _central_gradient
 
 __all__ = ["LMMFit", "LMMObjective", "fit_lmm"]
 
@@ -88,7 +87,7 @@ class LMMObjective:
         self._cached: tuple[PLSProblem, float] | None = None
         self._plain = PLSProblem(design) if self.corr is None else None
         self._last: tuple | None = None  # (θ, factor, derivatives) of the last gradient
-        self._parts: tuple | None = None  # (x, H, J) of the last varpar_parts
+        self._parts: tuple | None = None  # (x, H̃, J̃) of the last _scaled_parts
         # x = P x̃ (convergence.theta_rescaling): numerical derivatives take their steps in x̃,
         # where every parameter has a comparable scale
         self.rescale: np.ndarray | None = None
@@ -143,12 +142,16 @@ class LMMObjective:
         self._last = (theta.copy(), f, fd)
         return f, fd
 
-    def satterthwaite_parts(self, theta: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    def satterthwaite_parts(
+        self, theta: np.ndarray, scale: float, P: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(H, J): H the Hessian of the deviance in φ = (θ, σ) (β profiled, lmerTest's
-        ``devfun_vp``) and J = ∂Var(β̂)/∂φ, both at (θ, σ² = scale).
+        ``devfun_vp``) and J = ∂Var(β̂)/∂φ, both at (θ, σ² = scale); with ``P``, in
+        φ̃ = (θ̃, σ) for θ = Pθ̃ instead.
 
-        H's θθ block is the central-difference Jacobian of the analytic gradients of ℓ and r²;
-        its σ parts and J are analytic (:func:`~interlace.inference.satterthwaite.varpar_hessian`).
+        H's θθ block is the central-difference Jacobian of the analytic gradients of ℓ and r²
+        (steps in θ̃ when P is given); its σ parts and J are analytic
+        (:func:`~interlace.inference.satterthwaite.varpar_hessian`).
         """
         problem = self._plain
         f, fd = self.factor_and_derivatives(theta)
@@ -158,24 +161,23 @@ class LMMObjective:
             g = factor_derivatives(problem, problem.factor(th), self.reml)
             return np.concatenate([g.g_logdet, g.g_r2])
 
-        P = None if self.rescale is None else self.rescale[:nt, :nt]
+        g_r2, d_rxtrx = fd.g_r2, fd.d_rxtrx
         if not nt:
             Jg = np.zeros((0, 0))
         elif P is None:
             Jg = jacobian(pieces, theta, d=1e-4, eps=1e-5, r=1)
-        else:  # the Jacobian in θ̃ = P⁻¹θ of P'·pieces, mapped back to θ
-            Pinv = np.linalg.inv(P)
+        else:  # the Jacobian in θ̃ of P'·pieces(Pθ̃)
 
             def pieces_t(u: np.ndarray) -> np.ndarray:
                 out = pieces(P @ u)
                 return np.concatenate([P.T @ out[:nt], P.T @ out[nt:]])
 
-            Ju = _central_jacobian(pieces_t, Pinv @ theta)
-            Jg = np.concatenate([Pinv.T @ Ju[:nt] @ Pinv, Pinv.T @ Ju[nt:] @ Pinv])
+            Jg = _central_jacobian(pieces_t, np.linalg.solve(P, theta))
+            g_r2, d_rxtrx = P.T @ g_r2, np.tensordot(P.T, d_rxtrx, axes=1)
         sigma = float(np.sqrt(scale))
         c = problem.n - problem.p if self.reml else problem.n
-        H = varpar_hessian(Jg[:nt], Jg[nt:], fd.g_r2, f.r2, sigma, c)
-        J = cov_beta_jacobian(problem.rx_inverse(f), sigma, fd.d_rxtrx)
+        H = varpar_hessian(Jg[:nt], Jg[nt:], g_r2, f.r2, sigma, c)
+        J = cov_beta_jacobian(problem.rx_inverse(f), sigma, d_rxtrx)
         return H, J
 
     def scale_at(self, x: np.ndarray) -> float:
@@ -184,41 +186,51 @@ class LMMObjective:
         f = problem.factor(x[: self.n_theta])
         return f.r2 / (problem.n - problem.p if self.reml else problem.n)
 
-    def varpar_parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(H, J) over φ = (x, σ) at σ̂(x): the deviance's Hessian and ∂Var(β̂)/∂φ (the last
-        pair is kept: the convergence check and Satterthwaite's df share it)."""
+    def _scaled_parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H̃, J̃) over φ̃ = (x̃, σ), x = P x̃ (P = ``rescale``, or I): the last pair is kept,
+        as the convergence check and Satterthwaite's df share it."""
         x = np.asarray(x, dtype=float)
         if self._parts is not None and np.array_equal(self._parts[0], x):
             return self._parts[1], self._parts[2]
         scale = self.scale_at(x)
+        P = self.rescale
         if self.has_gradient:
-            H, J = self.satterthwaite_parts(x, scale)
+            H, J = self.satterthwaite_parts(x, scale, P)
         else:  # numerically, with steps in (x̃, σ)
-            nx = x.size
-            Q = np.eye(nx + 1)
-            if self.rescale is not None:
-                Q[:nx, :nx] = self.rescale
-            Qinv = np.linalg.inv(Q)
-            v = Qinv @ np.concatenate([x, [np.sqrt(scale)]])
-            H = Qinv.T @ hessian(lambda u: self.varpar_deviance(Q @ u), v) @ Qinv
-            J = jacobian(lambda u: self.cov_beta(Q @ u), v) @ Qinv
+            Q = self._varpar_map(x.size)
+            v = np.linalg.solve(Q, np.concatenate([x, [np.sqrt(scale)]]))
+            H = hessian(lambda u: self.varpar_deviance(Q @ u), v)
+            J = jacobian(lambda u: self.cov_beta(Q @ u), v)
         self._parts = (x.copy(), H, J)
         return H, J
 
+    def _varpar_map(self, nx: int) -> np.ndarray:
+        Q = np.eye(nx + 1)
+        if self.rescale is not None:
+            Q[:nx, :nx] = self.rescale
+        return Q
+
+    def varpar_covariance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(A, J) over φ = (x, σ) at σ̂(x): A = 2H⁺ (Satterthwaite's covariance of φ̂) and
+        J = ∂Var(β̂)/∂φ. H is inverted in φ̃ = (x̃, σ), where it is well conditioned, and A and
+        J are mapped to φ (A = Q Ã Q', J = J̃ Q⁻¹ for φ = Q φ̃)."""
+        H, J = self._scaled_parts(x)
+        A = varpar_covariance(H)
+        if self.rescale is None:
+            return A, J
+        Q = self._varpar_map(np.asarray(x).size)
+        return Q @ A @ Q.T, J @ np.linalg.inv(Q)
+
     def profiled_derivatives(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient and Hessian of the profiled deviance in x (for the convergence check): the
-        Hessian is the Schur complement of σ in :meth:`varpar_parts`' H."""
+        """Gradient and Hessian of the profiled deviance in x̃ = P⁻¹x (P = ``rescale``, or I), for
+        the convergence check: the Hessian is the Schur complement of σ in (x̃, σ)'s."""
         x = np.asarray(x, dtype=float)
+        P = np.eye(x.size) if self.rescale is None else self.rescale
         if self.has_gradient:
-            g = self.value_and_grad(x)[1]
-        elif self.rescale is None:
-            g = _central_gradient(self, x, self(x))
+            g = P.T @ self.value_and_grad(x)[1]
         else:
-            P = self.rescale
-            Pinv = np.linalg.inv(P)
-            u = Pinv @ x
-            g = Pinv.T @ _central_gradient(lambda v: self(P @ v), u, self(x))
-        H = self.varpar_parts(x)[0]
+            g = _central_jacobian(lambda v: self(P @ v), np.linalg.solve(P, x))
+        H = self._scaled_parts(x)[0]
         nx = H.shape[0] - 1
         H_prof = H[:nx, :nx] - np.outer(H[:nx, nx], H[nx, :nx]) / H[nx, nx]
         return np.asarray(g, dtype=float), H_prof
@@ -242,7 +254,8 @@ class LMMObjective:
 
 def _central_jacobian(fun, u: np.ndarray, rel: float = 1e-4, floor: float = 1e-4) -> np.ndarray:
     """Central differences with steps max(rel·|uᵢ|, floor): on the rescaled θ̃, whose entries
-    are O(1), a floor keeps the steps above the rounding of the gradients near θ̃ᵢ = 0."""
+    are O(1), a floor keeps the steps well above the rounding of the deviance and its
+    gradients (near θ̃ᵢ = 0 too)."""
     cols = []
     for i in range(u.size):
         e = np.zeros_like(u)
@@ -336,8 +349,7 @@ def _fit_lmm(design: DesignMatrices, spec: ModelSpec) -> LMMFit:
         cov_beta = adj.phi_adj
         fe_df = np.array([kr_df(adj, row) for row in np.eye(p)])
     else:
-        H, J = obj.varpar_parts(x)
-        A = varpar_covariance(H)
+        A, J = obj.varpar_covariance(x)
         fe_df = satterthwaite_df(cov_beta, J, A)
     if not opt.converged:
         warnings.warn(convergence_warning(opt), stacklevel=4)

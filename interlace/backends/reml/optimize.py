@@ -26,7 +26,8 @@ class OptimResult:
     message: str
     grad_norm: float
     grad: np.ndarray | None = None  # gradient at x
-    hess: np.ndarray | None = None  # Hessian at x (set by the convergence check)
+    grad_scaled: np.ndarray | None = None  # gradient and Hessian in the rescaled parameters,
+    hess_scaled: np.ndarray | None = None  # set by the convergence check
     optimizer_ok: bool = True  # the optimizer's own verdict, before the gradient check
     check: Any = None  # the ConvergenceCheck at x (convergence.minimize_with_remedies)
     tried: list[str] = field(default_factory=list)  # what was run, in order
