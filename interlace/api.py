@@ -87,7 +87,6 @@ def fit(
 
     spec, design, mf = lmm_model(formula, data, groups, random, method, optimizer, weights, offset,
                                  correlation, df_method, theta0, verbose)
-    frame = mf.data
     if backend == "pymc":
         from .backends import pymc as pymc_backend
 
@@ -100,8 +99,6 @@ def fit(
 
         with fit_blas_threads():  # the whole fit, SEs and df included: see linalg.threads
             result = reml.fit(spec, design, n_dropped=mf.n_dropped)
-    result.input_namespace = mf.native_namespace
-    result.model_frame = frame
     return result
 
 
@@ -152,7 +149,6 @@ def glmer(
     if not isinstance(fast, bool | np.bool_):
         raise TypeError(f"fast must be True or False, got {fast!r}")
     spec, design, mf = glmm_model(formula, data, fam, groups, random, weights, offset, optimizer, int(nAGQ))
-    frame = mf.data
     if backend == "pymc":
         if nAGQ != 1:
             raise ValueError("nAGQ applies to backend='reml'; the PyMC backend samples b exactly")
@@ -170,8 +166,6 @@ def glmer(
             random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
             target_accept=target_accept, plugin_loglik=laplace_loglik,
         )
-        result.input_namespace = mf.native_namespace
-        result.model_frame = frame
         return result
     with fit_blas_threads():
         est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer, fast=bool(fast))
@@ -184,8 +178,6 @@ def glmer(
                         "fast": bool(fast)},
     )
     result = GLMMResult(spec, design, info, est.family, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
-    result.input_namespace = mf.native_namespace
-    result.model_frame = frame
     return result
 
 

@@ -12,11 +12,11 @@ import pandas as pd
 
 from .backends.reml.clmm import fit_clmm
 from .data.build import read_formula
-from .data.design import formula_matrix, group_levels
+from .data.design import build_design
 from .data.frames import column_names, model_frame
 from .model.families import CUMULATIVE_LINKS
 from .model.formula import model_terms
-from .model.rformula import r_labels
+from .model.spec import ModelSpec
 from .results.ordinal import OrdinalResult
 
 __all__ = ["fit_clmm_formula"]
@@ -52,17 +52,20 @@ def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "
         )
     if ff.offsets:
         raise ValueError("clmm does not take offset() terms (ordinal::clmm has no offset either)")
-    mm = formula_matrix(f"{ff.rhs} + 1", frame, f"formula {formula!r}")
-    names = r_labels([str(c) for c in mm.columns], ff.labels)
-    keep = [i for i, c in enumerate(names) if c != "Intercept"]
-    X = np.asarray(mm, dtype=float)[:, keep]
-    glev, gcodes = group_levels(frame, terms[0].factors)
-    if len(glev) < 2:
-        raise ValueError(f"grouping factor {terms[0].group!r} needs at least two levels")
-    est = fit_clmm(X, np.asarray(codes, dtype=np.int64), np.asarray(gcodes), len(levels), len(glev), link)
+    # the design of the ordinal model: the response as its category codes (our copy of the rows),
+    # X without the intercept (the thresholds take its place), Z from the random term
+    coded = frame.copy()
+    coded[lhs] = np.asarray(codes, dtype=float)
+    spec = ModelSpec(formula=formula, fixed=fixed, random=tuple(terms), method="ML", family="ordinal",
+                     fixed_formula=ff)
+    design = build_design(spec, coded, input_namespace=mf.native_namespace)
+    keep = [j for j, c in enumerate(design.X_names) if c != "(Intercept)"]
+    term = design.terms[0]
+    y = np.asarray(codes, dtype=np.int64)
+    est = fit_clmm(design.X[:, keep], y, term.codes, len(levels), term.m, link)
     return OrdinalResult(
-        formula=formula, response_levels=[str(v) for v in levels], X_names=[names[i] for i in keep],
-        alpha=est.alpha, beta=est.beta, cov=est.cov, sigma=est.sigma, b=est.b, group=terms[0].group,
-        group_levels=glev, loglik=est.loglik, nobs=len(frame), n_dropped=mf.n_dropped, link=link,
-        fixed_spec=mm.model_spec, converged=est.converged, labels=ff.labels,
+        formula=formula, response_levels=[str(v) for v in levels], X_names=[design.X_names[j] for j in keep],
+        alpha=est.alpha, beta=est.beta, cov=est.cov, sigma=est.sigma, b=est.b, group=term.group,
+        group_levels=term.levels, loglik=est.loglik, nobs=len(frame), n_dropped=mf.n_dropped, link=link,
+        fixed_spec=design.fixed_spec, converged=est.converged, labels=ff.labels,
     )

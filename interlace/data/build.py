@@ -155,7 +155,8 @@ def lmm_model(formula: str, data, groups=None, random=None, method: str = "REML"
         theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
         correlation=correlation, options={"verbose": bool(verbose)},
     )
-    return spec, build_design(spec, mf.data, row_values["weights"], row_values["offset"]), mf
+    design = build_design(spec, mf.data, row_values["weights"], row_values["offset"], mf.native_namespace)
+    return spec, design, mf
 
 
 def glmm_model(formula: str, data, fam, groups=None, random=None, weights=None, offset=None,
@@ -183,6 +184,6 @@ def glmm_model(formula: str, data, fam, groups=None, random=None, weights=None, 
         has_offset=offset is not None or bool(ff.offsets),
         fixed_formula=ff, offset_column=offset if isinstance(offset, str) else None,
     )
-    design = build_design(spec, frame, rows["weights"], rows["offset"])
+    design = build_design(spec, frame, rows["weights"], rows["offset"], mf.native_namespace)
     fam.validate(design.y, np.ones(design.n) if design.weights is None else design.weights, design.response)
     return spec, design, mf

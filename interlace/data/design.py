@@ -112,6 +112,10 @@ class DesignMatrices:
     offset_array: bool = False
     formula_offsets: tuple[tuple[str, str], ...] = ()
     labels: dict[str, str] = field(default_factory=dict)  # formulaic term text -> R's spelling
+    # the complete-case rows the design was built from (lme4's ``frame``; None for lazy fits) and
+    # the caller's frame library ("pandas", "polars", …, "lazy"), for tidy output in the same kind
+    frame: pd.DataFrame | None = field(repr=False, default=None)
+    input_namespace: str = "pandas"
 
     @property
     def n(self) -> int:
@@ -362,8 +366,12 @@ def build_design(
     frame: pd.DataFrame,
     weights: np.ndarray | None = None,
     offset: np.ndarray | None = None,
+    input_namespace: str = "pandas",
 ) -> DesignMatrices:
-    """Compile a :class:`ModelSpec` on a complete-case pandas frame into :class:`DesignMatrices`."""
+    """Compile a :class:`ModelSpec` on a complete-case pandas frame into :class:`DesignMatrices`.
+
+    ``input_namespace`` records the caller's frame library for the result's tidy output.
+    """
     if len(frame) == 0:
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
     ff = spec.fixed_formula or parse_fixed(spec.fixed, list(frame.columns))
@@ -450,7 +458,7 @@ def build_design(
         response=response, fixed_spec=mm.rhs.model_spec, dropped_columns=dropped,
         correlation=spec.correlation, corr_layout=layout, offset_column=spec.offset_column,
         offset_array=given_offset and spec.offset_column is None, formula_offsets=ff.offsets,
-        labels=dict(ff.labels),
+        labels=dict(ff.labels), frame=frame, input_namespace=input_namespace,
     )
 
 

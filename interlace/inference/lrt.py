@@ -36,7 +36,7 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
     if type is not None or ddf is not None:
         raise ValueError("type= and ddf= are for the F table of one model, not for a likelihood-ratio test")
     for m in models:
-        if not hasattr(m, "engine"):
+        if getattr(m, "engine", None) is None:
             raise TypeError(f"anova compares REML/ML fits from interlace.fit, got {m.__class__.__name__}")
     for m in models[1:]:
         if not _same_data(models[0], m):

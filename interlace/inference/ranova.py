@@ -61,10 +61,9 @@ def refit(result, fixed: str | None = None, random: list[RandomTerm] | None = No
         offset = d.offset.copy()
         for py_expr, r_text in d.formula_offsets:
             offset = offset - evaluate_expr(py_expr, frame, r_text)
-    design = build_design(new, frame, d.weights, offset)
+    design = build_design(new, frame, d.weights, offset, d.input_namespace)
     with fit_blas_threads():
         out = reml.fit(new, design, n_dropped=result.n_dropped)
-    out.input_namespace, out.model_frame = result.input_namespace, frame
     return out
 
 

@@ -55,6 +55,8 @@ class FitResult:
     nobs: int
     n_dropped: int
     converged: bool | None
+    engine = None  # the REML backend's engine (refit, simulate, profile) where there is one
+    model_frame = None  # the complete-case rows fitted, where they were collected
 
     @property
     def n_params(self) -> int:

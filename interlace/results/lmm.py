@@ -56,6 +56,7 @@ class CrossedLMEResult(FitResult):
         backend: str = "reml",
         n_dropped: int = 0,
         idata: Any = None,
+        engine: Any = None,
     ):
         self.spec = spec
         self.design = design
@@ -78,7 +79,9 @@ class CrossedLMEResult(FitResult):
         self.resid = None if info.resid is None else np.asarray(info.resid)
         self.optimizer_info = dict(info.optimizer_info)
         self.correlation_params = dict(info.correlation_params)
-        self.input_namespace = "pandas"
+        self.engine = engine  # the REML backend's REMLEngine (refit, simulate, profile), else None
+        self.model_frame = design.frame  # the complete-case rows fitted (None for lazy frames)
+        self.input_namespace = design.input_namespace
 
     # ---- fixed effects -------------------------------------------------------------------
     @property
@@ -272,7 +275,7 @@ class CrossedLMEResult(FitResult):
 
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
         """Responses drawn from the fitted model, shape (nobs, nsim) (lme4's ``simulate``)."""
-        engine = getattr(self, "engine", None)
+        engine = self.engine
         if engine is None:
             raise TypeError("simulate needs a fit with a REML/ML engine")
         return engine.simulate(nsim, seed=seed, include_re=include_re)

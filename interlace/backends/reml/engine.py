@@ -46,9 +46,8 @@ def make_result(spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped:
             "tried": list(est.tried),
         },
     )
-    result = CrossedLMEResult(spec, design, info, backend="reml", n_dropped=n_dropped)
-    result.engine = REMLEngine(spec, design, est, n_dropped)
-    return result
+    return CrossedLMEResult(spec, design, info, backend="reml", n_dropped=n_dropped,
+                            engine=REMLEngine(spec, design, est, n_dropped))
 
 
 class REMLEngine:

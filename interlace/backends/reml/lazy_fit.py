@@ -46,6 +46,7 @@ def crossproduct_design(
         offset=np.zeros(0),
         response=response,
         n_rows=int(n),
+        input_namespace="lazy",
         gram=(ZtZ, np.asarray(ZtXy, dtype=float), np.asarray(XytXy, dtype=float)),
     )
 
@@ -87,6 +88,4 @@ def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, 
     est = fit_lmm(design, spec)
     est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
     est.fitted = est.resid = None  # no row-level data were collected
-    result = make_result(spec, design, est, n_dropped=cp.n_dropped)
-    result.input_namespace = "lazy"
-    return result
+    return make_result(spec, design, est, n_dropped=cp.n_dropped)
