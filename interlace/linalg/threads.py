@@ -17,7 +17,16 @@ __all__ = ["blas_limit", "fit_blas_threads"]
 
 _lock = threading.Lock()
 _active = 0
-_saved = None  # the threadpoolctl controller holding the state before the first fit
+_saved = None  # the BLAS state (threadpoolctl's info) before the first fit
+_controller: list = []  # made once: inspecting the loaded libraries costs milliseconds
+
+
+def _get_controller():
+    from threadpoolctl import ThreadpoolController
+
+    if not _controller:
+        _controller.append(ThreadpoolController())
+    return _controller[0]
 
 
 @contextlib.contextmanager
@@ -32,13 +41,12 @@ def blas_limit(n: int) -> Iterator[None]:
         yield
         return
     try:
-        from threadpoolctl import ThreadpoolController
+        controller = _get_controller()
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         yield
         return
     with _lock:
         if _active == 0:
-            controller = ThreadpoolController()
             _saved = controller.info()
             controller.limit(limits=n, user_api="blas")
         _active += 1
@@ -48,7 +56,6 @@ def blas_limit(n: int) -> Iterator[None]:
         with _lock:
             _active -= 1
             if _active == 0 and _saved is not None:
-                controller = ThreadpoolController()
                 for lib in controller.lib_controllers:
                     for info in _saved:
                         if info.get("filepath") == lib.filepath:

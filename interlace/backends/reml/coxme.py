@@ -30,13 +30,12 @@ derivatives to O(h²), without a Newton solve per difference.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import LinAlgError
 
+from ...linalg.threads import fit_blas_threads
 from .cox_newton import CoxTerm, PenalizedCox, term_covariance
 from .cox_risk import RiskSets
 
@@ -195,24 +194,10 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
     return theta
 
 
-_CONTROLLER: list = []
-
-
 def one_blas_thread():
-    """BLAS limited to one thread (``INTERLACE_BLAS_THREADS`` overrides, 0: no limit), as the LMM
-    engine does: every product here is small and OpenBLAS's spinning threads only slow it down.
-    The controller is made once — inspecting the loaded libraries costs milliseconds."""
-    n = int(os.environ.get("INTERLACE_BLAS_THREADS", "1"))
-    if n <= 0:
-        return contextlib.nullcontext()
-    try:
-        if not _CONTROLLER:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController())
-        return _CONTROLLER[0].limit(limits=n, user_api="blas")
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return contextlib.nullcontext()
+    """BLAS limited as every fit limits it (:func:`interlace.linalg.threads.fit_blas_threads`):
+    every product here is small and OpenBLAS's spinning threads only slow it down."""
+    return fit_blas_threads()
 
 
 def fit_coxme(
