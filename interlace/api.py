@@ -158,8 +158,8 @@ def glmer(
 
         w = np.ones(design.n) if design.weights is None else design.weights
 
-        def laplace_loglik(theta, beta):  # the plug-in log-likelihood at the posterior means
-            return -0.5 * LaplaceObjective(design, fam, design.y, w).laplace(theta, beta)
+        def laplace_loglik(theta, beta, family):  # the plug-in log-likelihood at the posterior means
+            return -0.5 * LaplaceObjective(design, family, design.y, w).laplace(theta, beta)
 
         result = sample_glmm(
             spec, design, fam, n_dropped=mf.n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,

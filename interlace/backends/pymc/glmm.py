@@ -147,7 +147,7 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
     eta = design.X @ beta + design.Z @ b + design.offset
     mu = fam.link.inverse(eta)
     # the Laplace log-likelihood at the posterior means, computed by the caller's engine
-    llf = np.nan if plugin_loglik is None else plugin_loglik(theta, beta)
+    llf = np.nan if plugin_loglik is None else plugin_loglik(theta, beta, fam)
     names = ["beta"] + [tl.sd_name for tl in layout.terms] + ([extra_name] if extra_name else [])
     names += [tl.corr_name for tl in layout.terms if tl.corr_name is not None]
     diag = diagnostics(idata, names)
