@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -414,69 +412,19 @@ def clmm(
     )
 
 
-def coxme(formula: str, data, groups: str | list[str] | None = None, random: list[str] | None = None):
-    """Cox proportional hazards model with a Gaussian random intercept (Therneau's ``coxme``).
+def coxme(formula: str, data, groups: str | list[str] | None = None, random: list[str] | None = None,
+          ties: str = "efron", sparse: tuple[int, float] | None = (50, 0.02)):
+    """Cox proportional hazards model with Gaussian random effects (Therneau's ``coxme``).
 
-    ``formula`` is ``"Surv(time, status) ~ x + ..."``; ``status`` is 1 for an event and 0 for
-    censoring. The frailty variance maximises the Laplace-approximated integrated partial
-    likelihood (Efron ties); β and the frailties maximise the penalized partial likelihood.
+    ``formula`` is ``"Surv(time, status) ~ x + strata(s) + (1 | g)"``; ``status`` is 1 (or 2, or
+    TRUE) for an event. Random terms: ``(1 | g)``, ``(1 | a/b)``, several terms, ``(1 + x | g)``.
+    β and the random effects maximise the penalized partial likelihood; the variances maximise
+    its Laplace approximation. ``ties`` and ``sparse`` are coxme's ``ties`` and
+    ``coxme.control(sparse=)`` (None: the exact Hessian). See docs/coxme.md.
     """
-    from formulaic import model_matrix
+    from .survival import fit_coxme_formula
 
-    from .backends.reml.coxme import fit_coxme
-    from .data.design import group_levels
-    from .results.survival import SurvivalResult
-
-    surv = r"^\s*Surv\(\s*([A-Za-z_.][\w.]*)\s*,\s*([A-Za-z_.][\w.]*)\s*\)\s*~(.*)$"
-    m = re.match(surv, str(formula), re.S)
-    if m is None:
-        raise ValueError(f"coxme formulas look like 'Surv(time, status) ~ x', got {formula!r}")
-    tcol, scol, rhs_all = m.group(1), m.group(2), m.group(3)
-    fixed, inline = split_formula(f"{tcol} ~ {rhs_all}")
-    random_specs = [random] if isinstance(random, str) else list(random or [])
-    terms = parse_random(groups_to_terms(groups) + random_specs + inline)
-    if len(terms) != 1 or terms[0].expr.replace(" ", "") != "1":
-        raise ValueError(
-            "coxme supports one random intercept, e.g. groups='litter' or random=['(1 | litter)']"
-        )
-    columns = column_names(data)
-    _, used = _read_formula(fixed, terms, columns, where=f"formula {formula!r}")
-    if scol not in columns:
-        raise KeyError(f"status column {scol!r} is not in data; available: {columns[:20]}")
-    used = list(dict.fromkeys(used + [scol]))
-    mf = model_frame(data, used)
-    frame = mf.data
-    if len(frame) == 0:
-        raise ValueError("no rows left to fit: the data are empty after dropping missing values")
-    for c in (tcol, scol):
-        if not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
-            raise TypeError(f"column {c!r} must be numeric")
-    time = frame[tcol].to_numpy(dtype=float)
-    status = frame[scol].to_numpy(dtype=float)
-    if np.any(time < 0):
-        raise ValueError(f"time column {tcol!r} has negative values; survival times must be >= 0")
-    if not np.all(np.isin(status, (0.0, 1.0))):
-        raise ValueError(f"status column {scol!r} must be 0 (censored) or 1 (event)")
-    if status.sum() == 0:
-        raise ValueError(f"status column {scol!r} has no events")
-    mm = model_matrix(f"{fixed.split('~', 1)[1]} + 1", frame, na_action="raise")
-    names = [str(c) for c in mm.columns]
-    keep = [i for i, c in enumerate(names) if c != "Intercept"]
-    if not keep:
-        raise ValueError("coxme needs at least one covariate on the right of '~'")
-    X = np.asarray(mm, dtype=float)[:, keep]
-    glev, gcodes = group_levels(frame, terms[0].factors)
-    if len(glev) < 2:
-        raise ValueError(f"grouping factor {terms[0].group!r} needs at least two levels")
-    Z = np.zeros((len(frame), len(glev)))
-    Z[np.arange(len(frame)), gcodes] = 1.0
-    est = fit_coxme(X, Z, time, status.astype(int))
-    return SurvivalResult(
-        formula=formula, X_names=[names[i] for i in keep], beta=est.beta, cov=est.cov_beta,
-        variance=est.variance, b=est.b, group=terms[0].group, group_levels=glev,
-        loglik=est.loglik_integrated, loglik_null=est.loglik_null, loglik_penalized=est.loglik_penalized,
-        nobs=len(frame), n_events=int(status.sum()), n_dropped=mf.n_dropped,
-    )
+    return fit_coxme_formula(formula, data, groups=groups, random=random, ties=ties, sparse=sparse)
 
 
 def _fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation, df_method,

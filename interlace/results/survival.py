@@ -1,4 +1,4 @@
-"""SurvivalResult: a fitted Cox model with Gaussian frailties (``interlace.coxme``)."""
+"""SurvivalResult: a fitted Cox model with Gaussian random effects (``interlace.coxme``)."""
 
 from __future__ import annotations
 
@@ -11,42 +11,59 @@ __all__ = ["SurvivalResult"]
 
 
 class SurvivalResult(WaldZ):
-    """Log hazard ratios β, their SEs and Wald tests, the frailty variance, the frailties
-    (conditional modes), and the integrated / null log partial likelihoods."""
+    """Log hazard ratios β, their SEs and Wald tests, the random-effect variances (covariance
+    matrices for vector terms), the random effects (conditional modes), and the integrated /
+    null log partial likelihoods."""
 
-    def __init__(
-        self,
-        *,
-        formula,
-        X_names,
-        beta,
-        cov,
-        variance,
-        b,
-        group,
-        group_levels,
-        loglik,
-        loglik_null,
-        loglik_penalized,
-        nobs,
-        n_events,
-        n_dropped,
-    ):
+    def __init__(self, *, formula, X_names, beta, cov, terms, loglik, loglik_null, loglik_penalized,
+                 nobs, n_events, n_dropped, strata=(), n_strata=0, ties="efron", n_sparse=0):
         self.formula = formula
-        self.fe_params = pd.Series(beta, index=X_names, name="estimate")
+        self.fe_params = pd.Series(beta, index=X_names, name="estimate", dtype=float)
         self.fe_cov = pd.DataFrame(cov, index=X_names, columns=X_names)
-        self.fe_bse = pd.Series(np.sqrt(np.diag(cov)), index=X_names, name="std_error")
-        self.group = group
-        self.variance_components = {group: float(variance)}
-        self.random_effects = {
-            group: pd.DataFrame({"(Intercept)": b}, index=pd.Index(group_levels, name=group))
-        }
+        self.fe_bse = pd.Series(np.sqrt(np.diag(cov)), index=X_names, name="std_error", dtype=float)
+        self._terms = terms
         self.llf, self.llf_null, self.llf_penalized = (
             float(loglik),
             float(loglik_null),
             float(loglik_penalized),
         )
         self.nobs, self.n_events, self.n_dropped = int(nobs), int(n_events), int(n_dropped)
+        self.strata, self.n_strata = tuple(strata), int(n_strata)
+        self.ties, self.n_sparse = ties, int(n_sparse)
+
+    def term_names(self) -> list[str]:
+        """lme4's ``VarCorr`` names: the group, then ``group.1`` … for further terms of a group."""
+        seen: dict[str, int] = {}
+        names = []
+        for t in self._terms:
+            k = seen.get(t["group"], 0)
+            names.append(t["group"] if k == 0 else f"{t['group']}.{k}")
+            seen[t["group"]] = k + 1
+        return names
+
+    @property
+    def group(self) -> str:
+        """The first random term's grouping factor."""
+        return self._terms[0]["group"]
+
+    @property
+    def variance_components(self) -> dict[str, float | pd.DataFrame]:
+        """Term → its variance (random intercept) or the covariance DataFrame of its columns."""
+        out: dict[str, float | pd.DataFrame] = {}
+        for name, t in zip(self.term_names(), self._terms, strict=True):
+            S = t["covariance"]
+            cols = t["columns"]
+            out[name] = float(S[0, 0]) if S.shape[0] == 1 else pd.DataFrame(S, index=cols, columns=cols)
+        return out
+
+    @property
+    def random_effects(self) -> dict[str, pd.DataFrame]:
+        """Group → conditional modes, one row per level, one column per term column."""
+        out: dict[str, list[pd.DataFrame]] = {}
+        for t in self._terms:
+            frame = pd.DataFrame(t["b"], index=pd.Index(t["levels"], name=t["group"]), columns=t["columns"])
+            out.setdefault(t["group"], []).append(frame)
+        return {g: f[0] if len(f) == 1 else pd.concat(f, axis=1) for g, f in out.items()}
 
     @property
     def hazard_ratios(self) -> pd.Series:
@@ -54,18 +71,22 @@ class SurvivalResult(WaldZ):
 
     @property
     def n_params(self) -> int:
-        return len(self.fe_params) + 1
+        """β's plus the variance parameters (k(k+1)/2 per term of k columns)."""
+        k = [len(t["columns"]) for t in self._terms]
+        return len(self.fe_params) + sum(j * (j + 1) // 2 for j in k)
 
     @property
     def aic(self) -> float:
-        """−2 (integrated log partial likelihood) + 2 (β's and the variance)."""
+        """−2 (integrated log partial likelihood) + 2 (β's and variance parameters)."""
         return -2 * self.llf + 2 * self.n_params
 
     def summary(self) -> str:
         lines = [
             "Cox mixed-effects model fit by maximum (integrated partial) likelihood",
             f"  Formula: {self.formula}",
-            f"  Events / n: {self.n_events} / {self.nobs}",
+            f"  Events / n: {self.n_events} / {self.nobs}"
+            + (f"; {self.n_strata} strata ({', '.join(self.strata)})" if self.strata else "")
+            + f"; ties: {self.ties}",
             f"  log-likelihood: null {self.llf_null:.2f}, integrated {self.llf:.2f}, "
             f"penalized {self.llf_penalized:.2f}",
             "",
@@ -76,8 +97,16 @@ class SurvivalResult(WaldZ):
                 f"  {n:<20} coef {self.fe_params[n]:9.4f}  exp(coef) {self.hazard_ratios[n]:8.4f}  "
                 f"se {self.fe_bse[n]:8.4f}  z {self.fe_zvalues[n]:7.2f}  p {self.fe_pvalues[n]:.3g}"
             )
-        v = self.variance_components[self.group]
-        lines += ["", f"Random effects: {self.group} (Intercept) variance {v:.4g}, std dev {np.sqrt(v):.4g}"]
+        lines += ["", "Random effects:"]
+        for name, t in zip(self.term_names(), self._terms, strict=True):
+            S = t["covariance"]
+            sd = np.sqrt(np.diag(S))
+            for i, c in enumerate(t["columns"]):
+                corr = " ".join(f"{S[i, j] / (sd[i] * sd[j]):6.3f}" for j in range(i))
+                lines.append(f"  {name if i == 0 else '':<14} {c:<14} variance {S[i, i]:.4g}, "
+                             f"std dev {sd[i]:.4g}" + (f"  corr {corr}" if corr else ""))
+        if self.n_sparse:
+            lines.append(f"  ({self.n_sparse} levels under coxme's sparse approximation of the information)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -1,23 +1,33 @@
 """Cox proportional hazards with Gaussian random effects (Therneau's coxme; Ripatti & Palmgren 2002).
 
-Linear predictor η = Xβ + Zb, b ~ N(0, σ²I) (one random intercept per group). For fixed σ² the
-penalized partial likelihood PPL(β, b) = log PL(β, b) − b'b/(2σ²) is maximised by Newton–Raphson
-(Efron's handling of ties). The Laplace approximation of the integrated partial likelihood,
+Linear predictor η = Xβ + Zb (+ offset), b ~ N(0, K(θ)): each random term t with k columns and m
+levels contributes m independent k-vectors with covariance Σ_t (a variance σ² for a random
+intercept). For fixed θ the penalized partial likelihood
 
-    log ∫ PL(β, b) φ(b; 0, σ²I) db ≈ PPL(β̂, b̂) − (q/2) log σ² − ½ log|H_bb|,
+    PPL(β, b) = log PL(β, b) − ½ b'K⁻¹b
 
-H_bb = −∂²PPL/∂b², is then maximised over σ². Var(β̂) is the β block of the inverse penalized
-information, as coxme reports.
+(Efron's or Breslow's handling of ties, a separate baseline hazard per stratum) is maximised by
+Newton–Raphson. The Laplace approximation of the integrated partial likelihood,
+
+    log ∫ PL(β, b) φ(b; 0, K) db ≈ PPL(β̂, b̂) − ½ log|K| − ½ log|H_bb|,
+
+H = −∂²PPL/∂(b, β)², is maximised over θ (log variances, log-Cholesky factors of vector terms)
+by a trust-region Newton method on finite-difference derivatives. Var(β̂) is the β block of H⁻¹,
+as coxme reports.
 
 coxme approximates the information of a grouping factor with many levels as sparse: with its
-default ``sparse=c(50, .02)``, for a factor of 50 or more levels the off-diagonal entries
-between two levels that each hold at most 2 % of the observations are dropped; the
-log-determinant and Var(β̂) use that matrix. ``sparse=(50, 0.02)`` reproduces it (``None``
-for the exact Hessian).
+default ``sparse=c(50, .02)``, for the intercepts of the *first* random term written, when its
+factor has 50 or more levels (more than 50 for a nested ``a/b`` term, whose innermost factor is
+the one considered), the off-diagonal entries between two levels that each hold at most 2 % of
+the observations are dropped; the log-determinant and Var(β̂) use that matrix
+(:func:`sparse_levels`; ``sparse=None`` keeps the exact Hessian). b̂ is the exact maximiser:
+Newton steps solve with the exact Hessian by conjugate gradients preconditioned with the
+approximate one.
 
-Efron's partial likelihood at an event time t with d events D and risk set R:
-Σ_{i∈D} ηᵢ − Σ_{k<d} log(Σ_R e^η − (k/d) Σ_D e^η); risk-set sums are accumulated from the
-latest time backwards, so one pass gives the value, gradient and Hessian.
+The coefficients are ordered [sparse intercepts S, other random effects D_b, β]: H_SS is then
+diagonal, and steps, log|H_bb| and Var(β̂) come from the Schur complement H_DD − H_DS H_SS⁻¹ H_SD
+(dense, |D_b| + p square). The information is assembled from block-level prefix sums
+(cox_risk.py): H_SS's diagonal in O(n), each column of H_·D in O(blocks + its non-zeros).
 """
 
 from __future__ import annotations
@@ -25,136 +35,441 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+import scipy.sparse as sp
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
-__all__ = ["CoxmeFit", "fit_coxme", "efron"]
+from .cox_risk import GroupKernel, RiskSets, RiskState
+
+__all__ = ["CoxTerm", "CoxmeFit", "fit_coxme", "efron", "sparse_levels"]
+
+LOG_VAR_BOUNDS = (float(np.log(1e-8)), float(np.log(1e4)))  # range of a variance
+_CHUNK = 1 << 21  # entries of a blocks × columns work array
 
 
-def efron(M: np.ndarray, eta: np.ndarray, time: np.ndarray, status: np.ndarray):
-    """Efron log partial likelihood of η = M·coef, with its gradient and Hessian in coef."""
-    order = np.argsort(-time, kind="stable")
-    t_sorted = time[order]
-    w = np.exp(eta - eta.max())  # the shift cancels in every ratio
-    k = M.shape[1]
-    S0, S1, S2 = 0.0, np.zeros(k), np.zeros((k, k))
-    ll, grad, hess = 0.0, np.zeros(k), np.zeros((k, k))
-    start = 0
-    n = len(time)
-    while start < n:
-        stop = start
-        while stop < n and t_sorted[stop] == t_sorted[start]:
-            stop += 1
-        idx = order[start:stop]
-        Mi, wi = M[idx], w[idx]
-        S0 += wi.sum()
-        S1 += wi @ Mi
-        S2 += (Mi * wi[:, None]).T @ Mi
-        ev = idx[status[idx] == 1]
-        d = ev.size
-        if d:
-            Me, we = M[ev], w[ev]
-            D0, D1, D2 = we.sum(), we @ Me, (Me * we[:, None]).T @ Me
-            ll += float(np.sum(eta[ev] - eta.max()))
-            grad += Me.sum(axis=0)
-            for j in range(d):
-                c = j / d
-                s0, s1, s2 = S0 - c * D0, S1 - c * D1, S2 - c * D2
-                ll -= np.log(s0)
-                grad -= s1 / s0
-                hess -= s2 / s0 - np.outer(s1, s1) / s0**2
-        start = stop
-    return ll, grad, hess
+@dataclass(frozen=True)
+class CoxTerm:
+    """A random term's place in Z: ``m`` levels × ``k`` columns from ``z_start``, level-major."""
+
+    k: int
+    m: int
+    z_start: int
+
+    @property
+    def q(self) -> int:
+        return self.k * self.m
+
+    @property
+    def n_theta(self) -> int:
+        return self.k * (self.k + 1) // 2
 
 
 @dataclass
 class CoxmeFit:
     beta: np.ndarray
-    b: np.ndarray
-    variance: float
+    b: np.ndarray  # in Z's column order
+    covariances: list[np.ndarray]  # Σ_t per term
     loglik_integrated: float
     loglik_penalized: float
     loglik_null: float
     cov_beta: np.ndarray
+    n_evaluations: int
+    n_newton: int
 
 
-def _ppl_max(X, Z, time, status, s2, start):
-    p, q = X.shape[1], Z.shape[1]
-    M = np.column_stack([X, Z])
-    coef = start.copy()
-    pen = np.r_[np.zeros(p), np.full(q, 1.0 / s2)]
+def sparse_levels(counts: np.ndarray, n: int, sparse: tuple[int, float] | None, strict: bool) -> np.ndarray:
+    """coxme's rule: the levels holding at most ``sparse[1]`` of the n rows are sparse when the
+    factor has at least ``sparse[0]`` levels (more than, ``strict``, for a nested term)."""
+    m = counts.size
+    if sparse is None or (m <= sparse[0] if strict else m < sparse[0]):
+        return np.zeros(m, dtype=bool)
+    return counts / n <= sparse[1]
 
-    def value(c):
-        return efron(M, M @ c, time, status)[0] - 0.5 * np.sum(pen * c**2)
 
-    cur = value(coef)
-    for _ in range(100):
-        ll, g, H = efron(M, M @ coef, time, status)
-        g = g - pen * coef
-        H = H - np.diag(pen)
-        step = np.linalg.solve(-H, g)
-        t = 1.0
-        for _h in range(40):
-            new = coef + t * step
-            v = value(new)
-            if v >= cur - 1e-12:
+def term_covariance(theta: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """Σ and log|Σ| from a term's parameters: log σ² (k = 1) or a log-Cholesky factor
+    (lower triangle column by column, the diagonal on the log scale)."""
+    if k == 1:
+        return np.array([[np.exp(theta[0])]]), float(theta[0])
+    L = np.zeros((k, k))
+    c, r = np.triu_indices(k)
+    L[r, c] = theta
+    d = np.diag_indices(k)
+    L[d] = np.exp(L[d])
+    return L @ L.T, float(2 * np.sum(theta[r == c]))
+
+
+@dataclass
+class _Info:
+    """log PL, its gradient and information (no penalty) at one coefficient vector."""
+
+    coef: np.ndarray
+    st: RiskState
+    grad: np.ndarray  # coef order
+    hSS: np.ndarray
+    hSD: np.ndarray
+    hDD: np.ndarray
+
+
+class _Problem:
+    """Data, layout, information and the inner Newton solver for one model."""
+
+    def __init__(self, X, Z, terms, time, status, strata, offset, ties, sparse_cols):
+        self.rs = rs = RiskSets(time, status, strata, ties)
+        o = rs.order
+        self.n, self.p = X.shape
+        self.X = np.ascontiguousarray(np.asarray(X, dtype=float)[o])
+        Zs = sp.csr_matrix(Z, dtype=float)[o]
+        Zs.sum_duplicates()
+        self.q = q = Zs.shape[1]
+        self.terms = terms
+        self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)[o]
+        S = np.zeros(q, dtype=bool)
+        if sparse_cols is not None:
+            S[np.asarray(sparse_cols, dtype=np.int64)] = True
+        self.nS = nS = int(S.sum())
+        self.nD = int(q - nS) + self.p  # the dense block: other b's and β
+        pos = np.empty(q, dtype=np.int64)
+        pos[S] = np.arange(nS)
+        pos[~S] = nS + np.arange(q - nS)
+        self.perm = np.r_[np.flatnonzero(S), np.flatnonzero(~S), q + np.arange(self.p)]
+        self.Zs, self.ZsT = Zs, Zs.T.tocsr()
+        Zp = sp.csr_matrix((Zs.data, pos[Zs.indices], Zs.indptr), shape=Zs.shape)
+        self.ZpT = Zp.T.tocsr()  # Z with columns in [S, D_b] order, transposed
+        zr = np.repeat(np.arange(self.n), np.diff(Zs.indptr))
+        zc, zv = pos[Zs.indices], Zs.data
+        self.zr, self.zv = zr, zv
+        nb = rs.n_blocks
+        # block sums of w z for every column, as a fixed sparse pattern (q × blocks)
+        key = zc * nb + rs.block[zr]
+        uniq, self.n_inv = np.unique(key, return_inverse=True)
+        rows = uniq // nb
+        self.n_indices = (uniq % nb).astype(np.int32)
+        self.n_indptr = np.searchsorted(rows, np.arange(q + 1)).astype(np.int32)
+        self.n_size = uniq.size
+        # dense columns of Z: entries by position, for blocks × columns arrays
+        dmask = zc >= nS
+        dorder = np.argsort(zc[dmask], kind="stable")
+        self.d_r, self.d_c, self.d_v = zr[dmask][dorder], zc[dmask][dorder] - nS, zv[dmask][dorder]
+        # Z' diag(v) Z pattern: all pairs of entries within a row
+        cnt = np.diff(Zs.indptr)[zr]
+        a = np.repeat(np.arange(zr.size), cnt)
+        off = np.arange(a.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        bb = Zs.indptr[zr[a]] + off
+        pk = zc[a] * q + zc[bb]
+        puniq, self.p_inv = np.unique(pk, return_inverse=True)
+        self.p_row, self.p_val = zr[a], zv[a] * zv[bb]
+        self.p_i, self.p_j = puniq // q, puniq % q
+        bad = (self.p_i < nS) & (self.p_j < nS) & (self.p_i != self.p_j)
+        if bad.any():
+            raise ValueError("internal: sparse columns must hold at most one entry per row")
+        # sparse intercepts: level per row and the kernel for diag(Z_S'RR'Z_S)
+        codes = np.full(self.n, -1, dtype=np.int64)
+        self.zS = np.zeros(self.n)
+        sm = zc < nS
+        codes[zr[sm]], self.zS[zr[sm]] = zc[sm], zv[sm]
+        self.kernel = GroupKernel(rs, codes, nS) if nS else None
+        self.term_pos = [pos[t.z_start : t.z_start + t.q].reshape(t.m, t.k) for t in terms]
+        self.null_loglik = rs.null_loglik(self.offset)
+        self.n_info = 0
+
+    # ---- penalty -------------------------------------------------------------------------
+    def penalty(self, theta: np.ndarray) -> tuple[list[np.ndarray], float]:
+        """Σ_t⁻¹ per term and log|K|."""
+        out, logdet, at = [], 0.0, 0
+        for t in self.terms:
+            Sig, ld = term_covariance(theta[at : at + t.n_theta], t.k)
+            out.append(np.linalg.inv(Sig))
+            logdet += t.m * ld
+            at += t.n_theta
+        return out, logdet
+
+    def kinv(self, Sinv, b: np.ndarray) -> np.ndarray:
+        out = np.empty_like(b)
+        for t, Si in zip(self.terms, Sinv, strict=True):
+            sl = slice(t.z_start, t.z_start + t.q)
+            out[sl] = (b[sl].reshape(t.m, t.k) @ Si).ravel()
+        return out
+
+    # ---- likelihood and information ------------------------------------------------------
+    def eta(self, coef: np.ndarray) -> np.ndarray:
+        return self.X @ coef[self.q :] + self.Zs @ coef[: self.q] + self.offset
+
+    def ppl(self, coef, Sinv) -> float:
+        b = coef[: self.q]
+        return self.rs.loglik(self.eta(coef)) - 0.5 * float(b @ self.kinv(Sinv, b))
+
+    def info(self, coef: np.ndarray) -> _Info:
+        """Gradient and information of log PL at ``coef`` in the [S, D_b, β] blocks."""
+        self.n_info += 1
+        rs, nS, nD, q, p = self.rs, self.nS, self.nD, self.q, self.p
+        st = rs.state(self.eta(coef))
+        grad = np.r_[self.ZsT @ st.resid, self.X.T @ st.resid]
+        w, wa, dlt = st.w, st.w * st.a, rs.status
+        # A0 = M' diag(w∘a) M
+        pv = np.bincount(self.p_inv, weights=wa[self.p_row] * self.p_val, minlength=self.p_i.size)
+        Zwx = self.ZpT @ (wa[:, None] * self.X)  # (q × p), [S, D_b] order
+        hSS = np.zeros(nS)
+        hSD, hDD = np.zeros((nS, nD)), np.zeros((nD, nD))
+        iS, jS = self.p_i < nS, self.p_j < nS
+        m = iS & jS
+        hSS += np.bincount(self.p_i[m], weights=pv[m], minlength=nS)
+        m = iS & ~jS
+        hSD[self.p_i[m], self.p_j[m] - nS] = pv[m]
+        m = ~iS & ~jS
+        hDD[self.p_i[m] - nS, self.p_j[m] - nS] = pv[m]
+        hSD[:, nD - p :] = Zwx[:nS]
+        hDD[: nD - p, nD - p :] = Zwx[nS:]
+        hDD[nD - p :, : nD - p] = Zwx[nS:].T
+        hDD[nD - p :, nD - p :] = self.X.T @ (wa[:, None] * self.X)
+        # minus M'RR'M: S diagonal by the kernel, the D columns from block sums
+        if nS:
+            hSS -= self.kernel.diag(st, self.zS, rs.suffix(st.g2))
+        wz, wdz = w[self.zr] * self.zv, (w * dlt)[self.zr] * self.zv
+        shape = (q, rs.n_blocks)
+        N = sp.csr_matrix((np.bincount(self.n_inv, wz, self.n_size), self.n_indices, self.n_indptr), shape)
+        Ne = sp.csr_matrix((np.bincount(self.n_inv, wdz, self.n_size), self.n_indices, self.n_indptr), shape)
+        wX = w[:, None] * self.X
+        NX, NXe = rs.block_sums(wX), rs.block_sums(dlt[:, None] * wX)
+        nb, nDb = rs.n_blocks, nD - p
+        step = max(1, _CHUNK // max(nb, 1))
+        for j0 in range(0, nD, step):
+            j1 = min(nD, j0 + step)
+            Bs, Be = np.zeros((nb, j1 - j0)), np.zeros((nb, j1 - j0))
+            if j0 < nDb:
+                lo, hi = np.searchsorted(self.d_c, [j0, min(j1, nDb)])
+                r, c, v = self.d_r[lo:hi], self.d_c[lo:hi] - j0, self.d_v[lo:hi]
+                k = rs.block[r] * (j1 - j0) + c
+                Bs += np.bincount(k, w[r] * v, nb * (j1 - j0)).reshape(nb, -1)
+                Be += np.bincount(k, (w * dlt)[r] * v, nb * (j1 - j0)).reshape(nb, -1)
+            if j1 > nDb:
+                a0 = max(j0, nDb)
+                Bs[:, a0 - j0 :] = NX[:, a0 - nDb : j1 - nDb]
+                Be[:, a0 - j0 :] = NXe[:, a0 - nDb : j1 - nDb]
+            A, C = rs.rr_blocks(st, Bs, Be)
+            Q = np.vstack([N @ A - Ne @ C, NX.T @ A - NXe.T @ C])
+            hSD[:, j0:j1] -= Q[:nS]
+            hDD[:, j0:j1] -= Q[nS:]
+        return _Info(coef=coef, st=st, grad=grad, hSS=hSS, hSD=hSD, hDD=hDD)
+
+    def hess_vec(self, inf: _Info, Sinv, v: np.ndarray) -> np.ndarray:
+        """H v with the exact penalized information (coef order)."""
+        st = inf.st
+        u = self.X @ v[self.q :] + self.Zs @ v[: self.q]
+        r = st.w * st.a * u - self.rs.rr(st, u)
+        return np.concatenate([self.ZsT @ r + self.kinv(Sinv, v[: self.q]), self.X.T @ r])
+
+    def factor(self, inf: _Info, Sinv):
+        """H̃ = information + K⁻¹ in blocks: (hSS, hSD, Cholesky of the Schur complement)."""
+        nS = self.nS
+        hSS, hSD, hDD = inf.hSS.copy(), inf.hSD.copy(), inf.hDD.copy()
+        for P, Si in zip(self.term_pos, Sinv, strict=True):
+            k = P.shape[1]
+            for i in range(k):
+                for j in range(k):
+                    r, c = P[:, i], P[:, j]
+                    rS, cS = r < nS, c < nS
+                    if i == j:
+                        hSS[r[rS]] += Si[i, i]
+                    hSD[r[rS & ~cS], c[rS & ~cS] - nS] += Si[i, j]
+                    both = ~rS & ~cS
+                    hDD[r[both] - nS, c[both] - nS] += Si[i, j]
+        if np.any(hSS <= 0):
+            raise LinAlgError("the penalized information is not positive definite")
+        return hSS, hSD, cho_factor(hDD - (hSD.T / hSS) @ hSD, lower=True, check_finite=False)
+
+    def solve(self, fac, g: np.ndarray) -> np.ndarray:
+        """H̃⁻¹ g (coef order)."""
+        hSS, hSD, cf = fac
+        gp = g[self.perm]
+        gS, gD = gp[: self.nS], gp[self.nS :]
+        dD = cho_solve(cf, gD - hSD.T @ (gS / hSS), check_finite=False)
+        out = np.empty_like(g)
+        out[self.perm] = np.concatenate([(gS - hSD @ dD) / hSS, dD])
+        return out
+
+    def newton_step(self, inf, Sinv, fac, g, rtol=1e-5, max_iter=50) -> np.ndarray:
+        """Solve H d = g: directly when H̃ = H, else by CG preconditioned with H̃."""
+        d = self.solve(fac, g)
+        if not self.nS:
+            return d
+        r = g - self.hess_vec(inf, Sinv, d)
+        z = self.solve(fac, r)
+        pdir, rz = z.copy(), float(r @ z)
+        g0 = max(float(g @ d), 1e-300)
+        for _ in range(max_iter):
+            if rz <= rtol**2 * g0:
                 break
-            t /= 2
-        done = abs(v - cur) < 1e-12 * (1 + abs(cur))
-        coef, cur = new, v
-        if done:
+            Hp = self.hess_vec(inf, Sinv, pdir)
+            alpha = rz / float(pdir @ Hp)
+            d += alpha * pdir
+            r -= alpha * Hp
+            z = self.solve(fac, r)
+            rz, rz_old = float(r @ z), rz
+            pdir = z + (rz / rz_old) * pdir
+        return d
+
+    def maximize(self, Sinv, start: _Info, tol: float, max_iter: int = 100):
+        """Newton on the PPL from ``start`` until the decrement g'H⁻¹g is at most ``tol``."""
+        inf = start
+        for _ in range(max_iter):
+            b = inf.coef[: self.q]
+            kb = self.kinv(Sinv, b)
+            ppl = inf.st.loglik - 0.5 * float(b @ kb)
+            g = inf.grad.copy()
+            g[: self.q] -= kb
+            fac = self.factor(inf, Sinv)
+            d = self.newton_step(inf, Sinv, fac, g)
+            dec = float(g @ d)
+            if dec <= tol:
+                return inf, ppl, fac
+            t = 1.0
+            if dec > 1e-6:  # far from the optimum: halve until the PPL rises enough
+                for _h in range(40):
+                    if self.ppl(inf.coef + t * d, Sinv) >= ppl + 1e-4 * t * dec:
+                        break
+                    t /= 2
+                else:  # no increase along the step: at the optimum to rounding
+                    return inf, ppl, fac
+            inf = self.info(inf.coef + t * d)
+        return inf, ppl, fac
+
+    def logdet_bb(self, fac) -> float:
+        hSS, _hSD, (L, _lower) = fac
+        nDb = self.nD - self.p
+        return float(np.sum(np.log(hSS)) + 2 * np.sum(np.log(np.diag(L)[:nDb])))
+
+    def cov_beta(self, fac) -> np.ndarray:
+        """The β block of H̃⁻¹ = the trailing block of the Schur complement's inverse."""
+        _hSS, _hSD, cf = fac
+        E = np.zeros((self.nD, self.p))
+        E[self.nD - self.p :, :] = np.eye(self.p)
+        return cho_solve(cf, E)[self.nD - self.p :, :]
+
+
+class _Objective:
+    """θ ↦ Laplace log-likelihood, remembering the optimum of the latest accepted θ."""
+
+    def __init__(self, prob: _Problem):
+        self.prob = prob
+        self.base = prob.info(np.zeros(prob.q + prob.p))
+        self.evals = 0
+
+    def __call__(self, theta: np.ndarray, tol: float = 1e-12):
+        Sinv, logdetK = self.prob.penalty(theta)
+        inf, ppl, fac = self.prob.maximize(Sinv, self.base, tol)
+        self.evals += 1
+        return ppl - 0.5 * logdetK - 0.5 * self.prob.logdet_bb(fac), inf, ppl, fac
+
+
+def _bounds(terms: list[CoxTerm]) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = [], []
+    for t in terms:
+        c, r = np.triu_indices(t.k)
+        for i, j in zip(r, c, strict=True):
+            scale = 1.0 if t.k == 1 else 0.5  # log σ² or log of a Cholesky diagonal
+            lo.append(LOG_VAR_BOUNDS[0] * scale if i == j else -np.inf)
+            hi.append(LOG_VAR_BOUNDS[1] * scale if i == j else np.inf)
+    return np.array(lo), np.array(hi)
+
+
+def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                    h: float = 1e-3, gain_tol: float = 1e-9, max_iter: int = 100) -> np.ndarray:
+    """Trust-region Newton ascent on central finite-difference derivatives, within [lo, hi].
+
+    The Hessian's negative is replaced by its absolute eigenvalues where it is not positive
+    definite; parameters held at a bound by the gradient stay out of the step.
+    """
+    d = theta.size
+    f0, obj.base, *_ = obj(theta)
+    radius = 2.0
+    for _ in range(max_iter):
+        E = np.eye(d) * h
+        fp = np.array([obj(theta + E[i])[0] for i in range(d)])
+        fm = np.array([obj(theta - E[i])[0] for i in range(d)])
+        g = (fp - fm) / (2 * h)
+        H = np.diag((fp - 2 * f0 + fm) / h**2)
+        for i in range(d):
+            for j in range(i):
+                fij = obj(theta + E[i] + E[j])[0]
+                H[i, j] = H[j, i] = (fij - fp[i] - fp[j] + f0) / h**2
+        free = ~(((theta <= lo) & (g < 0)) | ((theta >= hi) & (g > 0)))
+        if not free.any():
             break
-    ll, g, H = efron(M, M @ coef, time, status)
-    H = H - np.diag(pen)
-    return coef, cur, H
-
-
-def _sparsify(H: np.ndarray, p: int, small: np.ndarray) -> np.ndarray:
-    """Drop frailty–frailty entries between two ``small`` levels (coxme's sparse approximation)."""
-    Hs = H.copy()
-    drop = np.outer(small, small)
-    np.fill_diagonal(drop, False)
-    Hs[p:, p:][drop] = 0.0
-    return Hs
+        gf = g[free]
+        lam, U = np.linalg.eigh(-H[np.ix_(free, free)])
+        lam = np.maximum(np.abs(lam), 1e-8 * max(1.0, float(np.abs(lam).max())))
+        full = U @ ((U.T @ gf) / lam)
+        if 0.5 * float(gf @ full) <= gain_tol:
+            break
+        norm = float(np.max(np.abs(full)))
+        while True:
+            s = np.zeros(d)
+            s[free] = full * min(1.0, radius / norm)
+            s = np.clip(theta + s, lo, hi) - theta
+            sf = U.T @ s[free]
+            pred = float(gf @ s[free] - 0.5 * sf @ (lam * sf))
+            f1, inf1, *_ = obj(theta + s)
+            if f1 - f0 >= 1e-4 * pred and f1 > f0:
+                if f1 - f0 > 0.75 * pred and norm > radius:
+                    radius *= 2
+                theta, f0, obj.base = theta + s, f1, inf1
+                break
+            radius = min(radius, norm) / 4
+            if radius < 1e-9 or pred <= gain_tol:
+                return theta
+    return theta
 
 
 def fit_coxme(
     X: np.ndarray,
-    Z: np.ndarray,
+    Z,
+    terms: list[CoxTerm],
     time: np.ndarray,
     status: np.ndarray,
-    sparse: tuple[int, float] | None = (50, 0.02),
+    strata: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+    ties: str = "efron",
+    sparse_cols: np.ndarray | None = None,
+    theta0: np.ndarray | None = None,
 ) -> CoxmeFit:
-    """Maximise the Laplace-approximated integrated partial likelihood over σ²."""
-    p, q = X.shape[1], Z.shape[1]
-    state = {"start": np.zeros(p + q)}
-    small = None
-    if sparse is not None and q >= sparse[0]:
-        small = Z.sum(axis=0) / Z.shape[0] <= sparse[1]
+    """Maximise the Laplace-approximated integrated partial likelihood over the term covariances.
 
-    def integrated(log_s2):
-        s2 = float(np.exp(log_s2))
-        coef, ppl, H = _ppl_max(X, Z, time, status, s2, state["start"])
-        state["start"] = coef
-        if small is not None:
-            H = _sparsify(H, p, small)
-        logdet = np.linalg.slogdet(-H[p:, p:])[1]
-        return ppl - 0.5 * q * np.log(s2) - 0.5 * logdet, coef, ppl, H
-
-    res = minimize_scalar(
-        lambda v: -integrated(v)[0],
-        bounds=(np.log(1e-6), np.log(1e3)),
-        method="bounded",
-        options={"xatol": 1e-10},
-    )
-    ill, coef, ppl, H = integrated(res.x)
-    cov = np.linalg.inv(-H)[:p, :p]
-    null_ll = efron(np.zeros((len(time), 1)), np.zeros(len(time)), time, status)[0]
+    ``Z`` (n × q, sparse or dense) holds the terms level-major as ``terms`` describe;
+    ``sparse_cols`` are the Z columns of coxme's sparse approximation (see :func:`sparse_levels`).
+    """
+    prob = _Problem(X, Z, terms, time, status, strata, offset, ties, sparse_cols)
+    obj = _Objective(prob)
+    lo, hi = _bounds(terms)
+    start = _default_start(terms) if theta0 is None else np.asarray(theta0, dtype=float)
+    theta = _maximize_theta(obj, start, lo, hi)
+    ilik, inf, ppl, fac = obj(theta)
+    covs, at = [], 0
+    for t in terms:
+        covs.append(term_covariance(theta[at : at + t.n_theta], t.k)[0])
+        at += t.n_theta
     return CoxmeFit(
-        beta=coef[:p],
-        b=coef[p:],
-        variance=float(np.exp(res.x)),
-        loglik_integrated=float(ill),
-        loglik_penalized=float(ppl),
-        loglik_null=float(null_ll),
-        cov_beta=cov,
+        beta=inf.coef[prob.q :], b=inf.coef[: prob.q], covariances=covs, loglik_integrated=float(ilik),
+        loglik_penalized=float(ppl), loglik_null=float(prob.null_loglik), cov_beta=prob.cov_beta(fac),
+        n_evaluations=obj.evals, n_newton=prob.n_info,
     )
+
+
+def _default_start(terms: list[CoxTerm]) -> np.ndarray:
+    """σ² = 0.16 for every variance (coxme's grid runs from 0.02² to 0.8²), no correlation."""
+    out = []
+    for t in terms:
+        c, r = np.triu_indices(t.k)
+        out.extend(np.where(r == c, np.log(0.16) * (1.0 if t.k == 1 else 0.5), 0.0))
+    return np.asarray(out, dtype=float)
+
+
+def efron(M: np.ndarray, eta: np.ndarray, time: np.ndarray, status: np.ndarray,
+          strata: np.ndarray | None = None, ties: str = "efron"):
+    """log partial likelihood of η (for coefficients of a dense M) with its gradient and Hessian."""
+    rs = RiskSets(time, status, strata, ties)
+    o = rs.order
+    st = rs.state(np.asarray(eta, dtype=float)[o])
+    Ms = np.asarray(M, dtype=float)[o]
+    RRM = np.column_stack([rs.rr(st, Ms[:, j]) for j in range(Ms.shape[1])])
+    hess = Ms.T @ RRM - Ms.T @ ((st.w * st.a)[:, None] * Ms)
+    return st.loglik, Ms.T @ st.resid, hess
