@@ -319,10 +319,11 @@ def level_keys(frame: pd.DataFrame, factors: tuple[str, ...]) -> list[tuple | No
             for row in zip(*cols, strict=True)]
 
 
-def _keys_per_level(keys: list, codes: np.ndarray, m: int) -> list[tuple]:
+def _keys_per_level(frame: pd.DataFrame, factors: tuple[str, ...], codes: np.ndarray, m: int) -> list[tuple]:
+    """level_keys of each level, read from its first row (O(levels), not O(rows))."""
     first = np.full(m, -1)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return [keys[i] for i in first]
+    return level_keys(frame.iloc[first], factors)
 
 
 def _missing(v) -> bool:
@@ -409,7 +410,6 @@ def build_design(
         Xt, cols, tspec = _term_matrix(term.expr, frame, term.source)
         levels, codes = group_levels(frame, term.factors)
         built.append((term, Xt, cols, tspec, levels, codes))
-    row_keys = {t.factors: level_keys(frame, t.factors) for t in spec.random}
     _check_levels(built, n, glmm=spec.family != "gaussian")
     # lme4 order: decreasing number of levels, stable
     order = sorted(range(len(built)), key=lambda i: -len(built[i][4]))
@@ -420,7 +420,7 @@ def build_design(
         tb = TermBlock(
             group=term.group, factors=term.factors, expr=term.expr, columns=cols, levels=levels,
             codes=codes, z_start=z_start, theta_start=theta_start, model_spec=tspec,
-            keys=_keys_per_level(row_keys[term.factors], codes, len(levels)),
+            keys=_keys_per_level(frame, term.factors, codes, len(levels)),
         )
         terms.append(tb)
         z_start += tb.q
