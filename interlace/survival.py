@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .backends.reml.coxme import CoxTerm, fit_coxme, sparse_levels
+from .backends.reml.coxme import CoxTerm, fit_coxme, one_blas_thread, sparse_levels
 from .data.design import build_design, evaluate_expr, group_levels
 from .data.frames import column_names, model_frame
 from .model.formula import RandomTerm, groups_to_terms, parse_random, split_formula
@@ -147,7 +147,12 @@ def _check_random(terms: list[RandomTerm], frame_columns: list[str], formula: st
 
 def fit_coxme_formula(formula: str, data, groups=None, random=None, ties: str = "efron",
                       sparse: tuple[int, float] | None = (50, 0.02)) -> SurvivalResult:
-    """The work of :func:`interlace.coxme` (see there)."""
+    """The work of :func:`interlace.coxme` (see there), with BLAS on one thread."""
+    with one_blas_thread():
+        return _fit(formula, data, groups, random, ties, sparse)
+
+
+def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
     from .api import _read_formula
 
     if ties not in ("efron", "breslow"):

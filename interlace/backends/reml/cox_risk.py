@@ -83,6 +83,7 @@ class RiskSets:
         self.c = k / d[self.pblock] if ties == "efron" else np.zeros(self.pblock.size)
         self.has_events = d > 0
         self.n_events = int(d.sum())
+        self.event_rows = np.flatnonzero(self.status)
 
     # ---- block-level helpers ----------------------------------------------------------------
     def block_sums(self, v: np.ndarray) -> np.ndarray:
@@ -121,7 +122,7 @@ class RiskSets:
     def loglik(self, eta: np.ndarray) -> float:
         """log PL at η (sorted order)."""
         _w, shift, den = self._den(eta)
-        return float(self.status @ eta - np.log(den).sum() - self.n_events * shift)
+        return float(eta[self.event_rows].sum() - np.log(den).sum() - self.n_events * shift)
 
     def state(self, eta: np.ndarray) -> RiskState:
         """log PL, hazard weights, residuals and the block scalars at η (sorted order)."""
@@ -131,7 +132,7 @@ class RiskSets:
         hc = self._pairs_to_blocks(self.c * inv)
         a = self.suffix(h)[self.block] - self.status * hc[self.block]
         inv2 = inv * inv
-        ll = float(self.status @ eta - np.log(den).sum() - self.n_events * shift)
+        ll = float(eta[self.event_rows].sum() - np.log(den).sum() - self.n_events * shift)
         return RiskState(
             w=w, den=den, loglik=ll, a=a, resid=self.status - w * a,
             g2=self._pairs_to_blocks(inv2), g1=self._pairs_to_blocks(self.c * inv2),

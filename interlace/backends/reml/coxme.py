@@ -32,6 +32,8 @@ diagonal, and steps, log|H_bb| and Var(β̂) come from the Schur complement H_DD
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +46,7 @@ __all__ = ["CoxTerm", "CoxmeFit", "fit_coxme", "efron", "sparse_levels"]
 
 LOG_VAR_BOUNDS = (float(np.log(1e-8)), float(np.log(1e4)))  # range of a variance
 _CHUNK = 1 << 21  # entries of a blocks × columns work array
+_DENSE_EXACT = 200  # with at most this many coefficients, Newton steps use the exact dense Hessian
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class _Info:
     hSS: np.ndarray
     hSD: np.ndarray
     hDD: np.ndarray
+    vv: np.ndarray | None = None  # off-diagonal of Z_S'RR'Z_S (small models), for exact steps
 
 
 class _Problem:
@@ -159,9 +163,15 @@ class _Problem:
         puniq, self.p_inv = np.unique(pk, return_inverse=True)
         self.p_row, self.p_val = zr[a], zv[a] * zv[bb]
         self.p_i, self.p_j = puniq // q, puniq % q
-        bad = (self.p_i < nS) & (self.p_j < nS) & (self.p_i != self.p_j)
-        if bad.any():
+        iS, jS = self.p_i < nS, self.p_j < nS
+        if np.any(iS & jS & (self.p_i != self.p_j)):
             raise ValueError("internal: sparse columns must hold at most one entry per row")
+        self.p_ss, self.p_sd = np.flatnonzero(iS & jS), np.flatnonzero(iS & ~jS)
+        self.p_dd = np.flatnonzero(~iS & ~jS)
+        self.N = sp.csr_matrix((np.zeros(self.n_size), self.n_indices, self.n_indptr), (q, nb))
+        self.Ne = self.N.copy()
+        # small models: the exact H_SS (dense) gives exact Newton steps without iterating
+        self.exact_dense = 0 < nS and nS + self.nD <= _DENSE_EXACT
         # sparse intercepts: level per row and the kernel for diag(Z_S'RR'Z_S)
         codes = np.full(self.n, -1, dtype=np.int64)
         self.zS = np.zeros(self.n)
@@ -201,33 +211,33 @@ class _Problem:
     def info(self, coef: np.ndarray) -> _Info:
         """Gradient and information of log PL at ``coef`` in the [S, D_b, β] blocks."""
         self.n_info += 1
-        rs, nS, nD, q, p = self.rs, self.nS, self.nD, self.q, self.p
+        rs, nS, nD, p = self.rs, self.nS, self.nD, self.p
         st = rs.state(self.eta(coef))
         grad = np.r_[self.ZsT @ st.resid, self.X.T @ st.resid]
         w, wa, dlt = st.w, st.w * st.a, rs.status
         # A0 = M' diag(w∘a) M
         pv = np.bincount(self.p_inv, weights=wa[self.p_row] * self.p_val, minlength=self.p_i.size)
         Zwx = self.ZpT @ (wa[:, None] * self.X)  # (q × p), [S, D_b] order
-        hSS = np.zeros(nS)
+        hSS = np.bincount(self.p_i[self.p_ss], weights=pv[self.p_ss], minlength=nS).astype(float)
         hSD, hDD = np.zeros((nS, nD)), np.zeros((nD, nD))
-        iS, jS = self.p_i < nS, self.p_j < nS
-        m = iS & jS
-        hSS += np.bincount(self.p_i[m], weights=pv[m], minlength=nS)
-        m = iS & ~jS
-        hSD[self.p_i[m], self.p_j[m] - nS] = pv[m]
-        m = ~iS & ~jS
-        hDD[self.p_i[m] - nS, self.p_j[m] - nS] = pv[m]
+        hSD[self.p_i[self.p_sd], self.p_j[self.p_sd] - nS] = pv[self.p_sd]
+        hDD[self.p_i[self.p_dd] - nS, self.p_j[self.p_dd] - nS] = pv[self.p_dd]
         hSD[:, nD - p :] = Zwx[:nS]
         hDD[: nD - p, nD - p :] = Zwx[nS:]
         hDD[nD - p :, : nD - p] = Zwx[nS:].T
         hDD[nD - p :, nD - p :] = self.X.T @ (wa[:, None] * self.X)
         # minus M'RR'M: S diagonal by the kernel, the D columns from block sums
+        vv = None
         if nS:
             hSS -= self.kernel.diag(st, self.zS, rs.suffix(st.g2))
+            if self.exact_dense:
+                V = self._rt_sparse(st)
+                vv = V.T @ V
+                vv[np.diag_indices(nS)] = 0.0
         wz, wdz = w[self.zr] * self.zv, (w * dlt)[self.zr] * self.zv
-        shape = (q, rs.n_blocks)
-        N = sp.csr_matrix((np.bincount(self.n_inv, wz, self.n_size), self.n_indices, self.n_indptr), shape)
-        Ne = sp.csr_matrix((np.bincount(self.n_inv, wdz, self.n_size), self.n_indices, self.n_indptr), shape)
+        N, Ne = self.N, self.Ne
+        N.data[:] = np.bincount(self.n_inv, wz, self.n_size)
+        Ne.data[:] = np.bincount(self.n_inv, wdz, self.n_size)
         wX = w[:, None] * self.X
         NX, NXe = rs.block_sums(wX), rs.block_sums(dlt[:, None] * wX)
         nb, nDb = rs.n_blocks, nD - p
@@ -249,7 +259,18 @@ class _Problem:
             Q = np.vstack([N @ A - Ne @ C, NX.T @ A - NXe.T @ C])
             hSD[:, j0:j1] -= Q[:nS]
             hDD[:, j0:j1] -= Q[nS:]
-        return _Info(coef=coef, st=st, grad=grad, hSS=hSS, hSD=hSD, hDD=hDD)
+        return _Info(coef=coef, st=st, grad=grad, hSS=hSS, hSD=hSD, hDD=hDD, vv=vv)
+
+    def _rt_sparse(self, st: RiskState) -> np.ndarray:
+        """R'Z_S (event pairs × sparse columns), dense: for small models only."""
+        rs, nS = self.rs, self.nS
+        rows = self.kernel.rows
+        k = rs.block[rows] * nS + self.kernel.level
+        u = st.w[rows] * self.zS[rows]
+        Bs = np.bincount(k, u, rs.n_blocks * nS).reshape(rs.n_blocks, nS)
+        Be = np.bincount(k, u * rs.status[rows], rs.n_blocks * nS).reshape(rs.n_blocks, nS)
+        S1 = rs.risk_sums(Bs)
+        return (S1[rs.pblock] - rs.c[:, None] * Be[rs.pblock]) / st.den[:, None]
 
     def hess_vec(self, inf: _Info, Sinv, v: np.ndarray) -> np.ndarray:
         """H v with the exact penalized information (coef order)."""
@@ -275,11 +296,11 @@ class _Problem:
                     hDD[r[both] - nS, c[both] - nS] += Si[i, j]
         if np.any(hSS <= 0):
             raise LinAlgError("the penalized information is not positive definite")
-        return hSS, hSD, cho_factor(hDD - (hSD.T / hSS) @ hSD, lower=True, check_finite=False)
+        return hSS, hSD, cho_factor(hDD - (hSD.T / hSS) @ hSD, lower=True, check_finite=False), hDD
 
     def solve(self, fac, g: np.ndarray) -> np.ndarray:
         """H̃⁻¹ g (coef order)."""
-        hSS, hSD, cf = fac
+        hSS, hSD, cf, _ = fac
         gp = g[self.perm]
         gS, gD = gp[: self.nS], gp[self.nS :]
         dD = cho_solve(cf, gD - hSD.T @ (gS / hSS), check_finite=False)
@@ -288,7 +309,15 @@ class _Problem:
         return out
 
     def newton_step(self, inf, Sinv, fac, g, rtol=1e-5, max_iter=50) -> np.ndarray:
-        """Solve H d = g: directly when H̃ = H, else by CG preconditioned with H̃."""
+        """Solve H d = g: directly when H̃ = H or the model is small, else by CG preconditioned
+        with H̃."""
+        if inf.vv is not None:
+            hSS, hSD, _cf, hDD = fac
+            H = np.block([[np.diag(hSS) - inf.vv, hSD], [hSD.T, hDD]])
+            out = np.empty_like(g)
+            out[self.perm] = cho_solve(cho_factor(H, lower=True, check_finite=False), g[self.perm],
+                                       check_finite=False)
+            return out
         d = self.solve(fac, g)
         if not self.nS:
             return d
@@ -309,15 +338,21 @@ class _Problem:
         return d
 
     def maximize(self, Sinv, start: _Info, tol: float, max_iter: int = 100):
-        """Newton on the PPL from ``start`` until the decrement g'H⁻¹g is at most ``tol``."""
-        inf = start
+        """Newton on the PPL from ``start`` until the decrement g'H⁻¹g is at most ``tol``.
+
+        The steps are exact Newton steps (CG to 1e-5), so after a full step from a decrement d with
+        d² ≤ tol/100 the next one is far below tol: that point is returned without another solve.
+        """
+        inf, final = start, False
         for _ in range(max_iter):
             b = inf.coef[: self.q]
             kb = self.kinv(Sinv, b)
             ppl = inf.st.loglik - 0.5 * float(b @ kb)
+            fac = self.factor(inf, Sinv)
+            if final:
+                return inf, ppl, fac
             g = inf.grad.copy()
             g[: self.q] -= kb
-            fac = self.factor(inf, Sinv)
             d = self.newton_step(inf, Sinv, fac, g)
             dec = float(g @ d)
             if dec <= tol:
@@ -330,17 +365,19 @@ class _Problem:
                     t /= 2
                 else:  # no increase along the step: at the optimum to rounding
                     return inf, ppl, fac
+            else:
+                final = dec * dec <= 1e-2 * tol  # quadratic convergence: the next is ≪ tol
             inf = self.info(inf.coef + t * d)
-        return inf, ppl, fac
+        return inf, ppl, self.factor(inf, Sinv)
 
     def logdet_bb(self, fac) -> float:
-        hSS, _hSD, (L, _lower) = fac
+        hSS, _hSD, (L, _lower), _ = fac
         nDb = self.nD - self.p
         return float(np.sum(np.log(hSS)) + 2 * np.sum(np.log(np.diag(L)[:nDb])))
 
     def cov_beta(self, fac) -> np.ndarray:
         """The β block of H̃⁻¹ = the trailing block of the Schur complement's inverse."""
-        _hSS, _hSD, cf = fac
+        cf = fac[2]
         E = np.zeros((self.nD, self.p))
         E[self.nD - self.p :, :] = np.eye(self.p)
         return cho_solve(cf, E)[self.nD - self.p :, :]
@@ -397,11 +434,14 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
             break
         gf = g[free]
         lam, U = np.linalg.eigh(-H[np.ix_(free, free)])
+        concave = bool(np.all(lam > 0))
         lam = np.maximum(np.abs(lam), 1e-8 * max(1.0, float(np.abs(lam).max())))
         full = U @ ((U.T @ gf) / lam)
         if 0.5 * float(gf @ full) <= gain_tol:
             break
         norm = float(np.max(np.abs(full)))
+        if not concave and norm < radius:  # the model has no maximum: go to the trust boundary
+            full, norm = full * (radius / norm), radius
         while True:
             s = np.zeros(d)
             s[free] = full * min(1.0, radius / norm)
@@ -410,7 +450,7 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
             pred = float(gf @ s[free] - 0.5 * sf @ (lam * sf))
             f1, inf1, *_ = obj(theta + s)
             if f1 - f0 >= 1e-4 * pred and f1 > f0:
-                if f1 - f0 > 0.75 * pred and norm > radius:
+                if f1 - f0 > 0.75 * pred and norm >= radius:
                     radius *= 2
                 theta, f0, obj.base = theta + s, f1, inf1
                 break
@@ -418,6 +458,26 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
             if radius < 1e-9 or pred <= gain_tol:
                 return theta
     return theta
+
+
+_CONTROLLER: list = []
+
+
+def one_blas_thread():
+    """BLAS limited to one thread (``INTERLACE_BLAS_THREADS`` overrides, 0: no limit), as the LMM
+    engine does: every product here is small and OpenBLAS's spinning threads only slow it down.
+    The controller is made once — inspecting the loaded libraries costs milliseconds."""
+    n = int(os.environ.get("INTERLACE_BLAS_THREADS", "1"))
+    if n <= 0:
+        return contextlib.nullcontext()
+    try:
+        if not _CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+        return _CONTROLLER[0].limit(limits=n, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return contextlib.nullcontext()
 
 
 def fit_coxme(
@@ -437,19 +497,21 @@ def fit_coxme(
     ``Z`` (n × q, sparse or dense) holds the terms level-major as ``terms`` describe;
     ``sparse_cols`` are the Z columns of coxme's sparse approximation (see :func:`sparse_levels`).
     """
-    prob = _Problem(X, Z, terms, time, status, strata, offset, ties, sparse_cols)
-    obj = _Objective(prob)
-    lo, hi = _bounds(terms)
-    start = _default_start(terms) if theta0 is None else np.asarray(theta0, dtype=float)
-    theta = _maximize_theta(obj, start, lo, hi)
-    ilik, inf, ppl, fac = obj(theta)
+    with one_blas_thread():
+        prob = _Problem(X, Z, terms, time, status, strata, offset, ties, sparse_cols)
+        obj = _Objective(prob)
+        lo, hi = _bounds(terms)
+        start = _default_start(terms) if theta0 is None else np.asarray(theta0, dtype=float)
+        theta = _maximize_theta(obj, start, lo, hi)
+        ilik, inf, ppl, fac = obj(theta)
+        cov_beta = prob.cov_beta(fac)
     covs, at = [], 0
     for t in terms:
         covs.append(term_covariance(theta[at : at + t.n_theta], t.k)[0])
         at += t.n_theta
     return CoxmeFit(
         beta=inf.coef[prob.q :], b=inf.coef[: prob.q], covariances=covs, loglik_integrated=float(ilik),
-        loglik_penalized=float(ppl), loglik_null=float(prob.null_loglik), cov_beta=prob.cov_beta(fac),
+        loglik_penalized=float(ppl), loglik_null=float(prob.null_loglik), cov_beta=cov_beta,
         n_evaluations=obj.evals, n_newton=prob.n_info,
     )
 
