@@ -259,3 +259,27 @@ def test_bad_options():
         interlace.coxme("Surv(time, status) ~ x", df, groups="g", sparse=50)
     with pytest.raises(ValueError, match="random term"):
         interlace.coxme("Surv(time, status) ~ x", df)
+
+
+def test_indefinite_sparse_approximation_is_stepped_around():
+    """With large variances coxme's sparse approximation of the information can be indefinite
+    (here at the start σ² = 1 for both terms of (1 | centre/trt)); Newton then steps with the
+    exact Hessian preconditioned by H̃ + diag(dropped row sums), and the fit reaches coxme's."""
+    import scipy.sparse as sp
+
+    from interlace.backends.reml.coxme import CoxTerm, fit_coxme, sparse_levels
+
+    case = _case("eortc_nested")
+    df = _data(case)
+    ct = pd.Categorical(df["centre"] + ":" + df["trt"].astype(str)).codes
+    cc = pd.Categorical(df["centre"]).codes
+    n, m1, m2 = len(df), ct.max() + 1, cc.max() + 1
+    Z = sp.csc_matrix((np.ones(2 * n), (np.r_[np.arange(n), np.arange(n)], np.r_[ct, m1 + cc])),
+                      shape=(n, m1 + m2))
+    sparse = np.flatnonzero(sparse_levels(np.bincount(ct), n, (50, 0.02), strict=True))
+    fit = fit_coxme(df[["trt"]].to_numpy(float), Z, [CoxTerm(1, m1, 0), CoxTerm(1, m2, m1)],
+                    df["time"].to_numpy(float), df["status"].to_numpy(float), sparse_cols=sparse,
+                    theta0=np.zeros(2))
+    ref = case["tight"]
+    assert fit.loglik_integrated == pytest.approx(ref["loglik_integrated"], rel=1e-6)
+    assert fit.beta[0] == pytest.approx(ref["coef"]["trt"], rel=1e-4)

@@ -106,9 +106,10 @@ class RiskSets:
         return rc[:-1] - rc[self.bnext]
 
     def _pairs_to_blocks(self, v: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.n_blocks)
-        if v.size:
-            out[self.has_events] = np.add.reduceat(v, self.pstart[self.has_events])
+        """Σ over each block's event pairs (axis 0); zero for blocks without events."""
+        out = np.zeros((self.n_blocks,) + v.shape[1:])
+        if v.shape[0]:
+            out[self.has_events] = np.add.reduceat(v, self.pstart[self.has_events], axis=0)
         return out
 
     # ---- evaluation -------------------------------------------------------------------------
@@ -128,16 +129,13 @@ class RiskSets:
         """log PL, hazard weights, residuals and the block scalars at η (sorted order)."""
         w, shift, den = self._den(eta)
         inv = 1.0 / den
-        h = self._pairs_to_blocks(inv)
-        hc = self._pairs_to_blocks(self.c * inv)
-        a = self.suffix(h)[self.block] - self.status * hc[self.block]
         inv2 = inv * inv
+        c = self.c
+        per_pair = np.stack([inv, c * inv, inv2, c * inv2, c * c * inv2], axis=1)
+        h, hc, g2, g1, gc = self._pairs_to_blocks(per_pair).T
+        a = self.suffix(h)[self.block] - self.status * hc[self.block]
         ll = float(eta[self.event_rows].sum() - np.log(den).sum() - self.n_events * shift)
-        return RiskState(
-            w=w, den=den, loglik=ll, a=a, resid=self.status - w * a,
-            g2=self._pairs_to_blocks(inv2), g1=self._pairs_to_blocks(self.c * inv2),
-            gc=self._pairs_to_blocks(self.c**2 * inv2),
-        )
+        return RiskState(w=w, den=den, loglik=ll, a=a, resid=self.status - w * a, g2=g2, g1=g1, gc=gc)
 
     def rr_blocks(self, st: RiskState, Bs: np.ndarray, Be: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(A, C) with (RR'y)ᵢ = wᵢ (A[Bᵢ] − δᵢ C[Bᵢ]), from the block sums Bs of w∘y and Be of

@@ -46,7 +46,12 @@ __all__ = ["CoxTerm", "CoxmeFit", "fit_coxme", "efron", "sparse_levels"]
 
 LOG_VAR_BOUNDS = (float(np.log(1e-8)), float(np.log(1e4)))  # range of a variance
 _CHUNK = 1 << 21  # entries of a blocks × columns work array
-_DENSE_EXACT = 200  # with at most this many coefficients, Newton steps use the exact dense Hessian
+_DENSE_EXACT = 200
+_INDEFINITE = (
+    "coxme's sparse approximation of the information (sparse=(50, 0.02)) is not positive definite "
+    "near these variances, so its Laplace approximation is undefined; fit with sparse=None (the "
+    "exact information)"
+)  # with at most this many coefficients, Newton steps use the exact dense Hessian
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class _Info:
     hSS: np.ndarray
     hSD: np.ndarray
     hDD: np.ndarray
-    vv: np.ndarray | None = None  # off-diagonal of Z_S'RR'Z_S (small models), for exact steps
+    vv: np.ndarray | None = None  # off-diagonal of Z_S'RR'Z_S (small models, for exact steps)
 
 
 class _Problem:
@@ -171,7 +176,8 @@ class _Problem:
         self.N = sp.csr_matrix((np.zeros(self.n_size), self.n_indices, self.n_indptr), (q, nb))
         self.Ne = self.N.copy()
         # small models: the exact H_SS (dense) gives exact Newton steps without iterating
-        self.exact_dense = 0 < nS and nS + self.nD <= _DENSE_EXACT
+        self.exact_dense = (0 < nS and nS + self.nD <= _DENSE_EXACT
+                            and max(nb, rs.pblock.size) * nS <= _CHUNK)
         # sparse intercepts: level per row and the kernel for diag(Z_S'RR'Z_S)
         codes = np.full(self.n, -1, dtype=np.int64)
         self.zS = np.zeros(self.n)
@@ -213,7 +219,7 @@ class _Problem:
         self.n_info += 1
         rs, nS, nD, p = self.rs, self.nS, self.nD, self.p
         st = rs.state(self.eta(coef))
-        grad = np.r_[self.ZsT @ st.resid, self.X.T @ st.resid]
+        grad = np.concatenate([self.ZsT @ st.resid, self.X.T @ st.resid])
         w, wa, dlt = st.w, st.w * st.a, rs.status
         # A0 = M' diag(w∘a) M
         pv = np.bincount(self.p_inv, weights=wa[self.p_row] * self.p_val, minlength=self.p_i.size)
@@ -227,13 +233,8 @@ class _Problem:
         hDD[nD - p :, : nD - p] = Zwx[nS:].T
         hDD[nD - p :, nD - p :] = self.X.T @ (wa[:, None] * self.X)
         # minus M'RR'M: S diagonal by the kernel, the D columns from block sums
-        vv = None
         if nS:
             hSS -= self.kernel.diag(st, self.zS, rs.suffix(st.g2))
-            if self.exact_dense:
-                V = self._rt_sparse(st)
-                vv = V.T @ V
-                vv[np.diag_indices(nS)] = 0.0
         wz, wdz = w[self.zr] * self.zv, (w * dlt)[self.zr] * self.zv
         N, Ne = self.N, self.Ne
         N.data[:] = np.bincount(self.n_inv, wz, self.n_size)
@@ -259,7 +260,7 @@ class _Problem:
             Q = np.vstack([N @ A - Ne @ C, NX.T @ A - NXe.T @ C])
             hSD[:, j0:j1] -= Q[:nS]
             hDD[:, j0:j1] -= Q[nS:]
-        return _Info(coef=coef, st=st, grad=grad, hSS=hSS, hSD=hSD, hDD=hDD, vv=vv)
+        return _Info(coef=coef, st=st, grad=grad, hSS=hSS, hSD=hSD, hDD=hDD)
 
     def _rt_sparse(self, st: RiskState) -> np.ndarray:
         """R'Z_S (event pairs × sparse columns), dense: for small models only."""
@@ -279,8 +280,12 @@ class _Problem:
         r = st.w * st.a * u - self.rs.rr(st, u)
         return np.concatenate([self.ZsT @ r + self.kinv(Sinv, v[: self.q]), self.X.T @ r])
 
-    def factor(self, inf: _Info, Sinv):
-        """H̃ = information + K⁻¹ in blocks: (hSS, hSD, Cholesky of the Schur complement)."""
+    def factor(self, inf: _Info, Sinv, shift: np.ndarray | None = None):
+        """H̃ = information + K⁻¹ in blocks: (hSS, hSD, Cholesky of the Schur complement, hDD).
+
+        ``shift`` is added to H̃_SS (see :meth:`offdiag_rowsums`). Raises ``LinAlgError`` when
+        H̃ is not positive definite, which coxme's sparse approximation can make it.
+        """
         nS = self.nS
         hSS, hSD, hDD = inf.hSS.copy(), inf.hSD.copy(), inf.hDD.copy()
         for P, Si in zip(self.term_pos, Sinv, strict=True):
@@ -294,9 +299,25 @@ class _Problem:
                     hSD[r[rS & ~cS], c[rS & ~cS] - nS] += Si[i, j]
                     both = ~rS & ~cS
                     hDD[r[both] - nS, c[both] - nS] += Si[i, j]
+        if shift is not None:
+            hSS = hSS + shift
         if np.any(hSS <= 0):
             raise LinAlgError("the penalized information is not positive definite")
         return hSS, hSD, cho_factor(hDD - (hSD.T / hSS) @ hSD, lower=True, check_finite=False), hDD
+
+    def offdiag_rowsums(self, inf: _Info) -> np.ndarray:
+        """Row sums of the entries coxme's approximation drops (off-diagonal Z_S'RR'Z_S ≥ 0).
+
+        H̃ = H + P with P those entries; H̃ + diag(P1) = H + (a signless Laplacian) is positive
+        definite, so it preconditions the exact steps where H̃ itself is not.
+        """
+        st, rs = inf.st, self.rs
+        codes = np.full(self.n, 0, dtype=np.int64)
+        rows = self.kernel.rows
+        codes[rows] = self.kernel.level
+        u = self.zS * rs.rr(st, self.zS)
+        total = np.bincount(codes[rows], weights=u[rows], minlength=self.nS)
+        return total - self.kernel.diag(st, self.zS, rs.suffix(st.g2))
 
     def solve(self, fac, g: np.ndarray) -> np.ndarray:
         """H̃⁻¹ g (coef order)."""
@@ -308,12 +329,20 @@ class _Problem:
         out[self.perm] = np.concatenate([(gS - hSD @ dD) / hSS, dD])
         return out
 
-    def newton_step(self, inf, Sinv, fac, g, rtol=1e-5, max_iter=50) -> np.ndarray:
+    def newton_step(self, inf, Sinv, fac, g, rtol=1e-5, max_iter=50, shifted=False) -> np.ndarray:
         """Solve H d = g: directly when H̃ = H or the model is small, else by CG preconditioned
-        with H̃."""
-        if inf.vv is not None:
+        with H̃ (``shifted``: with H̃ + diag(P1), whose SS diagonal is not H's)."""
+        if self.exact_dense and not shifted:
+            if inf.vv is None:  # computed when a step needs it
+                V = self._rt_sparse(inf.st)
+                inf.vv = V.T @ V
+                inf.vv[np.diag_indices(self.nS)] = 0.0
             hSS, hSD, _cf, hDD = fac
-            H = np.block([[np.diag(hSS) - inf.vv, hSD], [hSD.T, hDD]])
+            nS = self.nS
+            H = np.empty((nS + self.nD,) * 2)
+            H[:nS, :nS] = -inf.vv
+            H[np.arange(nS), np.arange(nS)] = hSS
+            H[:nS, nS:], H[nS:, :nS], H[nS:, nS:] = hSD, hSD.T, hDD
             out = np.empty_like(g)
             out[self.perm] = cho_solve(cho_factor(H, lower=True, check_finite=False), g[self.perm],
                                        check_finite=False)
@@ -342,20 +371,27 @@ class _Problem:
 
         The steps are exact Newton steps (CG to 1e-5), so after a full step from a decrement d with
         d² ≤ tol/100 the next one is far below tol: that point is returned without another solve.
+        Raises ``LinAlgError`` when H̃ is not positive definite at the optimum (no Laplace value).
         """
         inf, final = start, False
         for _ in range(max_iter):
             b = inf.coef[: self.q]
             kb = self.kinv(Sinv, b)
             ppl = inf.st.loglik - 0.5 * float(b @ kb)
-            fac = self.factor(inf, Sinv)
+            try:
+                fac = self.factor(inf, Sinv)
+            except LinAlgError:
+                if final or not self.nS:
+                    raise
+                fac = None
             if final:
                 return inf, ppl, fac
             g = inf.grad.copy()
             g[: self.q] -= kb
-            d = self.newton_step(inf, Sinv, fac, g)
+            pre = fac if fac is not None else self.factor(inf, Sinv, self.offdiag_rowsums(inf))
+            d = self.newton_step(inf, Sinv, pre, g, shifted=fac is None)
             dec = float(g @ d)
-            if dec <= tol:
+            if dec <= tol and fac is not None:
                 return inf, ppl, fac
             t = 1.0
             if dec > 1e-6:  # far from the optimum: halve until the PPL rises enough
@@ -364,6 +400,8 @@ class _Problem:
                         break
                     t /= 2
                 else:  # no increase along the step: at the optimum to rounding
+                    if fac is None:
+                        raise LinAlgError("the penalized information is not positive definite")
                     return inf, ppl, fac
             else:
                 final = dec * dec <= 1e-2 * tol  # quadratic convergence: the next is ≪ tol
@@ -397,6 +435,33 @@ class _Objective:
         self.evals += 1
         return ppl - 0.5 * logdetK - 0.5 * self.prob.logdet_bb(fac), inf, ppl, fac
 
+    def tangents(self, theta: np.ndarray, h: float = 1e-4) -> np.ndarray:
+        """dĉ/dθ at the base optimum (columns per θ): H dĉ = −(∂K⁻¹/∂θ) b̂ (implicit function)."""
+        prob, inf = self.prob, self.base
+        Sinv, _ = prob.penalty(theta)
+        fac = prob.factor(inf, Sinv)
+        b = inf.coef[: prob.q]
+        out = np.zeros((prob.q + prob.p, theta.size))
+        for i in range(theta.size):
+            e = np.zeros_like(theta)
+            e[i] = h
+            dK = [(a - c) / (2 * h) for a, c in zip(prob.penalty(theta + e)[0], prob.penalty(theta - e)[0],
+                                                   strict=True)]
+            rhs = np.zeros(prob.q + prob.p)
+            rhs[: prob.q] = -prob.kinv(dK, b)
+            out[:, i] = prob.newton_step(inf, Sinv, fac, rhs)
+        return out
+
+    def at(self, theta: np.ndarray, coef: np.ndarray) -> float:
+        """The Laplace log-likelihood at θ with the coefficients held at ``coef``."""
+        prob = self.prob
+        Sinv, logdetK = prob.penalty(theta)
+        inf = prob.info(coef)
+        b = coef[: prob.q]
+        ppl = inf.st.loglik - 0.5 * float(b @ prob.kinv(Sinv, b))
+        self.evals += 1
+        return ppl - 0.5 * logdetK - 0.5 * prob.logdet_bb(prob.factor(inf, Sinv))
+
 
 def _bounds(terms: list[CoxTerm]) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = [], []
@@ -417,18 +482,31 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
     definite; parameters held at a bound by the gradient stay out of the step.
     """
     d = theta.size
-    f0, obj.base, *_ = obj(theta)
+    diag = np.isfinite(lo)
+    for _ in range(30):  # smaller variances until coxme's approximate information is definite
+        try:
+            f0, obj.base, *_ = obj(theta)
+            break
+        except LinAlgError:
+            theta = np.where(diag, np.maximum(theta - np.log(2.0), lo), theta)
+    else:
+        raise ValueError(_INDEFINITE)
     radius = 2.0
     for _ in range(max_iter):
         E = np.eye(d) * h
-        fp = np.array([obj(theta + E[i])[0] for i in range(d)])
-        fm = np.array([obj(theta - E[i])[0] for i in range(d)])
-        g = (fp - fm) / (2 * h)
-        H = np.diag((fp - 2 * f0 + fm) / h**2)
-        for i in range(d):
-            for j in range(i):
-                fij = obj(theta + E[i] + E[j])[0]
-                H[i, j] = H[j, i] = (fij - fp[i] - fp[j] + f0) / h**2
+        try:
+            T = obj.tangents(theta) * h
+            c0 = obj.base.coef
+            fp = np.array([obj.at(theta + E[i], c0 + T[:, i]) for i in range(d)])
+            fm = np.array([obj.at(theta - E[i], c0 - T[:, i]) for i in range(d)])
+            g = (fp - fm) / (2 * h)
+            H = np.diag((fp - 2 * f0 + fm) / h**2)
+            for i in range(d):
+                for j in range(i):
+                    fij = obj.at(theta + E[i] + E[j], c0 + T[:, i] + T[:, j])
+                    H[i, j] = H[j, i] = (fij - fp[i] - fp[j] + f0) / h**2
+        except LinAlgError:
+            raise ValueError(_INDEFINITE) from None
         free = ~(((theta <= lo) & (g < 0)) | ((theta >= hi) & (g > 0)))
         if not free.any():
             break
@@ -448,11 +526,16 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
             s = np.clip(theta + s, lo, hi) - theta
             sf = U.T @ s[free]
             pred = float(gf @ s[free] - 0.5 * sf @ (lam * sf))
-            f1, inf1, *_ = obj(theta + s)
+            try:
+                f1, inf1, *_ = obj(theta + s)
+            except LinAlgError:  # no Laplace value there: a shorter step
+                f1 = -np.inf
             if f1 - f0 >= 1e-4 * pred and f1 > f0:
                 if f1 - f0 > 0.75 * pred and norm >= radius:
                     radius *= 2
                 theta, f0, obj.base = theta + s, f1, inf1
+                if concave and norm <= radius and pred < 1e-6 and abs(f1 - f0 - pred) < 0.25 * pred:
+                    return theta  # a full Newton step the model predicted: what is left is O(pred²)
                 break
             radius = min(radius, norm) / 4
             if radius < 1e-9 or pred <= gain_tol:
