@@ -531,10 +531,11 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
             except LinAlgError:  # no Laplace value there: a shorter step
                 f1 = -np.inf
             if f1 - f0 >= 1e-4 * pred and f1 > f0:
-                if f1 - f0 > 0.75 * pred and norm >= radius:
+                gain = f1 - f0
+                if gain > 0.75 * pred and norm >= radius:
                     radius *= 2
                 theta, f0, obj.base = theta + s, f1, inf1
-                if concave and norm <= radius and pred < 1e-6 and abs(f1 - f0 - pred) < 0.25 * pred:
+                if concave and norm <= radius and pred < 1e-5 and abs(gain - pred) < 0.25 * pred:
                     return theta  # a full Newton step the model predicted: what is left is O(pred²)
                 break
             radius = min(radius, norm) / 4
