@@ -124,9 +124,11 @@ class PenalizedCox:
         self.p_dd = np.flatnonzero(~iS & ~jS)
         self.N = sp.csr_matrix((np.zeros(self.n_size), self.n_indices, self.n_indptr), (q, nb))
         self.Ne = self.N.copy()
-        # small models: the exact H_SS (dense) gives exact Newton steps without iterating
-        self.exact_dense = (0 < nS and nS + self.nD <= _DENSE_EXACT
-                            and max(nb, rs.pblock.size) * nS <= _CHUNK)
+        # small models: the whole information from one blocks × coefficients array, and exact
+        # Newton steps from the dense exact H_SS
+        self.small = q + self.p <= _DENSE_EXACT and max(nb, rs.pblock.size) * (q + self.p) <= _CHUNK
+        self.exact_dense = 0 < nS and self.small
+        self.z_key = rs.block[zr] * (q + self.p) + zc
         # sparse intercepts: level per row and the kernel for diag(Z_S'RR'Z_S)
         codes = np.full(self.n, -1, dtype=np.int64)
         self.zS = np.zeros(self.n)
@@ -169,6 +171,8 @@ class PenalizedCox:
         rs, nS, nD, p = self.rs, self.nS, self.nD, self.p
         st = rs.state(self.eta(coef))
         grad = np.concatenate([self.ZsT @ st.resid, self.X.T @ st.resid])
+        if self.small:
+            return self._info_small(coef, st, grad)
         w, wa, dlt = st.w, st.w * st.a, rs.status
         # A0 = M' diag(w∘a) M
         pv = np.bincount(self.p_inv, weights=wa[self.p_row] * self.p_val, minlength=self.p_i.size)
@@ -210,6 +214,32 @@ class PenalizedCox:
             hSD[:, j0:j1] -= Q[:nS]
             hDD[:, j0:j1] -= Q[nS:]
         return _Info(coef=coef, st=st, grad=grad, hSS=hSS, hSD=hSD, hDD=hDD)
+
+    def _info_small(self, coef: np.ndarray, st: RiskState, grad: np.ndarray) -> _Info:
+        """info() for small models: V = R'M for all coefficients at once, M'RR'M = V'V."""
+        rs, nS, q, p = self.rs, self.nS, self.q, self.p
+        nb, m = rs.n_blocks, q + p
+        w, wa, dlt = st.w, st.w * st.a, rs.status
+        wz = w[self.zr] * self.zv
+        Bs = np.bincount(self.z_key, wz, nb * m).reshape(nb, m)
+        Be = np.bincount(self.z_key, wz * dlt[self.zr], nb * m).reshape(nb, m)
+        wX = w[:, None] * self.X
+        Bs[:, q:] = rs.block_sums(wX)
+        Be[:, q:] = rs.block_sums(dlt[:, None] * wX)
+        V = (rs.risk_sums(Bs)[rs.pblock] - rs.c[:, None] * Be[rs.pblock]) / st.den[:, None]
+        H = -(V.T @ V)
+        pv = np.bincount(self.p_inv, weights=wa[self.p_row] * self.p_val, minlength=self.p_i.size)
+        H[self.p_i, self.p_j] += pv
+        Zwx = self.ZpT @ (wa[:, None] * self.X)
+        H[:q, q:] += Zwx
+        H[q:, :q] += Zwx.T
+        H[q:, q:] += self.X.T @ (wa[:, None] * self.X)
+        vv = None
+        if nS:
+            vv = -H[:nS, :nS]
+            vv[np.diag_indices(nS)] = 0.0
+        hSS = np.diag(H)[:nS].copy()
+        return _Info(coef=coef, st=st, grad=grad, hSS=hSS, hSD=H[:nS, nS:], hDD=H[nS:, nS:], vv=vv)
 
     def _rt_sparse(self, st: RiskState) -> np.ndarray:
         """R'Z_S (event pairs × sparse columns), dense: for small models only."""

@@ -142,7 +142,7 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
             theta = np.where(diag, np.maximum(theta - np.log(2.0), lo), theta)
     else:
         raise ValueError(_INDEFINITE)
-    radius = 2.0
+    radius = 1.5
     for _ in range(max_iter):
         E = np.eye(d) * h
         try:
