@@ -121,7 +121,8 @@ def _surv(lhs_text: str, formula: str) -> tuple[Node, Node]:
     return time, event
 
 
-def _check_random(terms: list[RandomTerm], frame_columns: list[str], formula: str) -> None:
+def _check_random(terms: list[RandomTerm]) -> None:
+    """coxme's reading of random terms: refuse what it reads differently from lme4."""
     if not terms:
         raise ValueError(
             "coxme needs a random term: groups='g', random=['(1 | g)'] or '+ (1 | g)' in the formula"
@@ -187,7 +188,7 @@ def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
     missing = [c for c in status_vars + strata if c not in columns]
     if missing:
         raise KeyError(f"column(s) {missing} used in the model are not in data; available: {columns[:20]}")
-    _check_random(terms, columns, formula)
+    _check_random(terms)
     used = [c for c in columns if c in set(used) | set(status_vars) | set(strata)]
     mf = model_frame(data, used)
     frame = mf.data
