@@ -25,9 +25,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .backends.reml.coxme import CoxTerm, fit_coxme, one_blas_thread, sparse_levels
+from .backends.reml.coxme import CoxTerm, fit_coxme, sparse_levels
 from .data.design import build_design, evaluate_expr, group_levels
 from .data.frames import column_names, model_frame
+from .linalg.threads import fit_blas_threads
 from .model.formula import RandomTerm, groups_to_terms, parse_random, split_formula
 from .model.rformula import FormulaError, Node, deparse, names_in, parse, translate_expr
 from .model.spec import ModelSpec
@@ -149,7 +150,7 @@ def _check_random(terms: list[RandomTerm]) -> None:
 def fit_coxme_formula(formula: str, data, groups=None, random=None, ties: str = "efron",
                       sparse: tuple[int, float] | None = (50, 0.02)) -> SurvivalResult:
     """The work of :func:`interlace.coxme` (see there), with BLAS on one thread."""
-    with one_blas_thread():
+    with fit_blas_threads():
         return _fit(formula, data, groups, random, ties, sparse)
 
 

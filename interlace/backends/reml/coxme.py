@@ -30,13 +30,12 @@ derivatives to O(h²), without a Newton solve per difference.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import LinAlgError
 
+from ...linalg.threads import fit_blas_threads
 from .cox_newton import CoxTerm, PenalizedCox, term_covariance
 from .cox_risk import RiskSets
 
@@ -195,26 +194,6 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
     return theta
 
 
-_CONTROLLER: list = []
-
-
-def one_blas_thread():
-    """BLAS limited to one thread (``INTERLACE_BLAS_THREADS`` overrides, 0: no limit), as the LMM
-    engine does: every product here is small and OpenBLAS's spinning threads only slow it down.
-    The controller is made once — inspecting the loaded libraries costs milliseconds."""
-    n = int(os.environ.get("INTERLACE_BLAS_THREADS", "1"))
-    if n <= 0:
-        return contextlib.nullcontext()
-    try:
-        if not _CONTROLLER:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController())
-        return _CONTROLLER[0].limit(limits=n, user_api="blas")
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return contextlib.nullcontext()
-
-
 def fit_coxme(
     X: np.ndarray,
     Z,
@@ -232,7 +211,7 @@ def fit_coxme(
     ``Z`` (n × q, sparse or dense) holds the terms level-major as ``terms`` describe;
     ``sparse_cols`` are the Z columns of coxme's sparse approximation (see :func:`sparse_levels`).
     """
-    with one_blas_thread():
+    with fit_blas_threads():
         prob = PenalizedCox(X, Z, terms, time, status, strata, offset, ties, sparse_cols)
         obj = _Objective(prob)
         lo, hi = _bounds(terms)
