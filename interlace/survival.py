@@ -25,10 +25,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .backends.reml.coxme import CoxTerm, fit_coxme, one_blas_thread, sparse_levels
+from .backends.reml.coxme import CoxTerm, fit_coxme, sparse_levels
 from .data.build import read_formula
 from .data.design import build_design, evaluate_expr, group_levels
 from .data.frames import column_names, model_frame
+from .linalg.threads import fit_blas_threads
 from .model.formula import RandomTerm, model_terms
 from .model.rformula import FormulaError, Node, deparse, names_in, parse, translate_expr
 from .model.spec import ModelSpec
@@ -122,7 +123,8 @@ def _surv(lhs_text: str, formula: str) -> tuple[Node, Node]:
     return time, event
 
 
-def _check_random(terms: list[RandomTerm], frame_columns: list[str], formula: str) -> None:
+def _check_random(terms: list[RandomTerm]) -> None:
+    """coxme's reading of random terms: refuse what it reads differently from lme4."""
     if not terms:
         raise ValueError(
             "coxme needs a random term: groups='g', random=['(1 | g)'] or '+ (1 | g)' in the formula"
@@ -149,7 +151,7 @@ def _check_random(terms: list[RandomTerm], frame_columns: list[str], formula: st
 def fit_coxme_formula(formula: str, data, groups=None, random=None, ties: str = "efron",
                       sparse: tuple[int, float] | None = (50, 0.02)) -> SurvivalResult:
     """The work of :func:`interlace.coxme` (see there), with BLAS on one thread."""
-    with one_blas_thread():
+    with fit_blas_threads():
         return _fit(formula, data, groups, random, ties, sparse)
 
 
@@ -185,7 +187,7 @@ def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
     missing = [c for c in status_vars + strata if c not in columns]
     if missing:
         raise KeyError(f"column(s) {missing} used in the model are not in data; available: {columns[:20]}")
-    _check_random(terms, columns, formula)
+    _check_random(terms)
     used = [c for c in columns if c in set(used) | set(status_vars) | set(strata)]
     mf = model_frame(data, used)
     frame = mf.data

@@ -194,12 +194,6 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
     return theta
 
 
-def one_blas_thread():
-    """BLAS limited as every fit limits it (:func:`interlace.linalg.threads.fit_blas_threads`):
-    every product here is small and OpenBLAS's spinning threads only slow it down."""
-    return fit_blas_threads()
-
-
 def fit_coxme(
     X: np.ndarray,
     Z,
@@ -217,7 +211,7 @@ def fit_coxme(
     ``Z`` (n × q, sparse or dense) holds the terms level-major as ``terms`` describe;
     ``sparse_cols`` are the Z columns of coxme's sparse approximation (see :func:`sparse_levels`).
     """
-    with one_blas_thread():
+    with fit_blas_threads():
         prob = PenalizedCox(X, Z, terms, time, status, strata, offset, ties, sparse_cols)
         obj = _Objective(prob)
         lo, hi = _bounds(terms)
