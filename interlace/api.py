@@ -242,6 +242,7 @@ def glmer(
     arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
     from .backends.reml.glmm import fit_glmm
+    from .backends.reml.lmm import blas_threads
     from .families import get_family
     from .glmm_result import GLMMResult
     from .result import FitInfo
@@ -270,7 +271,8 @@ def glmer(
         formula=formula, fixed=fixed, random=tuple(terms), method="ML", family=fam.name, optimizer=optimizer,
         has_weights=weights is not None, has_offset=offset is not None,
     )
-    design = build_design(spec, frame, rows["weights"], rows["offset"])
+    with blas_threads():  # one BLAS thread: the design's small products, like the fit (lmm.py)
+        design = build_design(spec, frame, rows["weights"], rows["offset"])
     fam.validate(design.y, np.ones(design.n) if design.weights is None else design.weights, design.response)
     if backend == "pymc":
         if nAGQ != 1:
