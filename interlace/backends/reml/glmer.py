@@ -19,7 +19,7 @@ __all__ = ["fit_glmm"]
 
 
 def fit_glmm(
-    design: DesignMatrices, family: Family, nagq: int = 1, optimizer: str = "bobyqa", fast: bool = False
+    design: DesignMatrices, family: Family, nagq: int = 1, optimizer: str = "lbfgsb", fast: bool = False
 ) -> GLMMFit:
     """Fit a GLMM: stage 1 (θ with β in PIRLS), then stage 2 ((θ, β) jointly) unless nAGQ = 0.
 

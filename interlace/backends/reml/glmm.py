@@ -379,21 +379,22 @@ def fit_given_family(
     design: DesignMatrices,
     family: Family,
     nagq: int = 1,
-    optimizer: str = "bobyqa",
+    optimizer: str = "lbfgsb",
     start: GLMMFit | None = None,
     with_cov: bool = True,
     fast: bool = False,
 ) -> GLMMFit:
-    """One GLMM fit with every family parameter fixed; ``start`` warm-starts θ, β and u."""
+    """One GLMM fit with every family parameter fixed; ``start`` warm-starts θ, β and u.
+    ``with_cov=False`` (the negative binomial's profile fits) skips the separation check."""
     y = design.y
     prior_w = np.ones(design.n) if design.weights is None else design.weights
-    obj = LaplaceObjective(design, family, y, prior_w)
     lower = design.theta_lower()
     theta0 = design.theta_default()
-    if start is not None:
-        theta0 = np.maximum(start.theta, lower)
-        obj.u, obj.beta, obj._u_theta = start.u.copy(), start.beta.copy(), start.theta.copy()
     with blas_threads():
+        obj = LaplaceObjective(design, family, y, prior_w)
+        if start is not None:
+            theta0 = np.maximum(start.theta, lower)
+            obj.u, obj.beta, obj._u_theta = start.u.copy(), start.beta.copy(), start.theta.copy()
         theta, beta, dev, cov, ok, msg, n_evals = _two_stages(obj, theta0, lower, nagq, optimizer, fast)
         u, beta_fin, _, f, eta = obj.pirls(theta, beta, joint_factor=cov is None)
         if cov is None:  # the first stage's estimates: Var(β̂) = (R_X'R_X)⁻¹ at the joint modes

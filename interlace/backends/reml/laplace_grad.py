@@ -65,7 +65,9 @@ class LaplaceGradient:
         # every term scalar and B's product by pairs: S⁻¹Y on B's cells from the pair list
         self.pairs = blocks.q2 > 0 and blocks.method == "pairs" and blocks.lam.all_scalar
         if self.pairs:
-            self.pair_w = np.where(blocks._pa == blocks._pb, 0.5, 1.0)  # a cell with itself: once
+            pa, pb = blocks._pa, blocks._pb
+            self.pair_flat = blocks.cell_row[pa] * blocks.q2 + blocks.cell_row[pb]  # into S⁻¹
+            self.pair_w = np.where(pa == pb, 0.5, 1.0)  # a cell with itself: once
             self.obs_cell = []  # per other term: each observation's cell (−1: a zero entry, none)
             for t in range(1, len(self.terms)):
                 sel = (blocks._e_col >= self.col0[t]) & (blocks._e_col < self.col0[t] + self.terms[t].q)
@@ -132,10 +134,13 @@ class LaplaceGradient:
         Y_c' over the cells c' of c's level — the pair list of the factorization, so the cost is
         that of forming B̃B̃', not a dense q₂ × q₁ product."""
         B = self.b
-        Sinv = self._sinv(f)
+        q2 = B.q2
+        # S⁻¹'s lower triangle, Fortran-ordered: (i, j), i ≥ j, at flat position j·q₂ + i
+        SL, _ = sla.lapack.dpotri(f.LS[:q2, :q2], lower=1)
+        SL = SL.ravel(order="F")
         row, lev, pa, pb = B.cell_row, B.cell_lev, B._pa, B._pb
         Yc = B.rest.diag(theta)[row] * f.Bt.data  # Y = Λ_r'B̃ on the cells
-        w = Sinv[row[pa], row[pb]] * self.pair_w
+        w = np.take(SL, self.pair_flat) * self.pair_w  # rows of a pair: row(pb) ≥ row(pa)
         SYc = np.bincount(pa, weights=w * Yc[pb], minlength=B.n_cells)
         SYc += np.bincount(pb, weights=w * Yc[pa], minlength=B.n_cells)
         linv = f.Linv[:, 0, 0]
@@ -154,7 +159,7 @@ class LaplaceGradient:
         for Kt, ca in zip(K, cols, strict=True):
             va = Kt * z1
             for b, cb in enumerate(cols):
-                va = va + Sinv[ca, cb] * zt[1 + b][:, 0]
+                va = va + np.take(SL, np.minimum(ca, cb) * q2 + np.maximum(ca, cb)) * zt[1 + b][:, 0]
             v.append(va[:, None])
         return v
 
