@@ -149,7 +149,8 @@ def glmer(
     if not isinstance(fast, bool | np.bool_):
         raise TypeError(f"fast must be True or False, got {fast!r}")
     with fit_blas_threads():  # one BLAS thread for the design's small products too, as for the fit
-        spec, design, mf = glmm_model(formula, data, fam, groups, random, weights, offset, optimizer, int(nAGQ))
+        spec, design, mf = glmm_model(formula, data, fam, groups, random, weights, offset, optimizer,
+                                      int(nAGQ))
     if backend == "pymc":
         if nAGQ != 1:
             raise ValueError("nAGQ applies to backend='reml'; the PyMC backend samples b exactly")
