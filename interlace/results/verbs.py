@@ -308,9 +308,8 @@ def _updated_formula(spec, new: str) -> str:
     rhs = dot.sub(lambda _: f"({old_rhs.strip()})", rhs)
     fixed, bars = split_formula(f"{lhs} ~ {rhs}" if rhs.strip() else f"{lhs} ~ 1")
     new_terms = parse_random(bars)
-    terms: list[RandomTerm] = list(spec.random) if (has_dot or not new_terms) else []
-    if has_dot or not bars:
-        terms += new_terms
+    # `.` keeps the old terms and adds the written ones; without `.`, written terms replace them
+    terms: list[RandomTerm] = list(spec.random) + new_terms if has_dot else (new_terms or list(spec.random))
     gone = {_term_key(t.expr, t.factors, t.source) for t in parse_random(removed)}
     missing = gone - {_term_key(t.expr, t.factors, t.source) for t in terms}
     if missing:

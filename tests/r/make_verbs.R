@@ -91,5 +91,22 @@ for (nm in names(models)) {
     varcorr_print = I(capture.output(print(VarCorr(m), comp = c("Variance", "Std.Dev."))))
   )
 }
+# a binomial GLMM: coef, VarCorr (no residual row), predictions on the link scale
+gctrl <- glmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10), tolPwrss = 1e-12)
+d$yb <- as.integer(d$y > median(d$y))
+g <- glmer(yb ~ A + x + (1 | subj) + (1 | item), data = d, family = binomial, control = gctrl)
+gvc <- as.data.frame(VarCorr(g))
+gcf <- coef(g)
+res$glmm <- list(
+  formula = "yb ~ A + x + (1 | subj) + (1 | item)", fixef = as.list(fixef(g)),
+  coef = lapply(gcf, function(f) list(levels = I(rownames(f)), columns = I(colnames(f)),
+                                      values = lapply(f, function(v) I(num(v))))),
+  varcorr = list(grp = I(gvc$grp), vcov = I(num(gvc$vcov)), sdcor = I(num(gvc$sdcor))),
+  predictions = list(
+    all = I(num(predict(g, newdata = nd_r, allow.new.levels = TRUE))),
+    none = I(num(predict(g, newdata = nd_r, re.form = NA))),
+    `(1 | item)` = I(num(predict(g, newdata = nd_r, re.form = ~(1 | item), allow.new.levels = TRUE))),
+    `(1 | subj) response` = I(num(predict(g, newdata = nd_r, re.form = ~(1 | subj), allow.new.levels = TRUE,
+                                          type = "response")))))
 write.csv(nd, file.path(out, "newdata.csv"), row.names = FALSE)
 write_json(res, file.path(out, "verbs.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE, na = "null")
