@@ -207,3 +207,36 @@ def test_update(data):
     with pytest.raises(ValueError, match="removes"):
         m.update(". ~ . - (1 | zz)")
     assert len(data.columns) == 7  # the caller's frame untouched
+
+
+@pytest.mark.parametrize("key, method", [("print_reml", "REML"), ("print_ml", "ML")])
+def test_summary_and_print_read_as_r(key, method, data):
+    """lmerTest's summary and lme4's print, line for line from the criterion on (R's header,
+    ``Data:`` and ``Control:`` lines name R objects and are not compared)."""
+    ref = REF[key]
+    m = interlace.fit(ref["formula"], data, method=method)
+
+    def body(lines):
+        start = next(i for i, s in enumerate(lines)
+                     if s.startswith("REML crit") or s.strip().startswith("AIC"))
+        return [s.replace("‘", "'").replace("’", "'") for s in lines[start:]]
+
+    assert body(str(m.summary()).splitlines()) == body(ref["summary"])
+    assert body(str(m).splitlines()) == body(ref["print"])
+    assert str(m).startswith("Linear mixed model fit by") and repr(m).startswith("<CrossedLMEResult")
+
+
+def test_summary_correlation_suppressed_past_12(data):
+    d = data.assign(k=[f"k{i % 13}" for i in range(len(data))])
+    m = interlace.fit("y ~ k + (1 | subj)", d)
+    text = str(m.summary())
+    assert "Correlation matrix not shown by default, as p = 13 > 12." in text
+    assert "Correlation of Fixed Effects" in str(_fit("slopes", data).summary())
+
+
+def test_r_format_helpers():
+    from interlace.results.rformat import abbreviate, format_pvalues
+
+    assert abbreviate("(Intercept)", 6) == "(Intr)" and abbreviate("Aa2:Bb2", 6) == "A2:Bb2"
+    assert format_pvalues([0.63121, 0.035, 0.00508]) == ["0.63121", "0.03500", "0.00508"]
+    assert format_pvalues([3.26e-6, 1e-300]) == ["3.26e-06", "< 2e-16"]

@@ -309,6 +309,14 @@ class CrossedLMEResult(ResultVerbs, FitResult):
 
         return ModelSummary(self)
 
+    def __str__(self) -> str:
+        """lme4's short ``print(m)`` for a REML/ML fit (the one-line repr for other fits)."""
+        if self.engine is None or hasattr(self, "family"):
+            return repr(self)
+        from .summary import short_print
+
+        return short_print(self)
+
     def __repr__(self) -> str:
         return (
             f"<CrossedLMEResult {self.spec.formula!r} {self.method} backend={self.backend} "

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..model.formula import RandomTerm, _formula_terms, parse_random, split_formula
+from .rformat import format_fixed
 
 __all__ = ["ResultVerbs", "VarCorr", "resolve_re_form"]
 
@@ -96,24 +97,6 @@ def _show(t) -> str:
 
 
 # ---- VarCorr --------------------------------------------------------------------------------
-def _sig_decimals(x: float, digits: int) -> int:
-    """Decimals R's ``format(x, digits=)`` needs to show ``x`` to ``digits`` significant digits,
-    dropping digits that would be trailing zeros."""
-    if x == 0 or not np.isfinite(x):
-        return 0
-    mag = math.floor(math.log10(abs(x)))
-    full = round(x, digits - 1 - mag)
-    for s in range(1, digits + 1):
-        if round(x, s - 1 - mag) == full:
-            return max(0, s - 1 - mag)
-    return max(0, digits - 1 - mag)
-
-
-def _format_column(values: list[float], digits: int) -> list[str]:
-    dec = max((_sig_decimals(v, digits) for v in values), default=0)
-    return [f"{v:.{dec}f}" for v in values]
-
-
 class VarCorr:
     """Variances, standard deviations and correlations of the random effects (lme4's ``VarCorr``).
 
@@ -146,32 +129,38 @@ class VarCorr:
             rows.append(("Residual", None, None, self.residual, math.sqrt(self.residual)))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
-    def __str__(self) -> str:
+    def format(self, digits: int = 5, comp: tuple[str, ...] = ("Variance", "Std.Dev.")) -> str:
+        """lme4's ``formatVC``: ``comp`` among "Variance" and "Std.Dev.", each column with
+        ``digits`` significant digits (R's ``format``), correlations to ``digits − 2`` decimals."""
+        bad = [c for c in comp if c not in ("Variance", "Std.Dev.")]
+        if bad or not comp:
+            raise ValueError(f"comp must hold 'Variance' and/or 'Std.Dev.', got {comp!r}")
         kmax = max((len(c) for _, c, _ in self.blocks), default=1)
-        rows, var, sds, corr = [], [], [], []
+        cdec = max(1, digits - 2)
+        rows, var, corr = [], [], []
         for grp, cols, S in self.blocks:
             sd = np.sqrt(np.diag(S))
             for i, c in enumerate(cols):
                 rows.append((grp if i == 0 else "", c))
                 var.append(float(S[i, i]))
-                sds.append(float(sd[i]))
-                corr.append([f"{S[i, j] / (sd[i] * sd[j]):.3f}" if sd[i] * sd[j] > 0 else "NaN"
+                corr.append([f"{S[i, j] / (sd[i] * sd[j]):.{cdec}f}" if sd[i] * sd[j] > 0 else "NaN"
                              for j in range(i)])
         if self.residual is not None:
             rows.append(("Residual", ""))
             var.append(self.residual)
-            sds.append(math.sqrt(self.residual))
             corr.append([])
-        ncorr = kmax - 1
-        columns = [["Groups"] + [r[0] for r in rows], ["Name"] + [r[1] for r in rows],
-                   ["Variance"] + _format_column(var, 5), ["Std.Dev."] + _format_column(sds, 5)]
-        for j in range(ncorr):
+        columns = [["Groups"] + [r[0] for r in rows], ["Name"] + [r[1] for r in rows]]
+        for c in comp:
+            vals = var if c == "Variance" else [math.sqrt(v) for v in var]
+            columns.append([c] + format_fixed(vals, digits))
+        for j in range(kmax - 1):
             columns.append(["Corr" if j == 0 else ""] + [c[j] if j < len(c) else "" for c in corr])
         widths = [max(len(s) for s in col) for col in columns]
-        lines = []
-        for r in range(len(rows) + 1):
-            lines.append(" " + " ".join(col[r].ljust(w) for col, w in zip(columns, widths, strict=True)))
-        return "\n".join(lines)
+        return "\n".join(" " + " ".join(col[r].ljust(w) for col, w in zip(columns, widths, strict=True))
+                         for r in range(len(rows) + 1))
+
+    def __str__(self) -> str:
+        return self.format()
 
     __repr__ = __str__
 

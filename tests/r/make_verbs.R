@@ -91,6 +91,15 @@ for (nm in names(models)) {
     varcorr_print = I(capture.output(print(VarCorr(m), comp = c("Variance", "Std.Dev."))))
   )
 }
+# printed reports (coefficient names the same in R and interlace): lmerTest's summary, lme4's print
+library(lmerTest, warn.conflicts = FALSE)
+for (reml in c(TRUE, FALSE)) {
+  mp <- lmerTest::lmer(y ~ x + (1 + x | subj) + (1 | item), data = d, REML = reml, control = ctrl)
+  res[[paste0("print_", if (reml) "reml" else "ml")]] <- list(
+    formula = "y ~ x + (1 + x | subj) + (1 | item)",
+    summary = I(capture.output(print(summary(mp)))), print = I(capture.output(print(mp))))
+}
+
 # a binomial GLMM: coef, VarCorr (no residual row), predictions on the link scale
 gctrl <- glmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10), tolPwrss = 1e-12)
 d$yb <- as.integer(d$y > median(d$y))
