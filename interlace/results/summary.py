@@ -179,8 +179,7 @@ class GLMMSummary(ModelSummary):
         lines.extend(line for line in rand if not line.lstrip().startswith("Residual"))
         if r.family.has_scale:
             lines.append(f"Dispersion (sigma): {np.sqrt(r.scale):.4g}")
-        groups = ", ".join(f"{g}, {m}" for g, m in r.ngroups.items())
-        lines.append(f"Number of obs: {r.nobs}, groups:  {groups}")
+        lines.append(_nobs_line(r))
         lines.append("")
         lines.append("Fixed effects:")
         names = list(r.fe_params.index)
