@@ -65,14 +65,17 @@ def fit(
     keyword-only arguments ``draws`` … ``target_accept`` configure that sampler. ``verbose=True``
     reports each REML/ML deviance evaluation on standard error.
     """
+    call = {**locals(), "call_function": fit}  # for result.update()
     method = _choice("method", method, METHODS, upper=True)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
 
     if is_lazy(data):
-        return fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
-                         df_method, theta0, backend)
+        result = fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
+                          df_method, theta0, backend)
+        result.call = call
+        return result
     if df_method == "kenward-roger" and method != "REML":
         raise ValueError(
             "df_method='kenward-roger' needs a REML fit (as pbkrtest): use method='REML', "
@@ -99,6 +102,7 @@ def fit(
 
         with fit_blas_threads():  # the whole fit, SEs and df included: see linalg.threads
             result = reml.fit(spec, design, n_dropped=mf.n_dropped)
+    result.call = call
     return result
 
 
@@ -140,7 +144,7 @@ def glmer(
     ``backend="pymc"`` samples the same model with NUTS (docs/glmer.md); the keyword-only
     arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
-
+    call = {**locals(), "call_function": glmer}  # for result.update()
     fam = get_family(family, link)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     backend = _choice("backend", backend, BACKENDS)
@@ -168,6 +172,7 @@ def glmer(
             random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
             target_accept=target_accept, plugin_loglik=laplace_loglik,
         )
+        result.call = call
         return result
     with fit_blas_threads():
         est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer, fast=bool(fast))
@@ -180,6 +185,7 @@ def glmer(
                         "fast": bool(fast)},
     )
     result = GLMMResult(spec, design, info, est.family, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
+    result.call = call
     return result
 
 

@@ -10,7 +10,8 @@ from ..data.design import DesignMatrices
 from ..data.frames import to_pandas
 from ..model.families import Family
 from ..model.spec import ModelSpec
-from .lmm import CrossedLMEResult, FitInfo, new_linear_predictor
+from .lmm import CrossedLMEResult, FitInfo, fitted_random_part, new_linear_predictor
+from .verbs import resolve_re_form
 from .wald import WaldZ
 
 __all__ = ["GLMMResult"]
@@ -58,17 +59,23 @@ class GLMMResult(WaldZ, CrossedLMEResult):
         return pd.DataFrame({"lower": est - q * se, "upper": est + q * se}, index=self.fe_params.index)
 
     def predict(
-        self, newdata=None, include_re: bool = True, offset=None, type: str = "response"
+        self, newdata=None, include_re: bool = True, offset=None, type: str = "response", re_form=None
     ) -> np.ndarray:
-        """η̂ (``type="link"``) or μ̂ = g⁻¹(η̂) (``"response"``); unseen levels get b = 0."""
+        """η̂ (``type="link"``) or μ̂ = g⁻¹(η̂) (``"response"``); unseen levels get b = 0.
+
+        ``re_form`` as lme4's ``re.form`` (see :meth:`CrossedLMEResult.predict`)."""
         if type not in ("response", "link"):
             raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+        terms = resolve_re_form(self.design, re_form, include_re)
         d = self.design
         if newdata is None:
-            eta = self.linear_predictor if include_re else d.X @ self.fe_params.to_numpy() + d.offset
+            beta = self.fe_params.to_numpy()
+            eta = (self.linear_predictor if terms is None
+                   else d.X @ beta + d.offset + fitted_random_part(d, self._info.b, terms))
         else:
             frame, _ = to_pandas(newdata)
-            eta = new_linear_predictor(d, frame, self.fe_params.to_numpy(), self._info.b, include_re, offset)
+            eta = new_linear_predictor(d, frame, self.fe_params.to_numpy(), self._info.b, offset=offset,
+                                       terms=terms)
         return eta if type == "link" else self.family.link.inverse(eta)
 
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:

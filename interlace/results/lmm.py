@@ -14,6 +14,7 @@ from ..data.frames import to_pandas
 from ..model.rformula import r_labels
 from ..model.spec import ModelSpec
 from .base import FitResult
+from .verbs import ResultVerbs, resolve_re_form
 
 __all__ = ["CrossedLMEResult", "FitInfo"]
 
@@ -37,14 +38,15 @@ class FitInfo:
     correlation_params: dict[str, float] = field(default_factory=dict)
 
 
-class CrossedLMEResult(FitResult):
+class CrossedLMEResult(ResultVerbs, FitResult):
     """A fitted linear mixed model.
 
     Fixed effects: ``fe_params``, ``fe_bse``, ``fe_df``, ``fe_tvalues``, ``fe_pvalues``,
     ``fe_conf_int``, ``fe_cov``. Variance: ``theta``, ``scale`` (σ²), ``variance_components``,
     ``varcov``, ``random_effects``. Fit: ``llf``, ``aic``, ``bic``, ``deviance``, ``nobs``,
     ``n_dropped``, ``ngroups``, ``converged``, ``is_singular``. Also ``fittedvalues``, ``resid``,
-    ``predict()`` and ``summary()``.
+    ``predict()`` and ``summary()``; lme4's verbs ``coef()``, ``fixef()``, ``ranef()``,
+    ``VarCorr()``, ``REMLcrit()``, ``update()`` and statsmodels' ``params`` … ``conf_int()``.
     """
 
     def __init__(
@@ -208,12 +210,14 @@ class CrossedLMEResult(FitResult):
         return out
 
     # ---- prediction ----------------------------------------------------------------------
-    def predict(self, newdata=None, include_re: bool = True, offset=None) -> np.ndarray:
+    def predict(self, newdata=None, include_re: bool = True, offset=None, re_form=None) -> np.ndarray:
         """Predictions Xβ (+ Zb with ``include_re``) for ``newdata`` (default: the fitted data).
 
-        Group levels not seen in fitting get a zero random effect (lme4's
-        ``allow.new.levels=TRUE``), i.e. the population prediction for that group.
+        ``re_form`` as lme4's ``re.form``: ``None`` all random terms, ``NA``/``np.nan``/``"~0"``
+        none, ``"~(1 | item)"`` only those terms (see :func:`.verbs.resolve_re_form`). Group
+        levels not seen in fitting get a zero random effect (lme4's ``allow.new.levels=TRUE``).
         """
+        terms = resolve_re_form(self.design, re_form, include_re)
         d = self.design
         if d.n_rows is not None:
             raise ValueError(
@@ -221,11 +225,11 @@ class CrossedLMEResult(FitResult):
                 "data; collect the frame and fit it eagerly"
             )
         if newdata is None:
-            if include_re:
+            if terms is None:
                 return self.fittedvalues.copy()
-            return d.X @ self._info.beta + d.offset
+            return d.X @ self._info.beta + d.offset + fitted_random_part(d, self._info.b, terms)
         frame, _ = to_pandas(newdata)
-        return new_linear_predictor(d, frame, self._info.beta, self._info.b, include_re, offset)
+        return new_linear_predictor(d, frame, self._info.beta, self._info.b, offset=offset, terms=terms)
 
     def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None):
         """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` or ``"boot"``.
@@ -304,6 +308,14 @@ class CrossedLMEResult(FitResult):
         from .summary import ModelSummary
 
         return ModelSummary(self)
+
+    def __str__(self) -> str:
+        """lme4's short ``print(m)`` for a REML/ML fit (the one-line repr for other fits)."""
+        if self.engine is None or hasattr(self, "family"):
+            return repr(self)
+        from .summary import short_print
+
+        return short_print(self)
 
     def __repr__(self) -> str:
         return (
@@ -405,10 +417,20 @@ def _new_random_part(d: DesignMatrices, frame: pd.DataFrame, b: np.ndarray, term
     return out
 
 
+def fitted_random_part(d: DesignMatrices, b: np.ndarray, terms: list) -> np.ndarray:
+    """Σ Z_t b_t over ``terms`` for the fitted rows."""
+    out = np.zeros(d.n)
+    for t in terms:
+        out += d.Z[:, t.z_start : t.z_start + t.q] @ b[t.z_start : t.z_start + t.q]
+    return out
+
+
 def new_linear_predictor(d: DesignMatrices, frame: pd.DataFrame, beta: np.ndarray, b: np.ndarray,
-                         include_re: bool = True, offset=None) -> np.ndarray:
-    """Xβ + offset (+ Zb) for the rows of ``frame``, shape (n,); NaN where a needed value is missing."""
+                         include_re: bool = True, offset=None, terms: list | None = None) -> np.ndarray:
+    """Xβ + offset (+ Zb) for the rows of ``frame``, shape (n,); NaN where a needed value is missing.
+
+    ``terms`` limits Zb to those random terms (``[]``: none); only their columns are needed."""
     eta = _new_fixed_matrix(d, frame) @ beta + _new_offset(d, frame, offset)
-    if include_re:
-        eta = eta + _new_random_part(d, frame, b)
+    if include_re and (terms is None or terms):
+        eta = eta + _new_random_part(d, frame, b, terms)
     return eta

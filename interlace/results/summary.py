@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Report
+from .rformat import abbreviate, coef_table, format_fixed, named_vector
 
-__all__ = ["ModelSummary", "GLMMSummary"]
+__all__ = ["ModelSummary", "GLMMSummary", "short_print"]
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -34,29 +35,32 @@ class ModelSummary(Report):
     __repr__ = __str__
 
     def _render(self) -> str:
+        """lmerTest's ``summary``: REML criterion (or the AIC table for ML), scaled residuals,
+        random effects, fixed effects with df and p (R's ``printCoefmat``, 4 digits) and the
+        correlation of the fixed effects (not shown past 12 coefficients, as lme4)."""
         r = self.result
-        lines = []
-        kind = "REML" if r.method == "REML" else "maximum likelihood"
         df_name = "Satterthwaite" if r.df_method == "satterthwaite" else "Kenward-Roger"
-        lines.append(
-            f"Linear mixed model fit by {kind} (backend: {r.backend}; t-tests use {df_name}'s method)"
-        )
-        lines.append(f"Formula: {r.spec.full_formula}")
-        if r.method == "REML":
-            lines.append(f"REML criterion at convergence: {r.deviance:.4f}")
-        lines.append(
-            f"     AIC      BIC   logLik deviance\n {r.aic:8.2f} {r.bic:8.2f} {r.llf:8.2f} {r.deviance:8.2f}"
-        )
+        lines = [f"Linear mixed model fit by {_kind(r)}. t-tests use {df_name}'s method "
+                 f"(backend: {r.backend})",
+                 f"Formula: {r.spec.full_formula}", ""]
+        lines.extend(_criterion(r, 1))
         lines.append("")
+        if r.resid is not None:
+            lines.append("Scaled residuals: ")
+            lines.extend(_scaled_residuals(r))
+            lines.append("")
         lines.append("Random effects:")
         lines.extend(self._random_table())
-        groups = ", ".join(f"{g}, {m}" for g, m in r.ngroups.items())
-        lines.append(f"Number of obs: {r.nobs}, groups:  {groups}")
+        lines.append(_nobs_line(r))
         if r.n_dropped:
             lines.append(f"  ({r.n_dropped} observation(s) deleted due to missingness)")
         lines.append("")
         lines.append("Fixed effects:")
         lines.extend(self._fixed_table())
+        corr = _fixef_correlation(r)
+        if corr:
+            lines.append("")
+            lines.extend(corr)
         notes = []
         if r.is_singular:
             notes.append("boundary (singular) fit: see is_singular")
@@ -69,43 +73,90 @@ class ModelSummary(Report):
             lines.extend(notes)
         return "\n".join(lines)
 
-    def _random_table(self) -> list[str]:
-        r = self.result
-        rows = []
-        for (name, vc), term in zip(r.variance_components.items(), r.design.terms, strict=True):
-            if isinstance(vc, float):
-                rows.append((name, term.columns[0], vc, ""))
-                continue
-            v = vc.to_numpy()
-            sd = np.sqrt(np.diag(v))
-            for i, col in enumerate(vc.columns):
-                corr = ""
-                if i > 0:
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        c = v[i, :i] / (sd[i] * sd[:i])
-                    corr = " ".join(f"{x:5.2f}" for x in np.nan_to_num(c))
-                rows.append((name if i == 0 else "", col, float(v[i, i]), corr))
-        rows.append(("Residual", "", r.scale, ""))
-        w_g = max(8, *(len(x[0]) for x in rows))
-        w_n = max(4, *(len(str(x[1])) for x in rows))
-        out = [f" {'Groups':<{w_g}} {'Name':<{w_n}} {'Variance':>10} {'Std.Dev.':>10} Corr"]
-        for g, name, var, corr in rows:
-            out.append(f" {g:<{w_g}} {str(name):<{w_n}} {var:10.4g} {np.sqrt(var):10.4g} {corr}".rstrip())
-        return out
+    def _random_table(self, comp=("Variance", "Std.Dev.")) -> list[str]:
+        return self.result.VarCorr().format(digits=4, comp=comp).splitlines()
 
     def _fixed_table(self) -> list[str]:
         r = self.result
-        names = list(r.fe_params.index)
-        w = max(11, *(len(n) for n in names))
-        out = [f"{'':<{w}} {'Estimate':>10} {'Std. Error':>10} {'df':>8} {'t value':>8} {'Pr(>|t|)':>9}"]
-        for n, est, se, df, t, p in zip(
-            names, r.fe_params, r.fe_bse, r.fe_df, r.fe_tvalues, r.fe_pvalues, strict=True
-        ):
-            out.append(
-                f"{n:<{w}} {est:10.4g} {se:10.4g} {df:8.2f} {t:8.3f} {_pfmt(p):>9} {_stars(p)}".rstrip()
-            )
-        out.append("---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
-        return out
+        cs = np.column_stack([r.fe_params, r.fe_bse, r.fe_df])
+        return coef_table(list(r.fe_params.index), cs, ["Estimate", "Std. Error", "df"],
+                          r.fe_tvalues.to_numpy(), "t value", r.fe_pvalues.to_numpy(), "Pr(>|t|)")
+
+
+def _kind(r) -> str:
+    return "REML" if r.method == "REML" else "maximum likelihood"
+
+
+def _criterion(r, digits: int) -> list[str]:
+    """lme4's ``.prt.aictab``: the REML criterion, or for ML the AIC/BIC/logLik/deviance/df.resid
+    line, rounded to ``digits`` decimals (1 in ``summary``, 4 in ``print``)."""
+    if r.method == "REML":
+        return [f"REML criterion at convergence: {round(r.deviance, digits):.7g}"]
+    vals = [round(v, digits) for v in (r.aic, r.bic, r.llf, r.deviance)]
+    cells = [*(v.strip() for v in format_fixed(vals, 7)), str(int(r.nobs - r.n_params))]
+    heads = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    w = max(len(c) for c in heads + cells)
+    return ["".join(h.rjust(w) + " " for h in heads), "".join(c.rjust(w) + " " for c in cells)]
+
+
+def _scaled_residuals(r) -> list[str]:
+    """Quantiles of the Pearson residuals √w (y − ŷ) / σ (R's type-7 quantiles), 4 digits."""
+    w = np.ones(len(r.resid)) if r.design.weights is None else r.design.weights
+    z = np.sqrt(w) * np.asarray(r.resid) / np.sqrt(r.scale)
+    q = np.quantile(z, [0, 0.25, 0.5, 0.75, 1])
+    mx = float(np.max(np.abs(q)))
+    if mx > 0:  # R's zapsmall(q, 6), as lme4 prints them
+        q = np.round(q, max(0, 6 - int(np.ceil(np.log10(mx)))))
+    vals = format_fixed(q, 4)
+    names = ["Min", "1Q", "Median", "3Q", "Max"]
+    width = max(len(v) for v in vals)
+    return ["".join(n.rjust(width) + " " for n in names), "".join(v.rjust(width) + " " for v in vals)]
+
+
+def _nobs_line(r) -> str:
+    groups = "; ".join(f"{g}, {m}" for g, m in r.ngroups.items())
+    return f"Number of obs: {r.nobs}, groups:  {groups}"
+
+
+def _fixef_correlation(r, max_p: int = 12) -> list[str]:
+    """lme4's "Correlation of Fixed Effects": lower triangle, 3 decimals, names abbreviated."""
+    p = len(r.fe_params)
+    if p < 2:
+        return []
+    if p > max_p:
+        return [f"Correlation matrix not shown by default, as p = {p} > {max_p}.",
+                "Use fe_cov (the covariance of the fixed effects) if you need it."]
+    V = r.fe_cov.to_numpy()
+    sd = np.sqrt(np.diag(V))
+    C = V / np.outer(sd, sd)
+    names = list(r.fe_params.index)
+    rows = [abbreviate(n, 11) for n in names][1:]
+    cols = [abbreviate(n, 6) for n in names][:-1]
+    cells = [f"{v:.3f}" for v in np.round(C[np.tril_indices(p, -1)], 3)]  # format(round(, 3), nsmall = 3)
+    cw = max(len(c) for c in cells)
+    grid = [["" for _ in range(p - 1)] for _ in range(p - 1)]
+    for (i, j), c in zip(zip(*np.tril_indices(p, -1), strict=True), cells, strict=True):
+        grid[i - 1][j] = c.rjust(cw)
+    widths = [max(len(h), cw) for h in cols]
+    wn = max(len(n) for n in rows)
+    out = ["Correlation of Fixed Effects:",
+           " " * wn + "".join(" " + h.ljust(w) for h, w in zip(cols, widths, strict=True))]
+    for name, row in zip(rows, grid, strict=True):
+        out.append(name.ljust(wn) + "".join(" " + c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    return out
+
+
+def short_print(r) -> str:
+    """lme4's ``print(m)``: criterion, random-effect SDs, number of observations, β̂."""
+    lines = [f"Linear mixed model fit by {_kind(r)}", f"Formula: {r.spec.full_formula}"]
+    lines.extend(_criterion(r, 4))
+    lines.append("Random effects:")
+    lines.extend(r.VarCorr().format(digits=4, comp=("Std.Dev.",)).splitlines())
+    lines.append(_nobs_line(r))
+    lines.append("Fixed Effects:")
+    names = list(r.fe_params.index)
+    lines.extend(named_vector(names, [v.strip() for v in format_fixed(r.fe_params.to_numpy(), 4)]))
+    return "\n".join(lines)
 
 
 class GLMMSummary(ModelSummary):
@@ -128,8 +179,7 @@ class GLMMSummary(ModelSummary):
         lines.extend(line for line in rand if not line.lstrip().startswith("Residual"))
         if r.family.has_scale:
             lines.append(f"Dispersion (sigma): {np.sqrt(r.scale):.4g}")
-        groups = ", ".join(f"{g}, {m}" for g, m in r.ngroups.items())
-        lines.append(f"Number of obs: {r.nobs}, groups:  {groups}")
+        lines.append(_nobs_line(r))
         lines.append("")
         lines.append("Fixed effects:")
         names = list(r.fe_params.index)
