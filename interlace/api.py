@@ -20,6 +20,33 @@ from .results.lmm import CrossedLMEResult, FitInfo
 __all__ = ["fit", "glmer", "clmm", "coxme"]
 
 
+_REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast"}
+_SAMPLER_ONLY = {"draws", "tune", "chains", "cores", "random_seed", "sampler", "priors", "marginalize",
+                 "target_accept"}
+
+
+def _refuse_unused(backend: str, **given) -> None:
+    """An argument that means nothing on ``backend`` is refused, never silently ignored.
+
+    ``given`` maps each argument name to (value, default); only values that differ from the
+    default were chosen by the caller.
+    """
+    for name, (value, default) in given.items():
+        if value is default or (default is not None and isinstance(value, str | int | float)
+                                and value == default):
+            continue
+        if backend == "pymc" and name in _REML_ONLY:
+            raise ValueError(
+                f"{name}={value!r} has no meaning for backend='pymc': it samples the posterior, with no "
+                "REML/ML optimisation or t-test degrees of freedom; drop it, or use backend='reml'"
+            )
+        if backend == "reml" and name in _SAMPLER_ONLY:
+            raise ValueError(
+                f"{name}={value!r} configures the PyMC sampler and has no meaning for backend='reml'; "
+                "drop it, or pass backend='pymc'"
+            )
+
+
 def _choice(name: str, value, allowed: tuple[str, ...], upper: bool = False) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {list(allowed)}, got {value!r}")
@@ -70,6 +97,11 @@ def fit(
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
+    _refuse_unused(backend, method=(method, "REML"), df_method=(df_method, "satterthwaite"),
+                   optimizer=(optimizer, "lbfgsb"), theta0=(theta0, None), verbose=(verbose, False),
+                   draws=(draws, 1000), tune=(tune, 1000), chains=(chains, 4), cores=(cores, None),
+                   random_seed=(random_seed, None), sampler=(sampler, "auto"), priors=(priors, None),
+                   marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8))
 
     if is_lazy(data):
         result = fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
@@ -148,6 +180,9 @@ def glmer(
     fam = get_family(family, link)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     backend = _choice("backend", backend, BACKENDS)
+    _refuse_unused(backend, optimizer=(optimizer, "lbfgsb"), draws=(draws, 1000), tune=(tune, 1000),
+                   chains=(chains, 4), cores=(cores, None), random_seed=(random_seed, None),
+                   sampler=(sampler, "auto"), priors=(priors, None), target_accept=(target_accept, 0.8))
     if not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
     if not isinstance(fast, bool | np.bool_):

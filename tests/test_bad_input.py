@@ -122,3 +122,32 @@ def test_rank_deficient_fixed_effects_are_dropped_with_a_warning():
         r = interlace.fit("y ~ x + x2", d, groups="g")
     assert list(r.fe_params.index) == ["(Intercept)", "x"]
     assert r.design.dropped_columns == ["x2"]
+
+
+
+REFUSED = [
+    ({"backend": "pymc", "method": "ML"}, "method='ML' has no meaning for backend='pymc'"),
+    ({"backend": "pymc", "df_method": "kenward-roger"}, "df_method='kenward-roger' has no meaning"),
+    ({"backend": "pymc", "optimizer": "bobyqa"}, "optimizer='bobyqa' has no meaning"),
+    ({"draws": 500}, "draws=500 configures the PyMC sampler"),
+    ({"random_seed": 1}, "random_seed=1 configures the PyMC sampler"),
+]
+
+
+@pytest.mark.parametrize("kw, match", REFUSED)
+def test_fit_refuses_arguments_without_meaning_on_the_backend(kw, match):
+    """An argument is honoured or refused, never silently ignored (checked before any sampling)."""
+    from interlace import datasets
+
+    with pytest.raises(ValueError, match=match):
+        interlace.fit("Reaction ~ Days", datasets.load("sleepstudy"), random=["(Days | Subject)"], **kw)
+
+
+@pytest.mark.parametrize("kw, match", [r for r in REFUSED if not {"method", "df_method"} & set(r[0])])
+def test_glmer_refuses_arguments_without_meaning_on_the_backend(kw, match):
+    from interlace import datasets
+
+    df = datasets.load("sleepstudy")
+    df["high"] = (df["Reaction"] > 300).astype(int)
+    with pytest.raises(ValueError, match=match):
+        interlace.glmer("high ~ Days", df, "binomial", random=["(1 | Subject)"], **kw)

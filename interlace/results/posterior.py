@@ -117,6 +117,11 @@ class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
         self.layout = layout
 
     @property
+    def method(self) -> str:
+        """What was done: ``"posterior (NUTS, <sampler>)"`` — not a REML or ML fit."""
+        return f"posterior (NUTS, {self.optimizer_info.get('sampler', 'pymc')})"
+
+    @property
     def variance_draws(self) -> pd.DataFrame:
         """Posterior draws of the SDs, correlations and σ (lme4 ``confint`` names)."""
         return pd.DataFrame(self._var_draws, columns=variance_names(self.design))
