@@ -43,8 +43,11 @@ def test_anova_refits_reml_with_ml(sleepstudy, fits):
     m0, m1 = fits
     r1 = interlace.fit("Reaction ~ Days", sleepstudy, random=["(Days | Subject)"])
     with pytest.warns(UserWarning, match="refitting model"):
-        tab = interlace.anova(m0, r1)
-    assert tab.loc["m2", "logLik"] == pytest.approx(m1.llf, rel=1e-9)
+        tab = interlace.anova(m0=m0, r1=r1)  # rows named as the models were passed
+    assert tab.loc["r1", "logLik"] == pytest.approx(m1.llf, rel=1e-9)
+    with pytest.warns(UserWarning, match="refitting model"):
+        by_formula = interlace.anova(m0, r1)
+    assert "Reaction ~ Days + (Days | Subject)" in by_formula.index
 
 
 def test_anova_refuses_different_data(sleepstudy, fits):

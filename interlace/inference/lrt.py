@@ -16,7 +16,8 @@ def _same_data(a, b) -> bool:
     return da.n == db.n and np.array_equal(da.y, db.y) and np.array_equal(da.offset, db.offset)
 
 
-def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = None) -> pd.DataFrame:
+def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = None,
+          **named) -> pd.DataFrame:
     """Compare nested models by likelihood ratio: one row per model, ordered by parameter count.
 
     With one model, its ANOVA table instead: lmerTest's F tests per term (``type`` 3, 2 or 1,
@@ -25,8 +26,14 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
 
     Chisq = 2·max(0, Δ logLik) against the previous row with Df = Δ npar, p from χ²(Df).
     REML fits are refitted by ML first, as lme4 does; models fitted to different data are
-    refused.
+    refused. Rows are labelled by ``names=``, by the keywords the models are passed with
+    (``anova(m0=m0, m1=m1)``), or else by each model's formula.
     """
+    if named:
+        if models:
+            raise TypeError("pass the models either positionally or as name=model, not both")
+        names = list(named) if names is None else names
+        models = tuple(named.values())
     if len(models) == 1 and names is None:
         from .ftable import single_anova
 
@@ -44,7 +51,7 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
                 "models were not all fitted to the same data (response, rows or offset differ); "
                 "a likelihood-ratio test needs the same observations"
             )
-    names = list(names) if names is not None else [f"m{i + 1}" for i in range(len(models))]
+    names = list(names) if names is not None else _formula_names(models)
     if len(names) != len(models):
         raise ValueError(f"names has {len(names)} entries for {len(models)} models")
     if any(m.method == "REML" for m in models):
@@ -73,3 +80,13 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
         rows.append(row)
         prev = m
     return pd.DataFrame(rows, index=[names[i] for i in order])
+
+
+def _formula_names(models) -> list[str]:
+    """Each model's formula (lme4's spelling), made unique with " (2)", " (3)" … where repeated."""
+    out, seen = [], {}
+    for m in models:
+        text = m.spec.full_formula
+        seen[text] = seen.get(text, 0) + 1
+        out.append(text if seen[text] == 1 else f"{text} ({seen[text]})")
+    return out
