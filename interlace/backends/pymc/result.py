@@ -1,14 +1,6 @@
-"""The PyMC fit as the unified result (:mod:`interlace.results.posterior`): built from the draws.
+"""The PyMC fit as the unified result: posterior summaries → FitInfo → :class:`PyMCResult`.
 
-- ``fe_params`` / ``fe_bse``: posterior means / SDs of β; ``fe_cov``: their posterior covariance;
-  ``fe_conf_int(level)``: equal-tailed posterior intervals; ``fe_df`` is infinite.
-- ``scale`` = E[σ²] and ``theta`` chosen so that ``variance_components`` and ``varcov`` are the
-  posterior means of each term's covariance σ²T T' (T = chol(E[σ²TT'] / E[σ²])).
-- ``random_effects``: posterior means of b. ``fittedvalues`` use the posterior means.
-- ``llf``: the (ML) log-likelihood log p(y | θ, σ, β) at those posterior means, so ``aic``/``bic``
-  are defined; for model comparison prefer ``az.loo(result.idata)``.
-- ``idata``: arviz InferenceData (posterior, sample_stats, observed_data, log_likelihood);
-  ``diagnostics``: R-hat and ESS per parameter.
+What each attribute means on a posterior is documented in :mod:`interlace.results.posterior`.
 """
 
 from __future__ import annotations
