@@ -442,3 +442,15 @@ def test_unconverged_chains_warn(sleep):
         )
     assert not short.converged and short.optimizer_info["max_rhat"] > 1.01
     assert "have not converged" in str(short.summary())
+
+
+def test_a_posterior_is_reported_as_a_posterior(bayes):
+    """No z/t-test p-values on a posterior; to_frame is the posterior table; method says what ran."""
+    for name in ("fe_pvalues", "fe_tvalues", "pvalues"):
+        with pytest.raises(AttributeError, match="a posterior has no"):
+            getattr(bayes, name)
+    table = bayes.to_frame()
+    assert list(table.columns) == ["term", "mean", "sd", "lower", "upper", "r_hat", "ess_bulk"]
+    np.testing.assert_allclose(table["mean"], bayes.fe_params.to_numpy())
+    assert np.all(table["lower"] < table["mean"]) and np.all(table["mean"] < table["upper"])
+    assert bayes.method.startswith("posterior (NUTS")

@@ -93,6 +93,41 @@ class PosteriorFixedEffects:
             "az.loo(result.idata, pointwise=True): its Pareto k flags influential observations"
         )
 
+    # a posterior is reported as a posterior: no z/t tests (AttributeError, so hasattr() is False)
+    _NO_TESTS = ("a posterior has no {name}: use fe_conf_int() (equal-tailed credible intervals), "
+                 "fe_draws (e.g. the posterior probability of a sign), or backend='reml' for tests")
+
+    @property
+    def fe_pvalues(self):
+        raise AttributeError(self._NO_TESTS.format(name="p-values"))
+
+    @property
+    def fe_tvalues(self):
+        raise AttributeError(self._NO_TESTS.format(name="t statistics"))
+
+    @property
+    def fe_zvalues(self):
+        raise AttributeError(self._NO_TESTS.format(name="z statistics"))
+
+    def to_frame(self, level: float = 0.95) -> pd.DataFrame:
+        """Posterior table of the fixed effects: term, posterior mean, posterior SD, equal-tailed
+        ``level`` interval, and R-hat / bulk ESS from the sampler's diagnostics (no p-values)."""
+        ci = self.fe_conf_int(level)
+        table = pd.DataFrame({
+            "term": list(self.fe_params.index),
+            "mean": self.fe_params.to_numpy(),
+            "sd": self.fe_bse.to_numpy(),
+            "lower": ci["lower"].to_numpy(),
+            "upper": ci["upper"].to_numpy(),
+        })
+        diag = getattr(self, "diagnostics", None)
+        if diag is not None:
+            rows = [f"beta[{t}]" for t in self.fe_params.index]
+            for col in ("r_hat", "ess_bulk"):
+                if col in diag.columns:
+                    table[col] = [float(diag.loc[r, col]) if r in diag.index else np.nan for r in rows]
+        return table
+
 
 class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
     """A Bayesian fit: the unified result plus the posterior (see the module docstring)."""
