@@ -161,3 +161,18 @@ def test_dot_leaves_out_grouping_weights_and_offset_columns():
     df["w"] = 1.0
     r = interlace.fit("y ~ .", df, groups="g", weights="w")
     assert list(r.fe_params.index) == ["(Intercept)", "x", "z", "k[T.b]", "k[T.c]"]
+
+
+def test_dotted_column_names_and_formula_powers():
+    """R's dotted names (my.var) predict like any other; (a + b + c)^2 is all pairwise interactions."""
+    rng = np.random.default_rng(1)
+    n = 240
+    df = pd.DataFrame({"g": rng.integers(0, 20, n), "my.var": rng.normal(size=n), "x": rng.uniform(0, 5, n),
+                       "k": rng.choice(["a", "b", "c"], n)})
+    df["y"] = 1 + df["x"] + df["my.var"] + rng.normal(size=20)[df["g"]] + rng.normal(size=n)
+    r = interlace.fit("y ~ my.var + x + (1 + my.var | g)", df)
+    np.testing.assert_allclose(r.predict(df.head(5)), r.fittedvalues[:5], rtol=1e-10)
+    assert list(r.fe_params.index) == ["(Intercept)", "my.var", "x"]
+    p = interlace.fit("y ~ (x + my.var + k)^2", df, groups="g")
+    assert {"x:my.var", "x:k[T.b]", "my.var:k[T.c]"} <= set(p.fe_params.index)
+    assert len(p.fe_params) == 10

@@ -28,7 +28,7 @@ from ..model.spec import ModelSpec
 
 __all__ = [
     "TermBlock", "DesignMatrices", "build_design", "tril_colwise", "group_levels", "level_keys",
-    "formula_matrix", "rebuild_matrix", "evaluate_expr",
+    "formula_matrix", "rebuild_matrix", "evaluate_expr", "model_variables",
 ]
 
 
@@ -293,6 +293,22 @@ def rebuild_matrix(model_spec, frame: pd.DataFrame, where: str):
                 "(drop those rows, or map them to a fitted level)"
             )
     return mm
+
+
+def model_variables(model_spec, columns) -> list[str]:
+    """The data columns a formulaic model spec reads, among ``columns`` (the fitted model frame's).
+
+    formulaic reports a backticked name with a dot (R's ``my.var``) as its part before the dot;
+    such a name is mapped back to the columns it abbreviates.
+    """
+    out = []
+    for v in sorted(model_spec.required_variables):
+        if v in columns:
+            out.append(v)
+            continue
+        dotted = [c for c in columns if c.startswith(v + ".")]
+        out.extend(dotted if dotted else [v])
+    return list(dict.fromkeys(out))
 
 
 def evaluate_expr(py_expr: str, frame: pd.DataFrame, where: str, na_action: str = "raise") -> np.ndarray:

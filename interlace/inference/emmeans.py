@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.design import rebuild_matrix
+from ..data.design import model_variables, rebuild_matrix
 from ..model.rformula import r_labels
 
 __all__ = ["EMMeans", "emmeans", "contrast"]
@@ -106,7 +106,7 @@ def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
         raise TypeError("emmeans needs a fit from interlace.fit (backend='reml' or 'pymc')")
     specs, by = _as_list(specs), _as_list(by)
     d = result.design
-    variables = sorted(d.fixed_spec.required_variables)
+    variables = model_variables(d.fixed_spec, [str(c) for c in frame.columns])
     as_factor = _factor_variables(d.fixed_spec, variables)
     grid_levels: dict[str, list] = {}
     for v in variables:

@@ -334,6 +334,13 @@ _FORMULA_OPS = {"+", "-", "*", "/", ":", "^", "%in%"}
 def _term(node: Node, ctx: _Ctx, offsets: list[tuple[str, str]], dot: list[str] | None) -> str | None:
     """Formulaic text of the right-hand side; ``offset()`` terms go to ``offsets``."""
     k = node.kind
+    if k == "bin" and node.value == "^":
+        if node.args[1].kind != "num":
+            raise FormulaError(f"{ctx.where}: the power in {deparse(node)!r} must be a whole number")
+        a = _term(node.args[0], ctx, offsets, dot)
+        if a is None:
+            raise FormulaError(f"{ctx.where}: offset() can only be added ('+ offset(...)')")
+        return f"({a}) ** {node.args[1].value.rstrip('L')}"
     if k == "bin" and node.value in _FORMULA_OPS:
         a = _term(node.args[0], ctx, offsets, dot)
         b = _term(node.args[1], ctx, offsets, dot)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.design import DesignMatrices, evaluate_expr, level_keys, rebuild_matrix
+from ..data.design import DesignMatrices, evaluate_expr, level_keys, model_variables, rebuild_matrix
 from ..data.frames import to_pandas
 from ..model.rformula import r_labels
 from ..model.spec import ModelSpec
@@ -335,12 +335,17 @@ def _block_diag(blocks: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _required_columns(model_spec, frame: pd.DataFrame, what: str) -> list[str]:
-    needed = sorted(model_spec.required_variables)
+def _required_columns(model_spec, frame: pd.DataFrame, what: str, known=()) -> list[str]:
+    needed = model_variables(model_spec, list(known) or list(frame.columns))
     missing = [v for v in needed if v not in frame.columns]
     if missing:
         raise KeyError(f"newdata lacks column(s) {missing} needed for the {what}")
     return needed
+
+
+def _known(d: DesignMatrices) -> list[str]:
+    """The fitted model frame's columns (the names formulaic's variables abbreviate)."""
+    return [] if d.frame is None else [str(c) for c in d.frame.columns]
 
 
 def _complete(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -352,7 +357,7 @@ def _complete(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 def _new_fixed_matrix(d: DesignMatrices, frame: pd.DataFrame) -> np.ndarray:
     """X for new rows, columns in the fitted order; rows with a missing predictor are NaN."""
-    keep = _complete(frame, _required_columns(d.fixed_spec, frame, "fixed effects"))
+    keep = _complete(frame, _required_columns(d.fixed_spec, frame, "fixed effects", _known(d)))
     out = np.full((len(frame), d.p), np.nan)
     if keep.any():
         mm = rebuild_matrix(d.fixed_spec, frame.loc[keep].reset_index(drop=True), "fixed effects")
@@ -403,7 +408,8 @@ def _new_random_part(d: DesignMatrices, frame: pd.DataFrame, b: np.ndarray, term
         missing = [f for f in t.factors if f not in frame.columns]
         if missing:
             raise KeyError(f"newdata lacks grouping column(s) {missing} for the term on {t.group!r}")
-        keep = _complete(frame, _required_columns(t.model_spec, frame, f"random term on {t.group!r}"))
+        needed = _required_columns(t.model_spec, frame, f"random term on {t.group!r}", _known(d))
+        keep = _complete(frame, needed)
         keys = level_keys(frame, t.factors)
         index = {k: i for i, k in enumerate(t.keys)}
         idx = np.array([-2 if k is None else index.get(k, -1) for k in keys], dtype=np.int64)
