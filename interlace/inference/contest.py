@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .kenward_roger import kr_ddf_scale
 from .table import AnovaTable
 
 __all__ = ["contest", "ftest", "wald_chisq", "ddf_method"]
@@ -236,24 +237,7 @@ def _kr_f(adj, L: np.ndarray, beta: np.ndarray) -> tuple[float, int, float, floa
     if q < L.shape[0]:  # a basis of the row space (pbkrtest's force_full_rank)
         Q, _ = np.linalg.qr(L.T)
         L = Q[:, :q].T
-    phi = adj.phi
-    theta = L.T @ np.linalg.solve(L @ phi @ L.T, L)
-    u = [theta @ phi @ Pr @ phi for Pr in adj.P]
-    tr = np.array([np.trace(x) for x in u])
-    W = adj.W
-    A1 = float(tr @ W @ tr)
-    A2 = float(sum(W[i, j] * np.sum(u[i] * u[j].T) for i in range(len(u)) for j in range(len(u))))
-    B = (A1 + 6 * A2) / (2 * q)
-    g = ((q + 1) * A1 - (q + 4) * A2) / ((q + 2) * A2)
-    den = 3 * q + 2 * (1 - g)
-    c1, c2, c3 = g / den, (q - g) / den, (q + 2 - g) / den
-    v0 = 1 + c1 * B
-    v0 = 0.0 if abs(v0) < 1e-10 else v0
-    v1, v2 = 1 - c2 * B, 1 - c3 * B
-    ratio = (1 - A2 / q) / v1 if v1 != 0 else 0.0
-    rho = ratio**2 * v0 / (q * v2)
-    ddf = 4 + (q + 2) / (q * rho - 1)
-    scale = 1.0 if abs(ddf - 2) < 1e-2 else ddf * (1 - A2 / q) / (ddf - 2)
+    ddf, scale = kr_ddf_scale(adj, L)
     Lb = L @ beta
     wald = float(Lb @ np.linalg.solve(L @ adj.phi_adj @ L.T, Lb))
     return wald / q, q, float(ddf), float(scale)

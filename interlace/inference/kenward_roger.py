@@ -144,7 +144,12 @@ def kenward_roger(
 
 def kr_df(adj: KRAdjustment, L: np.ndarray) -> float:
     """Kenward-Roger denominator df for the hypothesis Lβ = 0 (rows of L: the contrasts)."""
-    L = np.atleast_2d(L)
+    return kr_ddf_scale(adj, np.atleast_2d(L))[0]
+
+
+def kr_ddf_scale(adj: KRAdjustment, L: np.ndarray) -> tuple[float, float]:
+    """Kenward & Roger's denominator df ν and F scaling λ for Lβ = 0 (pbkrtest's ``.KR_adjust``):
+    from A₁ = Σ W_ij tr(ΘΦP_iΦ) tr(ΘΦP_jΦ) and A₂ = Σ W_ij tr(ΘΦP_iΦ ΘΦP_jΦ), Θ = L'(LΦL')⁻¹L."""
     phi = adj.phi
     q = np.linalg.matrix_rank(L)
     theta_m = L.T @ np.linalg.solve(L @ phi @ L.T, L)
@@ -161,4 +166,6 @@ def kr_df(adj: KRAdjustment, L: np.ndarray) -> float:
     v1, v2 = 1 - c2 * B, 1 - c3 * B
     ratio = (1 - A2 / q) / v1 if v1 != 0 else 0.0
     rho = ratio**2 * v0 / (q * v2)
-    return float(4 + (q + 2) / (q * rho - 1))
+    ddf = float(4 + (q + 2) / (q * rho - 1))
+    scale = 1.0 if abs(ddf - 2) < 1e-2 else ddf * (1 - A2 / q) / (ddf - 2)
+    return ddf, float(scale)
