@@ -231,9 +231,10 @@ def clmm(
     random: list[str] | None = None,
     link: str = "logit",
 ):
-    """Cumulative link mixed model with a random intercept (R's ``ordinal::clmm``, Laplace).
+    """Cumulative link mixed model with random intercepts (R's ``ordinal::clmm``, Laplace).
 
-    P(y ≤ j | b) = F(α_j − x'β − b), F the logistic, normal or complementary log-log cdf.
+    P(y ≤ j | b) = F(α_j − x'β − z'b), F the logistic, normal, complementary log-log or log-log
+    cdf; one or more ``(1 | g)`` terms, crossed or nested (docs/clmm.md).
     The response is an ordered factor (pandas Categorical, in category order) or sortable
     values with at least three levels.
     """
