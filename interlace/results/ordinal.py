@@ -51,7 +51,7 @@ class OrdinalResult(WaldZ, FitResult):
         self.fe_bse = pd.Series(se[k:], index=X_names, name="std_error")
         # Cov of (thresholds, β) as ordinal's vcov; fe_cov is its β block
         self.vcov = pd.DataFrame(cov, index=names + list(X_names), columns=names + list(X_names))
-        self.fe_cov = self.vcov.loc[list(X_names), list(X_names)]
+        self.fe_cov = pd.DataFrame(cov[k:, k:], index=list(X_names), columns=list(X_names))
         # one entry per random term, in the design's order (most levels first), as VarCorr/ranef
         self.group = terms[0].group
         self.groups = [t.group for t in terms]
