@@ -142,3 +142,24 @@ def test_random_slopes_are_refused_with_the_term_named():
         interlace.clmm("SURENESS ~ PROD + (PROD | RESP)", d)
     with pytest.raises(ValueError, match="at least one random intercept"):
         interlace.clmm("SURENESS ~ PROD", d)
+
+
+def test_result_from_the_single_term_spelling_predicts_as_the_fit():
+    from interlace.results.ordinal import OrdinalResult
+
+    d = _load(REF["wine_judge_bottle"])
+    m = interlace.clmm("rating ~ temp + contact + (1 | judge)", d)
+    r = OrdinalResult(
+        formula=m.formula, response_levels=m.response_levels, X_names=list(m.fe_params.index),
+        alpha=m.thresholds.to_numpy(), beta=m.fe_params.to_numpy(), cov=m.vcov.to_numpy(), sigma=m.sigma,
+        b=m.b, group="judge", group_levels=list(m.random_effects["judge"].index), loglik=m.llf,
+        nobs=m.nobs, n_dropped=0, link="logit", fixed_spec=m._fixed_spec, converged=True,
+    )
+    np.testing.assert_allclose(r.predict(d.head(6)), m.predict(d.head(6)))
+    assert r.variance_components == m.variance_components and r.n_params == m.n_params
+    with pytest.raises(TypeError, match="sigmas= and terms="):
+        OrdinalResult(
+            formula=m.formula, response_levels=m.response_levels, X_names=[], alpha=m.thresholds.to_numpy(),
+            beta=np.zeros(0), cov=np.eye(4), b=m.b, loglik=0.0, nobs=1, n_dropped=0, link="logit",
+            fixed_spec=None, converged=True,
+        )

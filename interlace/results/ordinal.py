@@ -15,6 +15,15 @@ from .wald import WaldZ
 __all__ = ["OrdinalResult"]
 
 
+class _OneGroup:
+    """The parts of a design TermBlock the result reads, for one grouping column."""
+
+    def __init__(self, group: str, levels: list):
+        self.group, self.factors, self.levels = group, (group,), levels
+        self.z_start, self.q = 0, len(levels)
+        self.keys = level_keys(pd.DataFrame({group: levels}), (group,))
+
+
 class OrdinalResult(WaldZ, FitResult):
     """Thresholds α, effects β (positive β shifts responses to higher categories), the variance
     of each random intercept, conditional modes per term, log-likelihood (Laplace), and
@@ -29,9 +38,7 @@ class OrdinalResult(WaldZ, FitResult):
         alpha,
         beta,
         cov,
-        sigmas,
         b,
-        terms,
         loglik,
         nobs,
         n_dropped,
@@ -39,7 +46,18 @@ class OrdinalResult(WaldZ, FitResult):
         fixed_spec,
         converged,
         labels=None,
+        sigmas=None,
+        terms=None,
+        sigma=None,
+        group=None,
+        group_levels=None,
     ):
+        """``sigmas`` and ``terms`` (the design's TermBlocks) for any number of random
+        intercepts; a single term may also be given as ``sigma``, ``group`` and ``group_levels``."""
+        if terms is None:  # the single-term spelling
+            if group is None or sigma is None or group_levels is None:
+                raise TypeError("OrdinalResult needs sigmas= and terms=, or sigma=, group= and group_levels=")
+            terms, sigmas = [_OneGroup(group, list(group_levels))], [float(sigma)]
         k = len(alpha)
         self.formula, self.link, self.converged = formula, link, converged
         self.response_levels = list(response_levels)
