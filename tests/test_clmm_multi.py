@@ -163,3 +163,15 @@ def test_result_from_the_single_term_spelling_predicts_as_the_fit():
             beta=np.zeros(0), cov=np.eye(4), b=m.b, loglik=0.0, nobs=1, n_dropped=0, link="logit",
             fixed_spec=None, converged=True,
         )
+
+
+def test_leverages_by_slices_of_levels_equal_the_whole(monkeypatch):
+    import interlace.backends.reml.clmm_laplace as cl
+
+    prob, nt = _laplace(True, "logit")
+    v = np.r_[-0.9, 0.1, 1.1, 0.4, np.linspace(0.5, 1.2, nt)]
+    whole = prob.evaluate(v[:3], v[3:4], v[4:])
+    monkeypatch.setattr(cl, "V_ENTRIES", 30)  # a few levels of the first term at a time
+    sliced = prob.evaluate(v[:3], v[3:4], v[4:])
+    assert sliced[0] == pytest.approx(whole[0], rel=1e-13)
+    np.testing.assert_allclose(sliced[1], whole[1], rtol=1e-10, atol=1e-12)

@@ -34,6 +34,7 @@ __all__ = ["latent", "OneTerm", "Blocked", "ClmmLaplace"]
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 # stand-ins for α₋₁ = −∞ and α_{J−1} = +∞ at which F is exactly 0 / 1 and f, f', f'' exactly 0 in
 # double precision for any moderate linear predictor (|e| < 100), without overflow to inf·0
+V_ENTRIES = 4_000_000  # entries of S⁻¹G formed at once in the leverages
 _PAD = {"logit": (-1e4, 1e4), "probit": (-1e4, 1e4), "cloglog": (-1e4, 300.0), "loglog": (-300.0, 1e4)}
 
 
@@ -103,6 +104,8 @@ class Blocked:
         self.rest_idx = [np.asarray(t.codes, dtype=np.int64) + t.z_start - self.q1 for t in terms[1:]]
         self.spans = [(t.z_start, t.z_start + t.q) for t in terms]
         self.sizes = [t.q for t in terms]
+        self._by_level = np.argsort(self.codes1, kind="stable")  # rows grouped by first-term level
+        self._level_ptr = np.r_[0, np.cumsum(np.bincount(self.codes1, minlength=self.q1))]
 
     def _lam_vec(self, lam: np.ndarray) -> np.ndarray:
         return np.repeat(lam, self.sizes)
@@ -140,14 +143,27 @@ class Blocked:
         if info != 0:
             raise np.linalg.LinAlgError("the Schur complement of the clmm system is singular")
         Sinv = np.tril(Sinv) + np.tril(Sinv, -1).T
-        V = np.asarray(G.T @ Sinv).T  # S⁻¹G (Sinv symmetric), q2 × q1
-        Gc = G.tocoo()
-        a11 = 1.0 / c + np.bincount(Gc.col, Gc.data * V[Gc.row, Gc.col], self.q1)
+        # V = S⁻¹G is read only on G's pattern and at the rows' (k_t, j) pairs: formed over slices
+        # of the first term's levels, so no dense q2 × q1 array is held at once
+        Gc = G.tocsc()
+        GV = np.empty(Gc.nnz)
         j = self.codes1
+        Vrow = [np.empty(j.size) for _ in self.rest_idx]
+        step = max(1, V_ENTRIES // max(q2, 1))
+        for j0 in range(0, self.q1, step):
+            j1 = min(self.q1, j0 + step)
+            Vc = np.asarray(Gc[:, j0:j1].T @ Sinv)  # rows: levels j0 … j1−1 (Sinv symmetric)
+            e0, e1 = Gc.indptr[j0], Gc.indptr[j1]
+            cols = np.repeat(np.arange(j1 - j0), np.diff(Gc.indptr[j0 : j1 + 1]))
+            GV[e0:e1] = Gc.data[e0:e1] * Vc[cols, Gc.indices[e0:e1]]
+            rows = self._by_level[self._level_ptr[j0] : self._level_ptr[j1]]
+            for t, kt in enumerate(self.rest_idx):
+                Vrow[t][rows] = Vc[j[rows] - j0, kt[rows]]
+        a11 = 1.0 / c + np.bincount(np.repeat(np.arange(self.q1), np.diff(Gc.indptr)), GV, self.q1)
         h = lam[0] ** 2 * a11[j]
         for t, kt in enumerate(self.rest_idx):
             lt = lam[t + 1]
-            h -= 2.0 * lam[0] * lt * V[kt, j]
+            h -= 2.0 * lam[0] * lt * Vrow[t]
             for s, ks in enumerate(self.rest_idx):
                 h += lt * lam[s + 1] * Sinv[kt, ks]
         dS = np.diagonal(Sinv)
