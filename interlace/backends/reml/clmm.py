@@ -111,7 +111,7 @@ def fit_clmm(
         g[k + p :] *= np.exp(v[k + p :])
         return ll, g
 
-    # Newton polish with the Hessian of the exact gradient (central differences). A term whose σ
+    # Newton polish with the Hessian of the exact gradient (forward differences). A term whose σ
     # went to the boundary (σ < BOUNDARY) is held there: its log σ has no curvature to use, and
     # Cov(α, β) is that of the model without it (ordinal reports no SE for it either).
     converged = bool(res.success)
@@ -119,6 +119,7 @@ def fit_clmm(
     H = None
     for _ in range(4):  # Newton steps with one Hessian (BFGS ends close: it barely changes)
         ll, g = grad_natural(nat)
+        u_nat = prob.u.copy()  # the modes at nat (the Hessian's evaluations move them)
         if H is None:
             H = _jacobian(lambda v: grad_natural(v)[1], nat, free, g)
             H = 0.5 * (H + H.T)
@@ -138,11 +139,11 @@ def fit_clmm(
         ll = None
     if ll is None:  # moved since the last gradient
         ll, g = grad_natural(nat)
+        u_nat = prob.u.copy()
     converged = converged or bool(np.max(np.abs(g[free])) < 1e-4)
     cov = np.linalg.inv(-H)[: k + p, : k + p]
     alpha, beta, lam = nat[:k], nat[k : k + p], np.exp(nat[k + p :])
-    u = prob.u
-    b = np.concatenate([lam[t] * u[a:b_] for t, (a, b_) in enumerate(structure.spans)])
+    b = np.concatenate([lam[t] * u_nat[a:b_] for t, (a, b_) in enumerate(structure.spans)])
     return CLMMFit(alpha=alpha, beta=beta, sigmas=lam, b=b, loglik=ll, cov=cov, converged=converged,
                    n_evals=count[0], gradient=g)
 
