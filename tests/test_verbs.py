@@ -189,6 +189,8 @@ def test_update(data):
     m = _fit("slopes", data)
     m2 = m.update(". ~ . - A:B")
     assert list(m2.fe_params.index) == ["(Intercept)", "A[T.a2]", "B[T.b2]", "B[T.b3]", "x"]
+    assert m2.spec.full_formula == "y ~ A + B + x + (1 + x | subj) + (1 + A | item)"  # as R's update
+    assert m.update(". ~ . - x").spec.fixed == "y ~ A + B + A:B"
     assert [t.source for t in m2.spec.random] == [t.source for t in m.spec.random]
     m3 = m.update(". ~ . - (1 + A | item) + (1 | item)")
     assert [t.source for t in m3.spec.random] == ["(1 + x | subj)", "(1 | item)"]
@@ -209,21 +211,39 @@ def test_update(data):
     assert len(data.columns) == 7  # the caller's frame untouched
 
 
-@pytest.mark.parametrize("key, method", [("print_reml", "REML"), ("print_ml", "ML")])
+@pytest.mark.parametrize("key, method", [("print_reml", "REML"), ("print_ml", "ML"), ("print_glmm", None)])
 def test_summary_and_print_read_as_r(key, method, data):
-    """lmerTest's summary and lme4's print, line for line from the criterion on (R's header,
-    ``Data:`` and ``Control:`` lines name R objects and are not compared)."""
+    """lmerTest's summary and lme4's print (glmer's for the GLMM), line for line from the
+    criterion on, and the ``Data:`` line naming the frame as the caller wrote it (R's header and
+    ``Control:`` line name R classes and objects and are not compared)."""
     ref = REF[key]
-    m = interlace.fit(ref["formula"], data, method=method)
+    d = data.copy()  # R's script names its frame d
+    m = (interlace.fit(ref["formula"], d, method=method) if method
+         else interlace.glmer(ref["formula"], d, "binomial"))
 
     def body(lines):
         start = next(i for i, s in enumerate(lines)
                      if s.startswith("REML crit") or s.strip().startswith("AIC"))
         return [s.replace("‘", "'").replace("’", "'") for s in lines[start:]]
 
-    assert body(str(m.summary()).splitlines()) == body(ref["summary"])
-    assert body(str(m).splitlines()) == body(ref["print"])
-    assert str(m).startswith("Linear mixed model fit by") and repr(m).startswith("<CrossedLMEResult")
+    for mine, theirs in ((str(m.summary()), ref["summary"]), (str(m), ref["print"])):
+        assert body(mine.splitlines()) == body(theirs)
+        data_line = next(s for s in theirs if s.lstrip().startswith("Data:"))
+        assert data_line in mine.splitlines()
+    kind = "Linear" if method else "Generalized linear"
+    assert str(m).startswith(f"{kind} mixed model fit by") and repr(m).startswith("<")
+
+
+def test_data_line_names_the_frame(data):
+    frame = data.copy()
+    m = interlace.fit("y ~ x + (1 | subj)", frame)
+    assert "   Data: frame" in str(m.summary()).splitlines()
+    assert "   Data: frame" in str(m).splitlines()
+    assert "   Data: frame" in str(m.update(". ~ . + A").summary())       # kept by update
+    half = frame.head(100)
+    assert "   Data: half" in str(m.update(data=half).summary())          # the new frame's name
+    unnamed = interlace.fit("y ~ x + (1 | subj)", data.head(50))
+    assert "   Data: <pandas.DataFrame: 50 rows, 7 columns>" in str(unnamed.summary())
 
 
 def test_summary_correlation_suppressed_past_12(data):
@@ -240,3 +260,48 @@ def test_r_format_helpers():
     assert abbreviate("(Intercept)", 6) == "(Intr)" and abbreviate("Aa2:Bb2", 6) == "A2:Bb2"
     assert format_pvalues([0.63121, 0.035, 0.00508]) == ["0.63121", "0.03500", "0.00508"]
     assert format_pvalues([3.26e-6, 1e-300]) == ["3.26e-06", "< 2e-16"]
+    # R 4.2: format.pval(c(0.001068, 0.000474, 0.000182, 1.47e-9), digits = 3) and friends
+    assert format_pvalues([0.001068, 0.000474, 0.000182, 1.47e-9]) == ["0.001068", "0.000474", "0.000182",
+                                                                        "1.47e-09"]
+    assert format_pvalues([0.00012345, 0.0000012]) == ["0.000123", "1.2e-06"]
+    assert format_pvalues([0.5, 1e-300]) == ["0.5", "<2e-16"]
+    assert format_pvalues([0.0010677, 0.0004745, 0.0001818, 1.468e-9], 4) == [
+        "0.0010677", "0.0004745", "0.0001818", "1.468e-09"]
+
+
+def test_one_interval_spelling(data):
+    """Every interval interlace reports has the columns lower and upper, whatever the level."""
+    m, g = _fit("intercepts", data), _fit("glmm", data)
+    tables = {
+        "fe_conf_int": m.fe_conf_int(0.9), "conf_int": m.conf_int(0.1), "glmm fe_conf_int": g.fe_conf_int(),
+        "confint wald": m.confint("wald", level=0.8),
+        "bootstrap ci": interlace.bootstrap(m, nsim=3, seed=1, progressbar=False).ci(0.5),
+        "emmeans": interlace.emmeans(m, "B").table,
+        "contest": m.test([0, 0, 1, -1, 0]),
+    }
+    for what, table in tables.items():
+        assert {"lower", "upper"} <= set(table.columns), what
+        assert not any("%" in str(c) or "CL" in str(c) for c in table.columns), what
+    stats = set(interlace.compare(m).columns.get_level_values("statistic"))
+    assert stats == {"estimate", "se", "lower", "upper"}
+    wald = m.confint("wald")
+    np.testing.assert_allclose(wald.loc[m.fe_params.index, "lower"],
+                               m.fe_params - 1.959963984540054 * m.fe_bse, rtol=1e-12)
+
+
+def test_update_simplifies_as_r():
+    """R 4.2's update(f, . ~ .) (terms.formula with simplify = TRUE) for each case."""
+    from interlace.results.verbs import _simplified
+
+    cases = {
+        "y ~ B:A + A": "y ~ A + B:A",
+        "y ~ (a + b + c)^2": "y ~ a + b + c + a:b + a:c + b:c",
+        "y ~ a/b": "y ~ a + a:b",
+        "y ~ (x - 1) + 1": "y ~ x",
+        "y ~ (A * B + x) - B": "y ~ A + x + A:B",
+        "y ~ 0 + x": "y ~ x - 1",
+        "Reaction ~ (Days) - Days": "Reaction ~ 1",
+        "y ~ poly(x, 2) * A": "y ~ poly(x, 2) + A + poly(x, 2):A",
+    }
+    for given, want in cases.items():
+        assert _simplified(given) == want, given
