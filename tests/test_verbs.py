@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import interlace
+from interlace import datasets
 from interlace.results.verbs import VarCorr
 
 HERE = pathlib.Path(__file__).parent / "data" / "verbs"
@@ -305,3 +306,39 @@ def test_update_simplifies_as_r():
     }
     for given, want in cases.items():
         assert _simplified(given) == want, given
+
+
+REPORTS = json.loads((HERE / "reports.json").read_text())
+
+
+def _body(lines):
+    start = next(i for i, s in enumerate(lines) if s.startswith("REML crit") or s.strip().startswith("AIC"))
+    return [s.replace("‘", "'").replace("’", "'") for s in lines[start:]]
+
+
+@pytest.mark.parametrize("key", ["orthodont_ml", "sleepstudy_weighted"])
+def test_reports_on_datasets_read_as_r(key):
+    """lmerTest's summary and lme4's print, line for line: R's rounding of the residual quantiles
+    (zapsmall to 5 − log10(max) decimals), a weighted fit, an ML fit, p-values < 2e-16."""
+    ref = REPORTS[key]
+    frame = datasets.load(ref["data"])
+    kw = {"method": "ML"} if key == "orthodont_ml" else {"weights": np.tile([1.0, 2.0], 90)}
+    m = interlace.fit(ref["formula"], frame, **kw)
+    assert _body(str(m.summary()).splitlines()) == _body(ref["summary"])
+    assert _body(str(m).splitlines()) == _body(ref["print"])
+    assert "   Data: frame" in str(m.summary()).splitlines()
+
+
+def test_gamma_glmm_report_reads_as_r():
+    """glmer's Gamma report: residual quantiles, 't value' with a dispersion, p from z. (The
+    variance rows differ on purpose: lme4 1.1-31 prints θσ-scaled variances, see glmer.md.)"""
+    ref = REPORTS["sleepstudy_gamma"]
+    g = interlace.glmer(ref["formula"], datasets.load("sleepstudy"), "Gamma", link="log")
+    mine, want = _body(str(g.summary()).splitlines()), _body(ref["summary"])
+    assert mine[:7] == want[:7]  # AIC table and scaled residuals
+    fe = want.index("Fixed effects:")
+    assert mine[mine.index("Fixed effects:") + 1] == want[fe + 1]  # Estimate Std. Error t value Pr(>|z|)
+    for got_row, want_row in zip(mine[fe + 2 : fe + 4], want[fe + 2 : fe + 4], strict=True):
+        a, b = got_row.split(), want_row.split()
+        assert a[0] == b[0] and a[-2:] == b[-2:]
+        np.testing.assert_allclose([float(x) for x in a[1:4]], [float(x) for x in b[1:4]], rtol=2e-3)

@@ -104,8 +104,8 @@ def _scaled_residuals(r) -> list[str]:
     z = np.sqrt(w) * np.asarray(r.resid) / np.sqrt(var * scale)
     q = np.quantile(z, [0, 0.25, 0.5, 0.75, 1])
     mx = float(np.max(np.abs(q)))
-    if mx > 0:  # R's zapsmall(q, 6), as lme4 prints them
-        q = np.round(q, max(0, 6 - int(np.ceil(np.log10(mx)))))
+    if mx > 0:  # lme4's zapsmall(q, digits + 1): R 4.2 rounds to 5 − log10(max|q|) decimals,
+        q = np.round(q, max(0, int(np.floor(5 - np.log10(mx) + 0.5))))  # round() taking ⌊d + ½⌋
     vals = format_fixed(q, 4)
     names = ["Min", "1Q", "Median", "3Q", "Max"]
     width = max(len(v) for v in vals)
@@ -194,8 +194,9 @@ class GLMMSummary(ModelSummary):
         lines.append("")
         lines.append("Fixed effects:")
         cs = np.column_stack([r.fe_params, r.fe_bse])
+        tst = "t value" if r.family.has_scale else "z value"  # lme4: t with a dispersion, p from z
         lines.extend(coef_table(list(r.fe_params.index), cs, ["Estimate", "Std. Error"],
-                                r.fe_zvalues.to_numpy(), "z value", r.fe_pvalues.to_numpy(), "Pr(>|z|)"))
+                                r.fe_zvalues.to_numpy(), tst, r.fe_pvalues.to_numpy(), "Pr(>|z|)"))
         corr = _fixef_correlation(r)
         if corr:
             lines.append("")
