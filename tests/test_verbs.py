@@ -342,3 +342,35 @@ def test_gamma_glmm_report_reads_as_r():
         a, b = got_row.split(), want_row.split()
         assert a[0] == b[0] and a[-2:] == b[-2:]
         np.testing.assert_allclose([float(x) for x in a[1:4]], [float(x) for x in b[1:4]], rtol=2e-3)
+
+
+RE_FORM = json.loads((HERE / "re_form.json").read_text())
+
+
+RE_FORM_IDS = [f"{c['model'][:12]}{c['re_form']}" for c in RE_FORM["cases"]]
+
+
+@pytest.mark.parametrize("case", RE_FORM["cases"], ids=RE_FORM_IDS)
+def test_predict_re_form_other_structures(case):
+    """A double-bar term, a nested term, a three-level factor slope (where lme4's own predict
+    fails: its reference is Xβ + the item intercepts, computed in R by hand)."""
+    if case["newdata"] == "anova":
+        data = pd.read_csv(HERE.parent / "anova" / "crossed.csv")
+        newdata = data.iloc[::7]
+    else:
+        data = datasets.load("pastes")
+        newdata = pd.concat([data.iloc[::3], pd.DataFrame({"strength": 0.0, "batch": ["A", "Z"],
+                                                          "cask": ["z", "a"], "sample": "x"})])
+    m = _fit_formula(case["model"], data)
+    np.testing.assert_allclose(m.predict(newdata, re_form=case["re_form"]), case["values"], atol=1e-5)
+    if case["re_form"] == "~(1 | cask:batch)":  # one grouping, either order
+        np.testing.assert_allclose(m.predict(newdata, re_form="~(1 | batch:cask)"), case["values"], atol=1e-5)
+    if not case["lme4_predict"]:
+        assert case["re_form"] == "~(1 | item)" and "(1 + B | subj)" in case["model"]
+
+
+def _fit_formula(formula, data):
+    key = ("formula", formula)
+    if key not in _FITS:
+        _FITS[key] = interlace.fit(formula, data)
+    return _FITS[key]

@@ -52,8 +52,10 @@ def _is_na(value: Any) -> bool:
 
 
 def _term_key(expr: str, factors: tuple[str, ...], source: str) -> tuple:
+    """A random term's identity: its grouping (``a:b`` and ``b:a`` are one grouping), whether it
+    has an intercept, and its other columns."""
     parts = _formula_terms(expr, source)
-    return tuple(factors), "1" in parts, frozenset(p for p in parts if p != "1")
+    return frozenset(factors), "1" in parts, frozenset(p for p in parts if p != "1")
 
 
 def resolve_re_form(design, re_form, include_re: bool = True) -> list | None:
