@@ -329,6 +329,26 @@ def test_reports_on_datasets_read_as_r(key):
     assert "   Data: frame" in str(m.summary()).splitlines()
 
 
+def test_summary_ddf_reads_as_lmertest():
+    """lmerTest's summary(m, ddf = "Kenward-Roger") of a Satterthwaite fit: KR's df and adjusted SEs."""
+    ref = REPORTS["orthodont_kr"]
+    m = interlace.fit(ref["formula"], datasets.load("orthodont"))
+    text = str(m.summary(ddf="Kenward-Roger"))
+    assert text.startswith("Linear mixed model fit by REML. t-tests use Kenward-Roger's method")
+    mine, want = _body(text.splitlines()), _body(ref["summary"])
+    a, b = mine.index("Random effects:"), want.index("Random effects:")
+    assert mine[:a] == want[:b] and mine[a + 5 :] == want[b + 5 :]  # criterion, residuals, fixed effects
+    for got_row, want_row in zip(mine[a : a + 5], want[b : b + 5], strict=True):  # variances: last digit
+        for x, y in zip(got_row.split(), want_row.split(), strict=True):
+            assert x == y or float(x) == pytest.approx(float(y), rel=1e-4)
+    assert "Satterthwaite's method" in str(m.summary())
+    assert str(m.summary(ddf="satterthwaite")) == str(m.summary())
+    with pytest.raises(ValueError, match="ddf must be"):
+        m.summary(ddf="lme4")
+    with pytest.raises(ValueError, match="REML"):
+        interlace.fit(ref["formula"], datasets.load("orthodont"), method="ML").summary(ddf="Kenward-Roger")
+
+
 def test_gamma_glmm_report_reads_as_r():
     """glmer's Gamma report: residual quantiles, 't value' with a dispersion, p from z. (The
     variance rows differ on purpose: lme4 1.1-31 prints θσ-scaled variances, see glmer.md.)"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .base import Report
 from .rformat import abbreviate, coef_table, format_fixed, named_vector
@@ -13,8 +14,9 @@ __all__ = ["ModelSummary", "GLMMSummary", "short_print"]
 class ModelSummary(Report):
     """The report as text (``str()``), shown in full by ``repr`` and ``print``."""
 
-    def __init__(self, result):
+    def __init__(self, result, ddf: str | None = None):
         self.result = result
+        self.ddf = ddf
         self.text = self._render()
 
     def __str__(self) -> str:
@@ -27,7 +29,7 @@ class ModelSummary(Report):
         random effects, fixed effects with df and p (R's ``printCoefmat``, 4 digits) and the
         correlation of the fixed effects (not shown past 12 coefficients, as lme4)."""
         r = self.result
-        df_name = "Satterthwaite" if r.df_method == "satterthwaite" else "Kenward-Roger"
+        df_name = self._ddf()
         lines = [f"Linear mixed model fit by {_kind(r)}. t-tests use {df_name}'s method "
                  f"(backend: {r.backend})",
                  f"Formula: {r.spec.full_formula}", *_data_line(r), ""]
@@ -64,11 +66,29 @@ class ModelSummary(Report):
     def _random_table(self, comp=("Variance", "Std.Dev.")) -> list[str]:
         return self.result.VarCorr().format(digits=4, comp=comp).splitlines()
 
+    def _ddf(self) -> str:
+        """The df method of the t-tests: ``ddf=`` (lmerTest's ``summary(m, ddf = )``) or the fit's."""
+        if self.ddf is None:
+            return "Satterthwaite" if self.result.df_method == "satterthwaite" else "Kenward-Roger"
+        from ..inference.contest import ddf_method
+
+        return ddf_method(self.result, self.ddf)
+
     def _fixed_table(self) -> list[str]:
         r = self.result
-        cs = np.column_stack([r.fe_params, r.fe_bse, r.fe_df])
-        return coef_table(list(r.fe_params.index), cs, ["Estimate", "Std. Error", "df"],
-                          r.fe_tvalues.to_numpy(), "t value", r.fe_pvalues.to_numpy(), "Pr(>|t|)")
+        names = list(r.fe_params.index)
+        if self.ddf is None:
+            est, se, df = r.fe_params.to_numpy(), r.fe_bse.to_numpy(), r.fe_df.to_numpy()
+            t, p = r.fe_tvalues.to_numpy(), r.fe_pvalues.to_numpy()
+        else:  # each coefficient's t test with that method (Kenward-Roger: adjusted SEs too)
+            from ..inference.contest import contest
+
+            tab = contest(r, pd.DataFrame(np.eye(len(names)), index=names, columns=names), joint=False,
+                          ddf=self._ddf())
+            cols = ("Estimate", "Std. Error", "df", "t value", "Pr(>|t|)")
+            est, se, df, t, p = (tab[c].to_numpy() for c in cols)
+        return coef_table(names, np.column_stack([est, se, df]), ["Estimate", "Std. Error", "df"],
+                          t, "t value", p, "Pr(>|t|)")
 
 
 def _data_line(r) -> list[str]:

@@ -18,6 +18,9 @@ res <- list(
                         "orthodont", "distance ~ age + (1 + age | Subject)", method = "ML"),
   sleepstudy_weighted = report(lmer(Reaction ~ Days + (1 | Subject), sleepstudy, weights = w, control = ctrl),
                                "sleepstudy", "Reaction ~ Days + (1 | Subject)", weights = "1, 2 alternating"),
+  orthodont_kr = list(data = "orthodont", formula = "distance ~ age + (1 + age | Subject)", args = list(ddf = "Kenward-Roger"),
+                      summary = I(capture.output(print(summary(lmer(distance ~ age + (1 + age | Subject), orthodont,
+                                                                    control = ctrl), ddf = "Kenward-Roger"))))),
   sleepstudy_gamma = report(glmer(Reaction ~ Days + (1 | Subject), sleepstudy, Gamma(link = "log"), control = gctrl),
                             "sleepstudy", "Reaction ~ Days + (1 | Subject)", family = "Gamma", link = "log")
 )
