@@ -256,7 +256,12 @@ def test_summary_correlation_suppressed_past_12(data):
 
 
 def test_r_format_helpers():
-    from interlace.results.rformat import abbreviate, format_pvalues
+    from interlace.results.rformat import abbreviate, format_fixed, format_pvalues
+
+    # R 4.2's format(x, digits = 4): scientific when fixed notation would be wider
+    assert format_fixed([2.239e-20, 0.5], 4) == ["2.239e-20", "5.000e-01"]
+    assert format_fixed([0.0, 1.2e-10], 4) == ["0.0e+00", "1.2e-10"]
+    assert format_fixed([612.09, 35.07, 654.94], 4) == ["612.09", " 35.07", "654.94"]
 
     assert abbreviate("(Intercept)", 6) == "(Intr)" and abbreviate("Aa2:Bb2", 6) == "A2:Bb2"
     assert format_pvalues([0.63121, 0.035, 0.00508]) == ["0.63121", "0.03500", "0.00508"]

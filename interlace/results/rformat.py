@@ -25,11 +25,19 @@ def sig_decimals(x: float, digits: int) -> int:
 
 
 def format_fixed(values, digits: int, right: bool = True) -> list[str]:
-    """R's ``format(values, digits=)``: one number of decimals for all, the most any value needs."""
+    """R's ``format(values, digits=)``: one number of decimals for all, the most any value needs —
+    or, when that is wider than scientific notation (a variance of 2e-20 beside 0.5), scientific
+    with one mantissa length for all, as R chooses (``scipen = 0``)."""
     vals = [float(v) for v in values]
     dec = max((sig_decimals(v, digits) for v in vals), default=0)
     out = [f"{v:.{dec}f}" if np.isfinite(v) else ("NaN" if np.isnan(v) else ("Inf" if v > 0 else "-Inf"))
            for v in vals]
+    finite = [v for v in vals if np.isfinite(v)]
+    if finite:
+        sci = iter(_format_sci(finite, digits))
+        sci_out = [next(sci) if np.isfinite(v) else s for v, s in zip(vals, out, strict=True)]
+        if max(len(s) for s in out) > max(len(s) for s in sci_out):
+            out = sci_out
     width = max((len(s) for s in out), default=0)
     return [s.rjust(width) if right else s.ljust(width) for s in out]
 
