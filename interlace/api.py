@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .backends import reml
@@ -16,6 +18,7 @@ from .model.families import get_family
 from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS
 from .results.glmm import GLMMResult
 from .results.lmm import CrossedLMEResult, FitInfo
+from .results.verbs import data_label
 
 __all__ = ["fit", "glmer", "clmm", "coxme"]
 
@@ -92,7 +95,7 @@ def fit(
     keyword-only arguments ``draws`` … ``target_accept`` configure that sampler. ``verbose=True``
     reports each REML/ML deviance evaluation on standard error.
     """
-    call = {**locals(), "call_function": fit}  # for result.update()
+    call = {**locals(), "call_function": fit, "data_name": data_label(data, sys._getframe(1))}  # update()
     method = _choice("method", method, METHODS, upper=True)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
@@ -176,7 +179,7 @@ def glmer(
     ``backend="pymc"`` samples the same model with NUTS (docs/glmer.md); the keyword-only
     arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
-    call = {**locals(), "call_function": glmer}  # for result.update()
+    call = {**locals(), "call_function": glmer, "data_name": data_label(data, sys._getframe(1))}  # update()
     fam = get_family(family, link)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     backend = _choice("backend", backend, BACKENDS)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .data.design import tril_colwise
+from .inference.table import FullWidthFrame
 
 __all__ = ["compare", "plot_compare"]
 
@@ -131,7 +132,7 @@ def compare(
         order.extend(n for n in p.index if n not in order)
     table = pd.concat([p.reindex(order) for p in parts], axis=1, keys=labels, names=["fit", "statistic"])
     table.index.name = "parameter"
-    return table
+    return FullWidthFrame(table)
 
 
 def plot_compare(

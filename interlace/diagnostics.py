@@ -18,6 +18,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .inference.table import FullWidthFrame
+
 __all__ = ["r2", "icc", "influence", "allfit"]
 
 
@@ -160,4 +162,4 @@ def allfit(result, optimizers: tuple[str, ...] = ("lbfgsb", "bobyqa")) -> pd.Dat
         row.update({f"theta[{i}]": v for i, v in enumerate(r.theta)})
         row.update(r.fe_params.to_dict())
         rows[opt] = row
-    return pd.DataFrame(rows).T
+    return FullWidthFrame(pd.DataFrame(rows).T)

@@ -36,11 +36,9 @@ class BootstrapResult:
         return f"<BootstrapResult: {len(self.draws)} {what} of {list(self.draws.columns)}{tail}>"
 
     def ci(self, level: float = 0.95) -> pd.DataFrame:
-        """Percentile intervals."""
+        """Percentile intervals: columns ``lower`` and ``upper``."""
         a = (1 - level) / 2
-        return pd.DataFrame(
-            {f"{100 * a:g} %": self.draws.quantile(a), f"{100 * (1 - a):g} %": self.draws.quantile(1 - a)}
-        )
+        return pd.DataFrame({"lower": self.draws.quantile(a), "upper": self.draws.quantile(1 - a)})
 
     @property
     def bias(self) -> pd.Series:

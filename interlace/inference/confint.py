@@ -50,7 +50,8 @@ def profile_interval(
 
 
 def confint(result, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None) -> pd.DataFrame:
-    """Intervals for the variance parameters (SDs, correlations, σ) and the fixed effects."""
+    """Intervals for the variance parameters (SDs, correlations, σ) and the fixed effects:
+    columns ``lower`` and ``upper`` (R's ``2.5 %`` and ``97.5 %`` at ``level=0.95``)."""
     method = str(method).lower()
     if method not in ("wald", "profile", "boot"):
         raise ValueError(f"method must be 'wald', 'profile' or 'boot', got {method!r}")
@@ -59,7 +60,7 @@ def confint(result, method: str = "profile", level: float = 0.95, nsim: int = 50
     engine = getattr(result, "engine", None)
     if engine is None:
         raise TypeError("confint needs a REML/ML fit from interlace.fit (backend='reml')")
-    lo_name, hi_name = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
+    lo_name, hi_name = "lower", "upper"  # the one interval spelling of every interlace table
     psi_names = engine.psi_names()
     beta = result.fe_params
     index = psi_names + list(beta.index)

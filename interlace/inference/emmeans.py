@@ -47,7 +47,7 @@ class EMMeans:
         text = self.table.to_string(index=False)
         if self.method == "posterior":
             n = len(self.result.fe_draws)
-            text = (f"Posterior means and SDs over {n} draws; lower_CL/upper_CL are equal-tailed "
+            text = (f"Posterior means and SDs over {n} draws; lower/upper are equal-tailed "
                     f"credible intervals\n{text}")
         return text
 
@@ -145,13 +145,13 @@ def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
         E = posterior @ L.T
         lo, hi = np.quantile(E, [(1 - level) / 2, (1 + level) / 2], axis=0)
         table["emmean"], table["SE"], table["df"] = E.mean(axis=0), E.std(axis=0, ddof=1), np.nan
-        table["lower_CL"], table["upper_CL"] = lo, hi
+        table["lower"], table["upper"] = lo, hi
         return EMMeans(result, table, L, specs, by, method="posterior")
     s = _summarise(result, L, L @ result.fe_params.to_numpy(), level)
     q = stats.t.ppf(0.5 + level / 2, s["df"])
     table["emmean"] = s["estimate"]
     table["SE"], table["df"] = s["SE"], s["df"]
-    table["lower_CL"], table["upper_CL"] = s["estimate"] - q * s["SE"], s["estimate"] + q * s["SE"]
+    table["lower"], table["upper"] = s["estimate"] - q * s["SE"], s["estimate"] + q * s["SE"]
     return EMMeans(result, table, L, specs, by)
 
 
@@ -209,7 +209,7 @@ def _posterior_contrasts(emm: EMMeans, g: tuple, pairs, L: np.ndarray, level: fl
     rows = []
     for c, (i, j) in enumerate(pairs):
         row = {"contrast": _contrast_name(emm, i, j), **dict(zip(emm.by, g, strict=True))}
-        row.update({"estimate": E[:, c].mean(), "SE": E[:, c].std(ddof=1), "lower_CL": lo[c],
-                    "upper_CL": hi[c], "pd": max(above[c], 1 - above[c])})
+        row.update({"estimate": E[:, c].mean(), "SE": E[:, c].std(ddof=1), "lower": lo[c],
+                    "upper": hi[c], "pd": max(above[c], 1 - above[c])})
         rows.append(row)
     return rows

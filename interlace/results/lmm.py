@@ -304,14 +304,15 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         return table
 
     # ---- reporting -----------------------------------------------------------------------
-    def summary(self):
+    def summary(self, ddf: str | None = None):
+        """lmerTest's report; ``ddf`` ("Satterthwaite" or "Kenward-Roger") overrides ``df_method``."""
         from .summary import ModelSummary
 
-        return ModelSummary(self)
+        return ModelSummary(self, ddf=ddf)
 
     def __str__(self) -> str:
-        """lme4's short ``print(m)`` for a REML/ML fit (the one-line repr for other fits)."""
-        if self.engine is None or hasattr(self, "family"):
+        """lme4's short ``print(m)`` for a REML/ML or Laplace/AGQ fit (the one-line repr otherwise)."""
+        if self.backend != "reml" or (self.engine is None and not hasattr(self, "family")):
             return repr(self)
         from .summary import short_print
 

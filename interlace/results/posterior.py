@@ -174,9 +174,7 @@ class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
         draws = np.column_stack([self._var_draws, self._beta_draws])
         lo, hi = _quantiles(draws, level)
         names = variance_names(self.design) + list(self.fe_params.index)
-        return pd.DataFrame(
-            {f"{100 * (1 - level) / 2:g} %": lo, f"{100 * (1 + level) / 2:g} %": hi}, index=names
-        )
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=names)
 
     # ---- the after-fit toolkit on the posterior (see :mod:`.after_fit`) -------------------
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
