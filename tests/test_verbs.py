@@ -82,8 +82,6 @@ def test_ranef_condvar(name, data):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-7)
     assert "condVar" not in m.ranef()[next(iter(re_))].attrs
-    with pytest.raises(TypeError, match="condVar"):
-        _fit("glmm", data).ranef(condVar=True)
 
 
 @pytest.mark.parametrize("name", [*LMMS, "glmm"])

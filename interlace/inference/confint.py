@@ -6,6 +6,11 @@
   lme4's ``profile`` does. Variance parameters are profiled on the SD / correlation / σ
   scale; a fixed effect is profiled by moving its column into the offset.
 - ``boot``: percentile intervals from a parametric bootstrap (simulate, refit).
+
+A Laplace GLMM (``interlace.glmer``) is handled as lme4's ``confint.merMod`` does for glmer:
+Wald for β only; the profile of the Laplace deviance minimised over θ *and* β (β is not
+profiled out); the bootstrap refits by Laplace. A PyMC fit has equal-tailed credible
+intervals of its posterior draws (``method="quantile"``, its default) instead.
 """
 
 from __future__ import annotations
@@ -49,16 +54,23 @@ def profile_interval(
     return ends[0], ends[1]
 
 
-def confint(result, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None) -> pd.DataFrame:
-    """Intervals for the variance parameters (SDs, correlations, σ) and the fixed effects."""
-    method = str(method).lower()
+def confint(result, method: str | None = None, level: float = 0.95, nsim: int = 500,
+            seed=None) -> pd.DataFrame:
+    """Intervals for the variance parameters (SDs, correlations, σ) and the fixed effects.
+
+    ``method`` defaults to ``"profile"`` for REML/ML/Laplace fits and ``"quantile"`` (credible
+    intervals) for PyMC fits."""
+    if getattr(result, "engine", None) is None and hasattr(result, "variance_draws"):
+        return _credible(result, "quantile" if method is None else method, level)
+    method = str("profile" if method is None else method).lower()
     if method not in ("wald", "profile", "boot"):
         raise ValueError(f"method must be 'wald', 'profile' or 'boot', got {method!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
     engine = getattr(result, "engine", None)
     if engine is None:
-        raise TypeError("confint needs a REML/ML fit from interlace.fit (backend='reml')")
+        raise TypeError("confint needs a fit from interlace.fit or interlace.glmer "
+                        "(backend='reml' or 'pymc')")
     lo_name, hi_name = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
     psi_names = engine.psi_names()
     beta = result.fe_params
@@ -109,3 +121,17 @@ def _boot(result, engine, out: pd.DataFrame, level: float, nsim: int, seed) -> N
     alpha = (1 - level) / 2
     out.iloc[:, 0] = np.quantile(draws, alpha, axis=0)
     out.iloc[:, 1] = np.quantile(draws, 1 - alpha, axis=0)
+
+
+def _credible(result, method: str, level: float) -> pd.DataFrame:
+    """Equal-tailed posterior intervals of the variance parameters and β (a PyMC fit)."""
+    if method not in ("quantile", "credible"):
+        raise ValueError(
+            f"a PyMC fit has credible intervals: method='quantile' (got {method!r}; Wald, profile "
+            "and bootstrap intervals are for fits with backend='reml')"
+        )
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level!r}")
+    draws = pd.concat([result.variance_draws, result.fe_draws], axis=1)
+    a = (1 - level) / 2
+    return pd.DataFrame({f"{100 * a:g} %": draws.quantile(a), f"{100 * (1 - a):g} %": draws.quantile(1 - a)})
