@@ -259,7 +259,8 @@ def test_summary_and_confint(bayes):
 def test_compare_reml_and_pymc(bayes, reml):
     table = interlace.compare(reml, bayes)
     assert list(table.columns.get_level_values(0).unique()) == ["reml", "pymc"]
-    assert list(table.columns.get_level_values(1).unique()) == ["estimate", "se", "lower", "upper"]
+    assert list(table.columns.get_level_values(1).unique()) == [
+        "estimate", "se", "lower", "upper", "interval"]
     assert table.loc["Days", ("reml", "estimate")] == pytest.approx(reml.fe_params["Days"], rel=1e-12)
     assert table.loc["Days", ("pymc", "estimate")] == pytest.approx(bayes.fe_params["Days"], rel=1e-12)
     assert table.loc["Days", ("pymc", "se")] == pytest.approx(bayes.fe_bse["Days"], rel=1e-12)

@@ -137,3 +137,21 @@ def test_posterior_predict_bad_input(lmm, glmm):
         r.predict(df.head(), type="link")
     with pytest.raises(ValueError, match="no link scale"):
         glmm.predict(None, type="link", kind="response")
+
+
+def test_compare_and_forest_plot_name_credible_intervals(lmm, glmm):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    r, df = lmm
+    reml = interlace.fit("Reaction ~ Days", df, random=["(Days | Subject)"])
+    table = interlace.compare(reml, r)
+    assert set(table[("pymc", "interval")]) == {"credible"}
+    assert table.loc["sd_Days|Subject", ("reml", "interval")] == "Wald"
+    ci = r.confint()
+    assert table.loc["sigma", ("pymc", "lower")] == pytest.approx(ci.loc["sigma"].iloc[0])
+    fig = interlace.plot_compare(reml, r, glmm, names=["REML", "NUTS", "NUTS glmm"])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sorted(labels[:-1]) == ["Wald (95 %)", "Wald t (95 %)", "credible (95 %)"]
+    assert labels[-1] == "estimate"

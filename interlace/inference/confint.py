@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import brentq
 
-__all__ = ["confint", "profile_interval"]
+__all__ = ["confint", "profile_interval", "profile_variances"]
 
 
 def profile_interval(
@@ -88,7 +88,18 @@ def confint(result, method: str | None = None, level: float = 0.95, nsim: int = 
     return out
 
 
-def _profile(result, engine, out: pd.DataFrame, level: float) -> None:
+def profile_variances(result, level: float = 0.95) -> pd.DataFrame:
+    """Profile intervals of the variance parameters only (no fixed effects): ``compare``'s
+    rows, at half the cost of ``confint(method="profile")``."""
+    engine = result.engine
+    ml = result if result.method == "ML" else engine.refit(method="ML", df_method="satterthwaite")
+    names = ml.engine.psi_names()
+    out = pd.DataFrame(np.nan, index=names, columns=["lower", "upper"])
+    _profile(ml, ml.engine, out, level, fixed=False)
+    return out
+
+
+def _profile(result, engine, out: pd.DataFrame, level: float, fixed: bool = True) -> None:
     psi = engine.psi_hat()
     d0 = engine.psi_deviance(psi)
     bounds = engine.psi_bounds()
@@ -101,6 +112,8 @@ def _profile(result, engine, out: pd.DataFrame, level: float) -> None:
         if name.startswith("cor_") or name in ("phi", "rho"):
             step = 0.1
         out.iloc[j] = profile_interval(dev, psi[j], d0, step, bounds[j], level)
+    if not fixed:
+        return
     k = len(psi)
     for j, (b, se) in enumerate(zip(result.fe_params, result.fe_bse, strict=True)):
         base = engine.profile_beta(j, b)
