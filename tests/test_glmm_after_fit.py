@@ -75,6 +75,10 @@ def test_contrasts_on_both_scales_match_emmeans(fits, name):
         np.testing.assert_allclose(got["SE"], want["SE"], rtol=RTOL)
         np.testing.assert_allclose(got["z_ratio"], want["z.ratio"], rtol=RTOL)
         np.testing.assert_allclose(got["p_value"], want["p.value"], rtol=1e-3, atol=1e-10)
+    reg = emm.regrid().table  # emmeans' regrid: μ with a symmetric interval
+    col = "prob" if name == "cbpp" else "rate"
+    np.testing.assert_allclose(reg[col], _ref(name, "response")[col], rtol=RTOL)
+    np.testing.assert_allclose(reg["lower_CL"], reg[col] - 1.959963984540054 * reg["SE"], rtol=1e-12)
     got = interlace.contrast(interlace.emmeans(m1, spec, type="response"))
     want = _ref(name, "pairs_response")
     col = "odds_ratio" if name == "cbpp" else "ratio"
@@ -107,10 +111,11 @@ def test_wald_confint_is_lme4s(fits, name):
     np.testing.assert_allclose(got.iloc[1:, 1], want["upper"][1:], rtol=RTOL)
 
 
-def test_profile_confint_is_lme4s(fits):
+@pytest.mark.parametrize("name", ["cbpp", pytest.param("poisson", marks=pytest.mark.slow)])
+def test_profile_confint_is_lme4s(fits, name):
     """lme4 interpolates its profile with splines: agreement to ~1e-4 (2e-4 allowed)."""
-    got = fits["cbpp"][0].confint(method="profile")
-    want = REF["cbpp"]["profile"]
+    got = fits[name][0].confint(method="profile")
+    want = REF[name]["profile"]
     assert list(got.index)[0] == want["names"][0]
     np.testing.assert_allclose(got.iloc[:, 0], want["lower"], rtol=2e-4)
     np.testing.assert_allclose(got.iloc[:, 1], want["upper"], rtol=2e-4)

@@ -155,3 +155,15 @@ def test_compare_and_forest_plot_name_credible_intervals(lmm, glmm):
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert sorted(labels[:-1]) == ["Wald (95 %)", "Wald t (95 %)", "credible (95 %)"]
     assert labels[-1] == "estimate"
+
+
+def test_emmeans_response_scale_on_a_posterior_glmm(glmm):
+    emm = interlace.emmeans(glmm, "period", type="response")
+    eta = glmm.fe_draws.to_numpy() @ emm.L.T
+    np.testing.assert_allclose(emm.table["prob"], (1 / (1 + np.exp(-eta))).mean(axis=0), rtol=1e-12)
+    odds = interlace.contrast(emm)
+    np.testing.assert_allclose(odds["odds_ratio"].iloc[0], np.exp(eta[:, 0] - eta[:, 1]).mean(), rtol=1e-12)
+    assert odds["contrast"].iloc[0] == "period1 / period2" and "pd" in odds.columns
+    diff = interlace.contrast(emm.regrid())
+    mu = 1 / (1 + np.exp(-eta))
+    np.testing.assert_allclose(diff["estimate"].iloc[0], (mu[:, 0] - mu[:, 1]).mean(), rtol=1e-12)

@@ -60,6 +60,11 @@ class EMMeans:
                      self.level, "response")
         out.regridded = True
         out.table.attrs["type"] = "regrid"
+        if self.method != "posterior":  # μ is now the estimate: a symmetric interval, as emmeans
+            t = out.table
+            q = stats.t.ppf(0.5 + self.level / 2, t["df"].to_numpy())
+            mu = t[_response_name(self.result)]
+            t["lower_CL"], t["upper_CL"] = mu - q * t["SE"], mu + q * t["SE"]
         return out
 
     def to_frame(self) -> pd.DataFrame:
