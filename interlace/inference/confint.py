@@ -22,6 +22,8 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import brentq
 
+from ..linalg.threads import fit_blas_threads
+
 __all__ = ["confint", "profile_interval", "profile_variances"]
 
 
@@ -82,9 +84,11 @@ def confint(result, method: str | None = None, level: float = 0.95, nsim: int = 
         out.loc[beta.index, hi_name] = beta + z * result.fe_bse
     elif method == "profile":
         ml = result if result.method == "ML" else engine.refit(method="ML", df_method="satterthwaite")
-        _profile(ml, ml.engine, out, level)
+        with fit_blas_threads():  # small dense algebra in many optimizations: one BLAS thread
+            _profile(ml, ml.engine, out, level)
     else:
-        _boot(result, engine, out, level, nsim, seed)
+        with fit_blas_threads():
+            _boot(result, engine, out, level, nsim, seed)
     return out
 
 
@@ -95,7 +99,8 @@ def profile_variances(result, level: float = 0.95) -> pd.DataFrame:
     ml = result if result.method == "ML" else engine.refit(method="ML", df_method="satterthwaite")
     names = ml.engine.psi_names()
     out = pd.DataFrame(np.nan, index=names, columns=["lower", "upper"])
-    _profile(ml, ml.engine, out, level, fixed=False)
+    with fit_blas_threads():
+        _profile(ml, ml.engine, out, level, fixed=False)
     return out
 
 

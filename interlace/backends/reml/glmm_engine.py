@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ...data.design import DesignMatrices, tril_colwise
+from ...linalg.threads import fit_blas_threads
 from ...model.families import Family
 from ...model.spec import ModelSpec
 from ...results.glmm import GLMMResult
@@ -64,7 +65,8 @@ class GLMMEngine:
             raise ValueError(f"a GLMM is fitted by (Laplace) maximum likelihood only, not {method!r}")
         design = self.design if y is None else dataclasses.replace(self.design, y=np.asarray(y, float))
         opt = optimizer or self.optimizer
-        est = fit_glmm(design, self.family, nagq=self.nagq, optimizer=opt, fast=self.fast)
+        with fit_blas_threads():
+            est = fit_glmm(design, self.family, nagq=self.nagq, optimizer=opt, fast=self.fast)
         spec = self.spec if optimizer is None else dataclasses.replace(self.spec, optimizer=opt)
         return make_glmm_result(spec, design, self.family, est, self.nagq, opt, self.fast, self.n_dropped)
 
@@ -168,8 +170,12 @@ class GLMMEngine:
 
     def _profile(self, fixed_index: int, value: float) -> float:
         """min over every other element of x = (ψ, β) of D, with x[fixed_index] = value."""
-        obj = self._objective()
+        obj = self._profile_obj = getattr(self, "_profile_obj", None) or self._objective()
         x0 = np.r_[self.psi_hat(), self.est.beta]
+        key = (fixed_index, bool(value >= x0[fixed_index]))  # the last optimum on this side
+        warm = getattr(self, "_warm", {}).get(key)
+        if warm is not None:
+            x0 = warm.copy()
         k = x0.size - self.est.beta.size
         free = np.array([i for i in range(x0.size) if i != fixed_index])
         bounds = [*self.psi_bounds(), *[(None, None)] * self.est.beta.size]
@@ -191,8 +197,10 @@ class GLMMEngine:
 
         opts = {"ftol": 1e-13, "gtol": 1e-8, "maxiter": 500}
         b = [bounds[i] for i in free]
-        res = (minimize(fg, x0[free], jac=True, method="L-BFGS-B", bounds=b, options=opts) if scalar
-               else minimize(f, x0[free], method="L-BFGS-B", bounds=b, options=opts))
+        with fit_blas_threads():  # tiny dense algebra: spinning BLAS threads only slow it down
+            res = (minimize(fg, x0[free], jac=True, method="L-BFGS-B", bounds=b, options=opts) if scalar
+                   else minimize(f, x0[free], method="L-BFGS-B", bounds=b, options=opts))
+        self._warm = {**getattr(self, "_warm", {}), key: full(res.x)}
         return float(min(res.fun, f(res.x)))
 
     def profile_psi(self, j: int, value: float, start: np.ndarray | None = None) -> tuple[float, None]:
