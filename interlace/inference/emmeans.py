@@ -72,6 +72,9 @@ class EMMeans:
 
     def __repr__(self) -> str:
         text = self.table.to_string(index=False)
+        if self.type == "response" and not self.regridded:
+            text = (f"Back-transformed from the {self.result.family.link.name} scale (delta-method SEs, "
+                    f"interval ends transformed)\n{text}")
         if self.method == "posterior":
             n = len(self.result.fe_draws)
             text = (f"Posterior means and SDs over {n} draws; lower_CL/upper_CL are equal-tailed "
