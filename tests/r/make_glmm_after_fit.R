@@ -36,4 +36,7 @@ res <- list(
               ranef = ranef(cb1)$herd[, 1], wald = ci(cb1, "Wald"), profile = ci(cb1, "profile"), anova = lrt(anova(cb0, cb1))),
   poisson = list(fixef = unname(fixef(po1)), loglik = as.numeric(logLik(po1)), emmeans = emm_all(po1, ~trt),
                  wald = ci(po1, "Wald"), profile = ci(po1, "profile"), anova = lrt(anova(po0, po1))))
+# a correlated (1 + x | g) term whose slope SD is near 0: the profile runs over SDs and the correlation
+pv <- glmer(y ~ trt + x + (1 + x | g), pois, poisson, control = ctrl)
+res$poisson_slopes <- list(fixef = unname(fixef(pv)), loglik = as.numeric(logLik(pv)), profile = ci(pv, "profile"))
 writeLines(toJSON(res, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"), file.path(out, "glmm_after_fit.json"))
