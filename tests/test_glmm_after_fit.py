@@ -171,3 +171,12 @@ def test_profile_of_a_correlated_term_is_lme4s():
     assert list(got.index[:3]) == ["sd_(Intercept)|g", "cor_(Intercept).x|g", "sd_x|g"]
     np.testing.assert_allclose(got.iloc[:, 0], want["profile"]["lower"], rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(got.iloc[:, 1], want["profile"]["upper"], rtol=2e-3)
+
+
+def test_gamma_condvar_is_scaled_by_the_dispersion_as_lme4():
+    d = pd.read_csv(EXTRA / "data" / "gamma_log.csv")
+    m = interlace.glmer("y ~ x + (1 | g)", d, family="Gamma", link="log")
+    want = REF["gamma_condvar"]
+    assert np.sqrt(m.scale) == pytest.approx(want["sigma"], rel=1e-5)
+    got = m.ranef(condVar=True)["g"].attrs["condVar"][:, 0, 0]
+    np.testing.assert_allclose(got, want["condvar"], rtol=1e-4)

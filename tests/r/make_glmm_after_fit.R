@@ -39,4 +39,7 @@ res <- list(
 # a correlated (1 + x | g) term whose slope SD is near 0: the profile runs over SDs and the correlation
 pv <- glmer(y ~ trt + x + (1 + x | g), pois, poisson, control = ctrl)
 res$poisson_slopes <- list(fixef = unname(fixef(pv)), loglik = as.numeric(logLik(pv)), profile = ci(pv, "profile"))
+# condVar of a Gamma GLMM (lme4 scales it by sigma^2), on tests/data/extra/data/gamma_log.csv
+gm <- glmer(y ~ x + (1 | g), read.csv(file.path(out, "data", "gamma_log.csv")), Gamma(link = "log"), control = ctrl)
+res$gamma_condvar <- list(sigma = sigma(gm), condvar = as.vector(attr(ranef(gm, condVar = TRUE)$g, "postVar")))
 writeLines(toJSON(res, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"), file.path(out, "glmm_after_fit.json"))
