@@ -9,6 +9,7 @@ import numpy as np
 from .backends import reml
 from .backends.reml.glmer import fit_glmm
 from .backends.reml.glmm import LaplaceObjective
+from .backends.reml.glmm_engine import make_glmm_result
 from .backends.reml.lazy_fit import fit_lazy
 from .data.build import glmm_model, lmm_model
 from .data.lazy import is_lazy
@@ -16,8 +17,7 @@ from .linalg.threads import fit_blas_threads
 from .model.correlation import AR1, CompoundSymmetry
 from .model.families import get_family
 from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS
-from .results.glmm import GLMMResult
-from .results.lmm import CrossedLMEResult, FitInfo
+from .results.lmm import CrossedLMEResult
 from .results.verbs import data_label
 
 __all__ = ["fit", "glmer", "clmm", "coxme"]
@@ -214,15 +214,8 @@ def glmer(
         return result
     with fit_blas_threads():
         est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer, fast=bool(fast))
-    info = FitInfo(
-        theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=-0.5 * est.deviance,
-        cov_beta=est.cov_beta,
-        fe_df=np.full(design.p, np.inf), fitted=est.mu, resid=design.y - est.mu, converged=est.converged,
-        is_singular=est.is_singular,
-        optimizer_info={"optimizer": optimizer, "n_evals": est.n_evals, "message": est.message,
-                        "fast": bool(fast)},
-    )
-    result = GLMMResult(spec, design, info, est.family, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
+    result = make_glmm_result(spec, design, fam, est, int(nAGQ), optimizer, bool(fast),
+                              n_dropped=mf.n_dropped)
     result.call = call
     return result
 

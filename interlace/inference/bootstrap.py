@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..linalg.threads import fit_blas_threads
 from ..progress import progress
 
 __all__ = ["BootstrapResult", "bootstrap"]
@@ -64,7 +65,7 @@ def _refit_many(engine, ys: np.ndarray, statistic) -> tuple[list[np.ndarray], in
     out, failed, nonconverged = [], 0, 0
     for s in range(ys.shape[1]):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), fit_blas_threads():  # small dense algebra: one BLAS thread
                 warnings.simplefilter("ignore")
                 r = engine.refit(y=ys[:, s], df_method="satterthwaite")
             out.append(np.asarray(statistic(r), dtype=float))

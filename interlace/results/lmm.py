@@ -231,8 +231,9 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         frame, _ = to_pandas(newdata)
         return new_linear_predictor(d, frame, self._info.beta, self._info.b, offset=offset, terms=terms)
 
-    def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None):
-        """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` or ``"boot"``.
+    def confint(self, method: str | None = None, level: float = 0.95, nsim: int = 500, seed=None):
+        """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` (the
+        default) or ``"boot"``; credible intervals (``"quantile"``) for a PyMC fit.
 
         See :func:`interlace.inference.confint.confint`.
         """

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.design import DesignMatrices, tril_colwise
+from .bayes_predict import PosteriorPredict
 from .draws import posterior_arrays
 from .glmm import GLMMResult
 from .lmm import CrossedLMEResult
@@ -129,7 +130,7 @@ class PosteriorFixedEffects:
         return table
 
 
-class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
+class PyMCResult(PosteriorPredict, PosteriorFixedEffects, CrossedLMEResult):
     """A Bayesian fit: the unified result plus the posterior (see the module docstring)."""
 
     def __init__(
@@ -233,7 +234,7 @@ def _quantiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]
     return np.quantile(draws, a, axis=0), np.quantile(draws, 1.0 - a, axis=0)
 
 
-class PyMCGLMMResult(PosteriorFixedEffects, GLMMResult):
+class PyMCGLMMResult(PosteriorPredict, PosteriorFixedEffects, GLMMResult):
     """A Bayesian GLMM: GLMMResult attributes from posterior summaries, plus ``idata``."""
 
     def __init__(self, spec, design, info, family, eta, *, n_dropped=0, idata=None, beta_draws=None,
