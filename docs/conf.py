@@ -27,7 +27,6 @@ release = version = interlace.__version__
 extensions = [
     "myst_nb",
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
 ]
@@ -48,13 +47,13 @@ nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
 
-# autodoc: signatures from the code, docstrings as written (reST, NumPy sections via napoleon).
+# autodoc: signatures and type hints from the code, docstrings as written (plain reST; no
+# napoleon: it would read a property docstring "−2 logLik: ..." as a type declaration).
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": False, "show-inheritance": False}
-napoleon_numpy_docstring = True
-napoleon_google_docstring = False
-nitpicky = False
+# A long signature gets one parameter per line instead of one unreadable paragraph.
+python_maximum_signature_line_length = 88
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"interlace {release}"
@@ -73,3 +72,6 @@ html_css_files = ["custom.css"]
 
 # Pages written by several people: a skipped heading level is a style matter, not an error.
 suppress_warnings = ["myst.header"]
+# The page's table of contents lists members by their own name (fe_conf_int(), not
+# CrossedLMEResult.fe_conf_int()).
+toc_object_entries_show_parents = "hide"
