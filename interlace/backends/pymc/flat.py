@@ -40,8 +40,9 @@ class FlatModel:
         rng = np.random.default_rng(seed)
         return self.start + rng.uniform(-1.0, 1.0, size=self.ndim)
 
-    def nutpie_model(self):
-        """The model for ``nutpie.sample`` (one copy of the compiled function per chain)."""
+    def nutpie_model(self, on_iteration=None):
+        """The model for ``nutpie.sample`` (one copy of the compiled function per chain);
+        ``on_iteration()`` is called once per sampler iteration, tuning included."""
         from nutpie.compiled_pyfunc import from_pyfunc
 
         lock = threading.Lock()
@@ -68,6 +69,8 @@ class FlatModel:
 
         def make_expand_fn(seed1, seed2, chain):
             def run(x, **_shared):
+                if on_iteration is not None:
+                    on_iteration()
                 fn, seen = chain_state()
                 vals = seen.get(x.tobytes())
                 if vals is None:
@@ -158,4 +161,8 @@ def flatten_model(model) -> FlatModel:
     dims = {n: tuple(model.named_vars_to_dims[n]) for n in names if n in model.named_vars_to_dims}
     used = {d for ds in dims.values() for d in ds}
     coords = {k: pd.Index(list(v)) for k, v in model.coords.items() if k in used and v is not None}
+    for n, shape in zip(names, out_shapes, strict=True):  # nutpie needs every dim's size (one chain)
+        if n not in dims and shape:
+            dims[n] = tuple(f"{n}_dim_{i}" for i in range(len(shape)))
+            coords.update({d: pd.RangeIndex(size) for d, size in zip(dims[n], shape, strict=True)})
     return FlatModel(ndim=ndim, fn=fn, names=names, shapes=out_shapes, dims=dims, coords=coords, start=start)
