@@ -1,0 +1,273 @@
+"""The PyMC backend's contract: reproducible draws (one seed per chain, whatever cores), the
+sampler and its version recorded, nothing printed with progressbar=False, no likelihood-based
+statistics on a posterior, ELPD-LOO anova, and the group-level log-likelihood for LOGO."""
+
+from __future__ import annotations
+
+import sys
+import types
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymc")
+
+import interlace  # noqa: E402
+from interlace import datasets  # noqa: E402
+from interlace.backends.pymc.logo import group_loglik  # noqa: E402
+from interlace.backends.pymc.model import marginal_density  # noqa: E402
+from interlace.backends.pymc.progress import SamplingProgress  # noqa: E402
+from interlace.backends.pymc.sampling import spawn_seeds  # noqa: E402
+
+SLEEP = "Reaction ~ Days"
+SLOPES = ["(Days | Subject)"]
+SMALL = {"chains": 2, "draws": 150, "tune": 150}
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return datasets.load("sleepstudy")
+
+
+def _fit(data, formula=SLEEP, random=SLOPES, **kw):
+    opts = {**SMALL, "random_seed": 7, "progressbar": False, **kw}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return interlace.fit(formula, data=data, random=random, backend="pymc", **opts)
+
+
+def _draws(r) -> dict[str, np.ndarray]:
+    post = r.idata.posterior
+    return {k: post[k].to_numpy() for k in ("beta", "sigma", "theta", "b_Subject")}
+
+
+# ---- reproducibility ----------------------------------------------------------------------------
+def test_seeds_are_spawned_per_chain_from_one_seed_sequence():
+    a, b = spawn_seeds(5, 3), spawn_seeds(5, 3)
+    assert a.chains == b.chains and len(set(a.chains)) == 3 and a.entropy == 5
+    assert spawn_seeds(5, 4).chains[:3] == a.chains  # chain c's seed does not depend on the chain count
+    assert spawn_seeds(6, 3).chains != a.chains
+    assert a.after.standard_normal() == b.after.standard_normal()
+    assert spawn_seeds(None, 2).entropy != spawn_seeds(None, 2).entropy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_same_seed_same_draws_whatever_cores(sleep, sampler):
+    one = _fit(sleep, sampler=sampler, cores=1)
+    two = _fit(sleep, sampler=sampler, cores=2)
+    other = _fit(sleep, sampler=sampler, cores=2, random_seed=8)
+    for k, v in _draws(one).items():
+        np.testing.assert_array_equal(v, _draws(two)[k], err_msg=k)
+    assert not np.array_equal(_draws(one)["sigma"], _draws(other)["sigma"])
+    info = one.optimizer_info
+    assert info["sampler"] == sampler and info["random_seed"] == 7
+    name, version = info["sampler_version"].split()
+    assert name == sampler and version == __import__(sampler).__version__
+    assert info["cores"] == 1 and two.optimizer_info["cores"] == 2
+    assert one.method == f"posterior (NUTS, {info['sampler_version']})"
+    text = str(one.summary())
+    assert info["sampler_version"] in text and "random_seed=7" in text
+
+
+@pytest.mark.slow
+def test_without_a_seed_the_drawn_entropy_repeats_the_run(sleep):
+    free = _fit(sleep, random_seed=None, cores=2)
+    entropy = free.optimizer_info["seed_entropy"]
+    again = _fit(sleep, random_seed=entropy, cores=1)
+    np.testing.assert_array_equal(_draws(free)["b_Subject"], _draws(again)["b_Subject"])
+    assert f"random_seed={entropy}" in str(free.summary())
+
+
+# ---- nothing printed / a progress display ---------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_progressbar_false_prints_nothing(sleep, sampler, capfd):
+    capfd.readouterr()
+    _fit(sleep, sampler=sampler, cores=2, draws=60, tune=60)
+    out = capfd.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+@pytest.mark.slow
+def test_progressbar_shows_iterations_on_stderr(sleep, capfd):
+    capfd.readouterr()
+    _fit(sleep, progressbar=True, cores=2, draws=60, tune=60)
+    err = capfd.readouterr().err
+    assert "Sampling 2 chains" in err and "240/240 iterations" in err
+
+
+def test_progress_in_a_notebook_updates_one_display(monkeypatch):
+    shown = []
+
+    class ZMQInteractiveShell:  # what Jupyter's kernel runs
+        pass
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj.data)
+
+    display_mod = types.SimpleNamespace(
+        HTML=lambda text: types.SimpleNamespace(data=text),
+        display=lambda obj, display_id=None: shown.append(obj.data) or Handle(),
+    )
+    ipy = types.SimpleNamespace(get_ipython=lambda: ZMQInteractiveShell(), display=display_mod)
+    monkeypatch.setitem(sys.modules, "IPython", ipy)
+    monkeypatch.setitem(sys.modules, "IPython.display", display_mod)
+    bar = SamplingProgress(2, 50, enabled=True)
+    bar.update([25, 25], final=True)
+    bar.close()
+    assert "<progress value='0' max='100'" in shown[0]
+    assert "<progress value='50' max='100'" in shown[1] and "50/100 iterations" in shown[1]
+    silent = SamplingProgress(2, 50, enabled=False)
+    silent.update([50, 50], final=True)
+    silent.close()
+    assert len(shown) == 3
+
+
+# ---- no likelihood statistics on a posterior; ELPD comparison ---------------------------------
+@pytest.fixture(scope="module")
+def pair(sleep):
+    return _fit(sleep, formula="Reaction ~ 1"), _fit(sleep)
+
+
+@pytest.mark.slow
+def test_a_posterior_has_no_llf_aic_bic_deviance(pair):
+    _, b1 = pair
+    for name in ("llf", "aic", "bic", "deviance"):
+        with pytest.raises(AttributeError, match="loo"):
+            getattr(b1, name)
+        assert not hasattr(b1, name)
+    lmm = marginal_density(b1.design)
+    sd = np.sqrt(b1.scale)
+    assert b1.plugin_llf == pytest.approx(lmm.logp(b1.theta, sd, b1.fe_params.to_numpy()), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_anova_on_posteriors_is_an_elpd_loo_comparison(pair, sleep):
+    import arviz as az
+
+    b0, b1 = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pareto-k notes on 150-draw chains
+        table = interlace.anova(b0, b1, names=["null", "days"])
+        loo1 = az.loo(b1.idata, var_name="Reaction")
+        logo = interlace.loo_compare(null=b0, days=b1, group="Subject")
+        logo1 = az.loo(b1.idata, var_name="marginal_Subject")
+    assert set(table.index) == {"null", "days"}
+    assert {"elpd_loo", "p_loo", "elpd_diff", "dse", "weight"} <= set(table.columns)
+    assert table.loc["days", "elpd_loo"] == pytest.approx(loo1.elpd_loo)
+    assert table["elpd_diff"].min() == 0.0
+    assert logo.loc["days", "elpd_loo"] == pytest.approx(logo1.elpd_loo)
+    assert logo1.n_data_points == 18  # one term per subject: leave-one-subject-out
+    reml = interlace.fit(SLEEP, data=sleep, random=SLOPES)
+    with pytest.raises(TypeError, match="cannot mix posteriors"):
+        interlace.anova(b1, reml)
+    with pytest.raises(ValueError, match="no F or likelihood-ratio tests"):
+        interlace.anova(b1)
+    with pytest.raises(KeyError, match="no group-level log-likelihood for 'Days'"):
+        b1.loo(group="Days")
+
+
+# ---- the group-level log-likelihood against dense algebra ------------------------------------------
+def _mvn(y, mean, V):
+    L = np.linalg.cholesky(V)
+    r = np.linalg.solve(L, y - mean)
+    return -0.5 * (len(y) * np.log(2 * np.pi) + 2 * np.sum(np.log(np.diag(L))) + r @ r)
+
+
+def _dense_group_loglik(d, group, beta, sigma, theta, b):
+    """log N(y_j | Xβ + o + Z₋g b₋g, σ²(W_j⁻¹ + Z_gj Λ_g Λ_g' Z_gj')) per level, from full matrices."""
+    Z = d.Z.toarray()
+    cols = np.zeros(d.q, dtype=bool)
+    Lam = np.zeros((d.q, d.q))
+    for t in d.terms:
+        if t.group == group:
+            cols[t.z_start : t.z_start + t.q] = True
+            T = t.T(theta)
+            for lv in range(t.m):
+                s = t.z_start + lv * t.k
+                Lam[s : s + t.k, s : s + t.k] = T
+    w = np.ones(d.n) if d.weights is None else d.weights
+    mean = d.X @ beta + d.offset + Z[:, ~cols] @ b[~cols]
+    codes = next(t.codes for t in d.terms if t.group == group)
+    out = []
+    for j in range(codes.max() + 1):
+        rows = codes == j
+        Zj = Z[np.ix_(rows, cols)]
+        Lj = Lam[np.ix_(cols, cols)]
+        V = sigma**2 * (np.diag(1 / w[rows]) + Zj @ Lj @ Lj.T @ Zj.T)
+        out.append(_mvn(d.y[rows], mean[rows], V))
+    return np.array(out)
+
+
+def _designs():
+    sleep = datasets.load("sleepstudy")
+    w = np.random.default_rng(3).uniform(0.5, 2.0, len(sleep))
+    return {
+        "slopes-weighted": (interlace.fit(SLEEP, data=sleep, random=SLOPES, weights=w), ["Subject"]),
+        "uncorrelated": (interlace.fit(SLEEP, data=sleep, random=["(Days || Subject)"]), ["Subject"]),
+        "crossed": (
+            interlace.fit("diameter ~ 1", data=datasets.load("penicillin"), random=["(1 | plate)", "(1 | sample)"]),
+            ["plate", "sample"],
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["slopes-weighted", "uncorrelated", "crossed"])
+def test_group_loglik_matches_dense_marginal_densities(name):
+    fit, groups = _designs()[name]
+    d = fit.design
+    rng = np.random.default_rng(11)
+    S = 3
+    beta = fit.fe_params.to_numpy() + rng.normal(0, 1, (S, d.p))
+    sigma = np.sqrt(fit.scale) * rng.uniform(0.8, 1.2, S)
+    theta = fit.theta * rng.uniform(0.7, 1.3, (S, d.n_theta))
+    b = rng.normal(0, 1, (S, d.q))
+    for g in groups:
+        got = group_loglik(d, g, beta, sigma, theta, b)
+        for s in range(S):
+            want = _dense_group_loglik(d, g, beta[s], sigma[s], theta[s], b[s])
+            np.testing.assert_allclose(got[s], want, rtol=1e-10, err_msg=f"{name} {g} draw {s}")
+    if len(groups) == 1:  # one factor: the levels' terms add up to the marginal log p(y | β, θ, σ)
+        lmm = marginal_density(d)
+        for s in range(S):
+            assert got[s].sum() == pytest.approx(lmm.logp(theta[s], sigma[s], beta[s]), rel=1e-12)
+
+
+# ---- every argument honoured or refused, both ways -------------------------------------------------
+REML_ONLY = [
+    {"method": "ML"},
+    {"df_method": "kenward-roger"},
+    {"optimizer": "bobyqa"},
+    {"theta0": [1.0, 0.0, 1.0]},
+    {"verbose": True},
+]
+SAMPLER_ONLY = [
+    {"draws": 10}, {"tune": 10}, {"chains": 2}, {"cores": 1}, {"random_seed": 1}, {"sampler": "pymc"},
+    {"priors": {"sigma": interlace.Prior("HalfNormal", sigma=10)}}, {"marginalize": False},
+    {"target_accept": 0.9}, {"progressbar": False},
+]
+
+
+@pytest.mark.parametrize("kw", REML_ONLY, ids=lambda k: next(iter(k)))
+def test_reml_arguments_are_refused_with_pymc(sleep, kw):
+    with pytest.raises(ValueError, match=f"{next(iter(kw))}=.* has no meaning for backend='pymc'"):
+        interlace.fit(SLEEP, data=sleep, random=SLOPES, backend="pymc", **kw)
+
+
+@pytest.mark.parametrize("kw", SAMPLER_ONLY, ids=lambda k: next(iter(k)))
+def test_sampler_arguments_are_refused_with_reml(sleep, kw):
+    with pytest.raises(ValueError, match=f"{next(iter(kw))}=.* has no meaning for backend='reml'"):
+        interlace.fit(SLEEP, data=sleep, random=SLOPES, **kw)
+
+
+@pytest.mark.parametrize(
+    "kw", [{"nAGQ": 2}, {"fast": True}, {"optimizer": "bobyqa"}], ids=lambda k: next(iter(k))
+)
+def test_glmer_refuses_laplace_arguments_with_pymc(kw):
+    cbpp = datasets.load("cbpp")
+    with pytest.raises(ValueError, match="backend"):
+        interlace.glmer("p ~ period", cbpp.assign(p=cbpp["incidence"] / cbpp["size"]), "binomial",
+                        groups="herd", weights="size", backend="pymc", **kw)
