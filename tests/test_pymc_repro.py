@@ -209,7 +209,8 @@ def _designs():
         "slopes-weighted": (interlace.fit(SLEEP, data=sleep, random=SLOPES, weights=w), ["Subject"]),
         "uncorrelated": (interlace.fit(SLEEP, data=sleep, random=["(Days || Subject)"]), ["Subject"]),
         "crossed": (
-            interlace.fit("diameter ~ 1", data=datasets.load("penicillin"), random=["(1 | plate)", "(1 | sample)"]),
+            interlace.fit("diameter ~ 1", data=datasets.load("penicillin"),
+                          random=["(1 | plate)", "(1 | sample)"]),
             ["plate", "sample"],
         ),
     }
@@ -271,3 +272,44 @@ def test_glmer_refuses_laplace_arguments_with_pymc(kw):
     with pytest.raises(ValueError, match="backend"):
         interlace.glmer("p ~ period", cbpp.assign(p=cbpp["incidence"] / cbpp["size"]), "binomial",
                         groups="herd", weights="size", backend="pymc", **kw)
+
+
+# ---- the dense evaluator for a few hundred random effects ------------------------------------------
+@pytest.mark.parametrize("name", ["crossed", "nested", "crossed-slopes"])
+def test_dense_marginal_matches_the_blocked_evaluator(name):
+    from interlace.backends.pymc.dense import DenseMarginalLMM
+    from interlace.backends.pymc.marginal import GaussianPrior, MarginalLMM
+
+    rng = np.random.default_rng(4)
+    if name == "crossed":
+        pen = datasets.load("penicillin")
+        fit = interlace.fit("diameter ~ 1", data=pen, random=["(1 | plate)", "(1 | sample)"])
+    elif name == "nested":
+        fit = interlace.fit("strength ~ 1", data=datasets.load("pastes"), random=["(1 | batch/cask)"])
+    else:
+        n_s, n_i = 12, 8
+        subj, item = np.repeat(np.arange(n_s), n_i), np.tile(np.arange(n_i), n_s)
+        x = np.where((subj + item) % 2 == 0, -0.5, 0.5)
+        y = 1 + 0.3 * x + rng.normal(0, 0.7, n_s)[subj] + rng.normal(0, 0.4, n_s)[subj] * x
+        y = y + rng.normal(0, 0.5, n_i)[item] + rng.normal(0, 1, subj.size)
+        df = {"y": y, "x": x, "s": subj.astype(str), "i": item.astype(str)}
+        fit = interlace.fit("y ~ x", data=__import__("pandas").DataFrame(df), random=["(x | s)", "(x | i)"],
+                            weights=rng.uniform(0.5, 2, subj.size))
+    d = fit.design
+    blocked, dense = MarginalLMM(d), DenseMarginalLMM(d)
+    assert DenseMarginalLMM.applies(d) and marginal_density(d).__class__ is DenseMarginalLMM
+    theta = fit.theta + rng.uniform(0.05, 0.3, d.n_theta)
+    beta = fit.fe_params.to_numpy() + 0.2
+    a, b = blocked.logp_and_grad(theta, 1.3, beta), dense.logp_and_grad(theta, 1.3, beta)
+    assert a.logp == pytest.approx(b.logp, rel=1e-12)
+    np.testing.assert_allclose(b.g_theta, a.g_theta, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose([b.g_sigma, *b.g_beta], [a.g_sigma, *a.g_beta], rtol=1e-8, atol=1e-9)
+    prior = GaussianPrior.from_cov(np.zeros(d.p), 50.0 * np.eye(d.p))
+    a, b = blocked.logp_integrated(theta, 1.3, prior), dense.logp_integrated(theta, 1.3, prior)
+    assert a.logp == pytest.approx(b.logp, rel=1e-12)
+    np.testing.assert_allclose(b.g_theta, a.g_theta, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(dense.conditional_mean_b(theta, beta), blocked.conditional_mean_b(theta, beta),
+                               rtol=1e-9, atol=1e-12)
+    # a draw with σ → 0 is the conditional mean; with σ > 0 both draw from one distribution
+    np.testing.assert_allclose(dense.draw_b(theta, 0.0, beta, rng), dense.conditional_mean_b(theta, beta),
+                               atol=1e-12)
