@@ -139,6 +139,10 @@ def test_a_posterior_has_no_llf_aic_bic_deviance(pair):
         with pytest.raises(AttributeError, match="loo"):
             getattr(b1, name)
         assert not hasattr(b1, name)
+    from interlace.cli import result_dict
+
+    summary = result_dict(b1)  # the CLI's JSON: no likelihood statistics for a posterior
+    assert summary["logLik"] is None and summary["AIC"] is None and summary["method"] == b1.method
     lmm = marginal_density(b1.design)
     sd = np.sqrt(b1.scale)
     assert b1.plugin_llf == pytest.approx(lmm.logp(b1.theta, sd, b1.fe_params.to_numpy()), rel=1e-12)
@@ -313,3 +317,48 @@ def test_dense_marginal_matches_the_blocked_evaluator(name):
     # a draw with σ → 0 is the conditional mean; with σ > 0 both draw from one distribution
     np.testing.assert_allclose(dense.draw_b(theta, 0.0, beta, rng), dense.conditional_mean_b(theta, beta),
                                atol=1e-12)
+
+
+# ---- the direct log-density (nutpie without a pytensor graph) ---------------------------------------
+@pytest.mark.parametrize(
+    "random, priors",
+    [
+        (["(Days | Subject)"], None),
+        (["(Days | Subject)"], {"eta": 2.5, "Subject:Days": interlace.Prior("HalfCauchy", beta=4.0)}),
+        (["(Days || Subject)"], {"sigma": interlace.Prior("HalfCauchy", beta=30)}),
+        (["(1 | Subject)"], {"Subject": interlace.Prior("Exponential", lam=0.1)}),
+    ],
+)
+def test_direct_log_density_equals_pymcs_up_to_a_constant(sleep, random, priors):
+    from interlace.backends.pymc.direct import direct_model
+    from interlace.backends.pymc.model import build_model
+    from interlace.backends.pymc.priors import resolve_priors
+
+    if priors and "Subject:Days" in priors:  # one family per correlated term: both SDs HalfCauchy
+        priors = {**priors, "Subject:(Intercept)": interlace.Prior("HalfCauchy", beta=40.0)}
+    design = interlace.fit(SLEEP, data=sleep, random=random).design
+    prior_set = resolve_priors(design, priors)
+    model, layout = build_model(design, prior_set, True)
+    flat = direct_model(model, design, layout, prior_set)
+    assert flat is not None
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    shapes = {k: v.shape for k, v in model.initial_point().items()}
+    rng = np.random.default_rng(2)
+    offsets = []
+    for _ in range(4):
+        x = flat.start + rng.normal(0, 0.5, flat.ndim)
+        point, pos = {}, 0
+        for v in model.value_vars:
+            size = int(np.prod(shapes[v.name]))
+            point[v.name] = x[pos : pos + size].reshape(shapes[v.name])
+            pos += size
+        out = flat.fn(x)
+        offsets.append(out[0] - logp(point))
+        np.testing.assert_allclose(out[1], dlogp(point), rtol=1e-9, atol=1e-9)
+        stored = dict(zip(flat.names, out[2:], strict=True))
+        assert stored["sigma"] == pytest.approx(np.exp(x[0]))
+    assert np.ptp(offsets) < 1e-8  # the same density up to the normalising constants
+    # a prior outside the written-out families keeps the compiled graph
+    other = resolve_priors(design, {"sigma": interlace.Prior("LogNormal", mu=3, sigma=1)})
+    m2, l2 = build_model(design, other, True)
+    assert direct_model(m2, design, l2, other) is None

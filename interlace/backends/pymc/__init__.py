@@ -67,6 +67,7 @@ def fit(
     ``marginalize`` ("auto" = True for these Gaussian models) integrates b out analytically.
     """
     require_pymc()
+    from .direct import direct_model
     from .model import build_model
     from .posterior import complete_idata
     from .result import make_result
@@ -100,7 +101,9 @@ def fit(
     t0 = time.perf_counter()
     prior_set = resolve_priors(design, priors)
     model, layout = build_model(design, prior_set, marginal)
-    idata, ran, seconds = run_sampler(model, opts)
+    idata, ran, seconds = run_sampler(
+        model, opts, direct=lambda: direct_model(model, design, layout, prior_set)
+    )
     response = layout.response
     complete_idata(design, layout, idata, response, rng=ran.pop("after"))
     names = ["beta", "sigma"] + [tl.sd_name for tl in layout.terms]

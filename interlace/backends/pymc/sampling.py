@@ -127,13 +127,15 @@ def default_cores(chains: int) -> int:
     return min(chains, _cpu_count())
 
 
-def run_sampler(model, opts: SamplerOptions) -> tuple[object, dict, float]:
+def run_sampler(model, opts: SamplerOptions, direct=None) -> tuple[object, dict, float]:
     """Sample ``model``; returns (InferenceData with posterior and sample_stats, what ran, seconds).
 
     What ran: ``sampler``, ``sampler_version``, ``cores``, ``seed_entropy`` (the SeedSequence
     entropy: ``random_seed``, or the fresh entropy used without one), ``chain_seeds`` (nutpie's
     per-chain seeds; None for PyMC, which derives its own from the same children) and the
-    generator ``after`` for the draws made after sampling (not for the result's record).
+    generator ``after`` for the draws made after sampling (not for the result's record), and
+    ``log_density``: how nutpie evaluated the model — ``"direct"`` when ``direct()`` returned a
+    :class:`~.flat.FlatModel` (:mod:`.direct`), else ``"compiled"`` (pytensor, :mod:`.flat`).
     """
     sampler = choose_sampler(opts.sampler)
     cores = opts.cores if opts.cores is not None else default_cores(opts.chains)
@@ -153,10 +155,13 @@ def run_sampler(model, opts: SamplerOptions) -> tuple[object, dict, float]:
             from .flat import flatten_model
             from .parallel import sample_nutpie
 
-            idata = sample_nutpie(flatten_model(model), opts, cores, seeds.chains)
+            flat = direct() if direct is not None else None
+            how = "direct" if flat is not None else "compiled"
+            idata = sample_nutpie(flat or flatten_model(model), opts, cores, seeds.chains)
         else:
             import pymc as pm
 
+            how = "pymc"
             idata = pm.sample(
                 model=model,
                 draws=opts.draws,
@@ -173,6 +178,7 @@ def run_sampler(model, opts: SamplerOptions) -> tuple[object, dict, float]:
         "sampler": sampler,
         "sampler_version": sampler_version(sampler),
         "cores": cores,
+        "log_density": how,
         "seed_entropy": seeds.entropy,
         "chain_seeds": list(seeds.chains) if sampler == "nutpie" else None,
         "after": seeds.after,
@@ -237,10 +243,18 @@ def diagnostics(idata, var_names: list[str]) -> Diagnostics:
     """Convergence summary over ``var_names`` (constant entries such as a correlation matrix's
     diagonal are skipped)."""
     import arviz as az
+    from arviz.utils import Numba
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = az.summary(idata, var_names=var_names, kind="diagnostics")
+    # arviz's numba path compiles its ESS kernels in every new process (about a second, more
+    # than the numpy path takes on these few parameters): use numpy here, and restore the flag
+    flag = Numba.numba_flag
+    Numba.numba_flag = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = az.summary(idata, var_names=var_names, kind="diagnostics")
+    finally:
+        Numba.numba_flag = flag
     rhat = table["r_hat"].to_numpy(dtype=float)
     ok = np.isfinite(rhat)
     stats = idata.sample_stats
