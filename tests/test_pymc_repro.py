@@ -340,7 +340,7 @@ def test_direct_log_density_equals_pymcs_up_to_a_constant(sleep, random, priors)
     prior_set = resolve_priors(design, priors)
     model, layout = build_model(design, prior_set, True)
     flat = direct_model(model, design, layout, prior_set)
-    assert flat is not None
+    assert flat is not None and flat.expand is not None  # the compiled passes, and numpy for the draws
     logp, dlogp = model.compile_logp(), model.compile_dlogp()
     shapes = {k: v.shape for k, v in model.initial_point().items()}
     rng = np.random.default_rng(2)
@@ -352,10 +352,12 @@ def test_direct_log_density_equals_pymcs_up_to_a_constant(sleep, random, priors)
             size = int(np.prod(shapes[v.name]))
             point[v.name] = x[pos : pos + size].reshape(shapes[v.name])
             pos += size
-        out = flat.fn(x)
+        out, full = flat.fn(x), flat.expand(x)
         offsets.append(out[0] - logp(point))
         np.testing.assert_allclose(out[1], dlogp(point), rtol=1e-9, atol=1e-9)
-        stored = dict(zip(flat.names, out[2:], strict=True))
+        assert full[0] == pytest.approx(out[0], rel=1e-12)
+        np.testing.assert_allclose(full[1], out[1], rtol=1e-10, atol=1e-10)
+        stored = dict(zip(flat.names, full[2:], strict=True))
         assert stored["sigma"] == pytest.approx(np.exp(x[0]))
     assert np.ptp(offsets) < 1e-8  # the same density up to the normalising constants
     # a prior outside the written-out families keeps the compiled graph

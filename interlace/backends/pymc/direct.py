@@ -202,5 +202,167 @@ def direct_model(model, design: DesignMatrices, layout, priors: PriorSet) -> Fla
         if n not in dims and shape:
             dims[n] = tuple(f"{n}_dim_{j}" for j in range(len(shape)))
             coords.update({d: pd.RangeIndex(s) for d, s in zip(dims[n], shape, strict=True)})
-    return FlatModel(ndim=start.size, fn=fn, names=names, shapes=shapes, dims=dims, coords=coords,
-                     start=start)
+    fast = _fast(fn, float(priors.eta))
+    return FlatModel(ndim=start.size, fn=fast or fn, names=names, shapes=shapes, dims=dims, coords=coords,
+                     start=start, expand=fn if fast is not None else None)
+
+
+# ---- the same density as compiled loops (numba), for the sampler's inner loop -----------------------
+FAMILY_CODE = {"HalfNormal": 0, "HalfStudentT": 1, "HalfCauchy": 2, "Exponential": 3}
+
+
+def _lp(fam, p1, p2, u):
+    """log p(u) up to a constant and its derivative, for the family code ``fam``."""
+    if fam == 0:
+        return -0.5 * u * u / (p1 * p1), -u / (p1 * p1)
+    if fam == 1:
+        s2 = p2 * p2
+        return -0.5 * (p1 + 1.0) * np.log1p(u * u / (p1 * s2)), -(p1 + 1.0) * u / (p1 * s2 + u * u)
+    if fam == 2:
+        return -np.log1p(u * u / (p1 * p1)), -2.0 * u / (p1 * p1 + u * u)
+    return -p1 * u, -p1
+
+
+def _prior_pass(x, sig_off, sig_fam, sig_p1, sig_p2, kind, ks, xoff, toff, coff, fam, p1, p2, eta,
+                n_theta):
+    """Priors, transforms and their Jacobians: (log-density part, gradient part, θ, σ)."""
+    grad = np.zeros(x.size)
+    theta = np.zeros(n_theta)
+    sigma = np.exp(x[sig_off])
+    lp, d = _lp(sig_fam, sig_p1, sig_p2, sigma)
+    logp = lp + x[sig_off]
+    grad[sig_off] = d * sigma + 1.0
+    for t in range(kind.size):
+        k, xo, to, co = ks[t], xoff[t], toff[t], coff[t]
+        if kind[t] == 0:
+            sd = np.exp(x[xo])
+            lp, d = _lp(fam[co], p1[co], p2[co], sd)
+            logp += lp + x[xo]
+            grad[xo] = d * sd + 1.0
+            theta[to] = sd / sigma
+            continue
+        L = np.zeros((k, k))
+        pos = xo
+        for i in range(k):
+            for j in range(i + 1):
+                v = x[pos]
+                if i == j:
+                    logp += v
+                    v = np.exp(v)
+                L[i, j] = v
+                pos += 1
+        pos = xo
+        for i in range(k):
+            s = 0.0
+            for j in range(i + 1):
+                s += L[i, j] * L[i, j]
+            sd = np.sqrt(s)
+            a = 2.0 * eta - 3.0 + k - i
+            lp, d = _lp(fam[co + i], p1[co + i], p2[co + i], sd)
+            logp += lp + (a + 1.0) * np.log(L[i, i]) - (a + 1.0 + i) * np.log(sd)
+            coef = (d - (a + 1.0 + i) / sd) / sd
+            for j in range(i + 1):
+                g = coef * L[i, j]
+                if i == j:
+                    g = (g + (a + 1.0) / L[i, i]) * L[i, i] + 1.0
+                grad[pos] = g
+                pos += 1
+        m = to
+        for c in range(k):
+            for r in range(c, k):
+                theta[m] = L[r, c] / sigma
+                m += 1
+    return logp, grad, theta, sigma
+
+
+def _chain_rule(x, grad, theta, sigma, g_theta, g_sigma, sig_off, kind, ks, xoff, toff):
+    """Add the likelihood's gradient (in θ, σ) to ``grad`` through θ = L/σ and the transforms."""
+    total = g_sigma
+    for m in range(theta.size):
+        total -= g_theta[m] * theta[m] / sigma
+    grad[sig_off] += total * sigma
+    for t in range(kind.size):
+        k, xo, to = ks[t], xoff[t], toff[t]
+        if kind[t] == 0:
+            grad[xo] += g_theta[to] * theta[to]  # ∂/∂log sd = (g/σ)·sd = g·θ
+            continue
+        m = to
+        for c in range(k):
+            for r in range(c, k):
+                val = g_theta[m] / sigma
+                pos = xo + r * (r + 1) // 2 + c
+                if r == c:
+                    val *= np.exp(x[pos])
+                grad[pos] += val
+                m += 1
+
+
+try:
+    from numba import njit
+
+    _lp = njit(cache=True)(_lp)
+    _prior_pass = njit(cache=True)(_prior_pass)
+    _chain_rule = njit(cache=True)(_chain_rule)
+except ImportError:  # pragma: no cover - numba ships with pytensor
+    pass
+
+
+class _FastFn:
+    """x ↦ [log-density, gradient] through the compiled passes around the likelihood."""
+
+    def __init__(self, slow: _Fn, arrays: tuple):
+        self.slow, self.arrays = slow, arrays
+        self.lmm, self.prior = slow.lmm, slow.prior
+
+    def copy(self):
+        return self
+
+    def __call__(self, x: np.ndarray) -> list:
+        a = self.arrays
+        x = np.asarray(x, dtype=np.float64)
+        logp, grad, theta, sigma = _prior_pass(x, *a)
+        parts = self.lmm.logp_integrated(theta, sigma, self.prior)
+        if not np.isfinite(parts.logp):
+            return [-np.inf, np.zeros_like(x)]
+        _chain_rule(x, grad, theta, sigma, parts.g_theta, float(parts.g_sigma), a[0], a[4], a[5], a[6], a[7])
+        return [logp + parts.logp, grad]
+
+
+def _fast(slow: _Fn, eta: float) -> _FastFn | None:
+    """The compiled version of ``slow`` (same parts), or None if a prior has no family code."""
+    kind, ks, xoff, toff, coff, fam, p1, p2 = [], [], [], [], [], [], [], []
+    sig = None
+    for part_kind, _, sl, extra in slow.parts:
+        if part_kind == "sigma":
+            sp = slow.sigma_prior
+            sig = (sl.start, FAMILY_CODE[sp.dist], *_params(sp, 0))
+            continue
+        pr = extra["prior"]
+        kind.append(0 if part_kind == "sd" else 1)
+        ks.append(extra.get("k", 1))
+        xoff.append(sl.start)
+        toff.append(extra["theta"].start)
+        coff.append(len(fam))
+        for j in range(len(next(iter(pr.p.values())))):
+            fam.append(FAMILY_CODE[pr.dist])
+            a, b = _params(pr, j)
+            p1.append(a)
+            p2.append(b)
+    if sig is None:
+        return None
+    ints = [np.asarray(v, dtype=np.int64) for v in (kind, ks, xoff, toff, coff, fam)]
+    arrays = (int(sig[0]), int(sig[1]), float(sig[2]), float(sig[3]), *ints[:5], ints[5],
+              np.asarray(p1, dtype=float), np.asarray(p2, dtype=float), float(eta), int(slow.n_theta))
+    return _FastFn(slow, arrays)
+
+
+def _params(prior: _Positive, j: int) -> tuple[float, float]:
+    """(p1, p2) of column j in :func:`_lp`'s convention."""
+    p = prior.p
+    if prior.dist == "HalfNormal":
+        return float(p["sigma"][j]), 0.0
+    if prior.dist == "HalfStudentT":
+        return float(p["nu"][j]), float(p["sigma"][j])
+    if prior.dist == "HalfCauchy":
+        return float(p["beta"][j]), 0.0
+    return float(p["lam"][j]), 0.0

@@ -35,6 +35,7 @@ class FlatModel:
     dims: dict[str, tuple[str, ...]]
     coords: dict[str, pd.Index]
     start: np.ndarray  # unjittered starting point
+    expand: Any = None  # x -> [logp, gradient, *stored]; when set, fn returns [logp, gradient] only
 
     def initial_point(self, seed) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -60,6 +61,8 @@ class FlatModel:
             def logp(x, **_shared):
                 fn, seen = chain_state()
                 out = fn(x)
+                if self.expand is not None:  # stored variables are computed per draw instead
+                    return float(out[0]), np.asarray(out[1], dtype="float64", order="C")
                 if len(seen) > 4096:  # expand runs in another thread: keep the cache bounded
                     seen.clear()
                 seen[x.tobytes()] = [np.array(v) for v in out[2:]]
@@ -74,7 +77,7 @@ class FlatModel:
                 fn, seen = chain_state()
                 vals = seen.get(x.tobytes())
                 if vals is None:
-                    vals = fn(x)[2:]
+                    vals = (self.expand or fn)(x)[2:]
                 seen.clear()
                 return {
                     n: np.asarray(v, dtype="float64", order="C").reshape(s)
