@@ -72,6 +72,24 @@ def test_same_seed_same_draws_whatever_cores(sleep, sampler):
 
 
 @pytest.mark.slow
+def test_glmm_draws_do_not_depend_on_cores():
+    cbpp = datasets.load("cbpp")
+    cbpp = cbpp.assign(p=cbpp["incidence"] / cbpp["size"])
+    fits = []
+    for cores in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            fits.append(interlace.glmer("p ~ period", cbpp, "binomial", groups="herd", weights="size",
+                                        backend="pymc", cores=cores, random_seed=3, progressbar=False,
+                                        chains=2, draws=100, tune=100))
+    for k in ("beta", "theta", "b_herd"):
+        a, b = (f.idata.posterior[k].to_numpy() for f in fits)
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    assert fits[0].optimizer_info["log_density"] == "compiled"  # the GLMM's graph, compiled by pytensor
+    assert fits[0].method.startswith("posterior (NUTS, nutpie ")
+
+
+@pytest.mark.slow
 def test_without_a_seed_the_drawn_entropy_repeats_the_run(sleep):
     free = _fit(sleep, random_seed=None, cores=2)
     entropy = free.optimizer_info["seed_entropy"]
