@@ -25,7 +25,7 @@ __all__ = ["fit", "glmer", "clmm", "coxme"]
 
 _REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast"}
 _SAMPLER_ONLY = {"draws", "tune", "chains", "cores", "random_seed", "sampler", "priors", "marginalize",
-                 "target_accept"}
+                 "target_accept", "progressbar"}
 
 
 def _refuse_unused(backend: str, **given) -> None:
@@ -79,7 +79,7 @@ def fit(
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "auto",
+    sampler: str = "nutpie",
     priors: dict | None = None,
     marginalize="auto",
     target_accept: float = 0.8,
@@ -103,8 +103,9 @@ def fit(
     _refuse_unused(backend, method=(method, "REML"), df_method=(df_method, "satterthwaite"),
                    optimizer=(optimizer, "lbfgsb"), theta0=(theta0, None), verbose=(verbose, False),
                    draws=(draws, 1000), tune=(tune, 1000), chains=(chains, 4), cores=(cores, None),
-                   random_seed=(random_seed, None), sampler=(sampler, "auto"), priors=(priors, None),
-                   marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8))
+                   random_seed=(random_seed, None), sampler=(sampler, "nutpie"), priors=(priors, None),
+                   marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8),
+                   progressbar=(progressbar, True))
 
     if is_lazy(data):
         result = fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
@@ -161,7 +162,7 @@ def glmer(
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "auto",
+    sampler: str = "nutpie",
     priors: dict | None = None,
     target_accept: float = 0.8,
 ):
@@ -185,7 +186,8 @@ def glmer(
     backend = _choice("backend", backend, BACKENDS)
     _refuse_unused(backend, optimizer=(optimizer, "lbfgsb"), draws=(draws, 1000), tune=(tune, 1000),
                    chains=(chains, 4), cores=(cores, None), random_seed=(random_seed, None),
-                   sampler=(sampler, "auto"), priors=(priors, None), target_accept=(target_accept, 0.8))
+                   sampler=(sampler, "nutpie"), priors=(priors, None), target_accept=(target_accept, 0.8),
+                   progressbar=(progressbar, True))
     if not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
     if not isinstance(fast, bool | np.bool_):

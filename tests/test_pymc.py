@@ -235,8 +235,9 @@ def test_idata_groups_and_loo(bayes, sleep):
     np.testing.assert_allclose(ll.to_numpy()[0, 0], expect, rtol=1e-10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loo = az.loo(idata)
+        loo = az.loo(idata, var_name="Reaction")  # the per-observation (conditional) variable
     assert np.isfinite(loo.elpd_loo) and -900 < loo.elpd_loo < -820
+    assert bayes.loo().elpd_loo == loo.elpd_loo
 
 
 def test_summary_and_confint(bayes):

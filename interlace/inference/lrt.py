@@ -28,13 +28,24 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
     Chisq = 2·max(0, Δ logLik) against the previous row with Df = Δ npar, p from χ²(Df).
     REML fits are refitted by ML first, as lme4 does; models fitted to different data are
     refused. Rows are labelled by ``names=``, by the keywords the models are passed with
-    (``anova(m0=m0, m1=m1)``), or else by each model's formula.
+    (``anova(m0=m0, m1=m1)``), or else by each model's formula. Posteriors (``backend="pymc"``)
+    are compared by ELPD-LOO instead (:func:`~interlace.results.bayes_compare.loo_compare`);
+    mixing the two kinds is refused.
     """
     if named:
         if models:
             raise TypeError("pass the models either positionally or as name=model, not both")
         names = list(named) if names is None else names
         models = tuple(named.values())
+    from ..results.bayes_compare import is_posterior, loo_compare
+
+    if any(is_posterior(m) for m in models):  # posteriors: ELPD-LOO (arviz), never an LRT
+        if type is not None or ddf is not None or len(models) == 1:
+            raise ValueError(
+                "a posterior has no F or likelihood-ratio tests: interlace.anova(b1, b2, ...) compares "
+                "posteriors by ELPD-LOO; for one posterior see to_frame() and loo()"
+            )
+        return loo_compare(*models, names=names)
     if len(models) == 1 and names is None:
         from .ftable import single_anova
 
