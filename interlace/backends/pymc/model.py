@@ -71,6 +71,7 @@ class ModelLayout:
     theta_labels: list[str]
     response: str = "y"
     beta_prior: GaussianPrior | None = None  # set when β is integrated out too
+    corr_param: str | None = None  # "phi" / "rho" of a residual correlation structure
     lmm: MarginalBase | None = field(default=None, repr=False)
 
 
@@ -293,7 +294,9 @@ def _term_factor(design: DesignMatrices, t: TermBlock, tl: TermLayout, priors: P
 def build_model(design: DesignMatrices, priors: PriorSet, marginal: bool) -> tuple[pm.Model, ModelLayout]:
     """The PyMC model of ``design`` with ``priors``: marginalised or non-centred (see module doc)."""
     layout = layout_of(design, marginal)
-    if marginal:
+    if design.correlation is not None and not marginal:
+        raise ValueError("correlation= with backend='pymc' needs marginalize=True (the default)")
+    if marginal and design.correlation is None:
         layout.beta_prior = gaussian_beta_prior(design, priors)
     start = start_values(design, priors)
     with pm.Model(coords=layout.coords) as model:
@@ -307,8 +310,11 @@ def build_model(design: DesignMatrices, priors: PriorSet, marginal: bool) -> tup
         for t, L in zip(design.terms, chols, strict=True):
             rows, cols = tril_colwise(t.k)
             theta_parts.append(L[rows, cols] / sigma)
-        theta = pm.Deterministic("theta", pt.concatenate(theta_parts), dims=THETA_DIM)
-        if marginal:
+        theta = pt.concatenate(theta_parts) if theta_parts else pt.zeros((0,))
+        theta = pm.Deterministic("theta", theta, dims=THETA_DIM)
+        if design.correlation is not None:
+            _correlated_likelihood(design, layout, theta, sigma, beta)
+        elif marginal:
             lmm = marginal_density(design)
             layout.lmm = lmm
             if layout.beta_prior is None:
@@ -319,6 +325,18 @@ def build_model(design: DesignMatrices, priors: PriorSet, marginal: bool) -> tup
         else:
             _noncentered_likelihood(design, layout, beta, sigma, chols)
     return model, layout
+
+
+def _correlated_likelihood(design: DesignMatrices, layout: ModelLayout, theta, sigma, beta) -> None:
+    """The marginal likelihood with a residual correlation structure (:mod:`.correlated`); its
+    parameter gets a uniform prior on its interval."""
+    from .correlated import CorrelatedLMM, CorrelatedLogpOp
+
+    lmm = CorrelatedLMM(design)
+    layout.lmm, layout.corr_param = lmm, design.correlation.name
+    mid = 0.5 * (lmm.lower + lmm.upper)
+    rho = pm.Uniform(layout.corr_param, lower=lmm.lower, upper=lmm.upper, initval=mid)
+    pm.Potential("marginal_loglik", CorrelatedLogpOp(lmm)(theta, sigma, beta, rho)[0])
 
 
 def _noncentered_likelihood(design: DesignMatrices, layout: ModelLayout, beta, sigma, chols) -> None:

@@ -35,7 +35,11 @@ def _conditional_draws(
     theta = posterior_arrays(idata, "theta")
     sigma = posterior_arrays(idata, "sigma")
     beta = None if layout.beta_prior is not None else posterior_arrays(idata, "beta")
-    beta, b = layout.lmm.draw_conditionals(theta, sigma, beta, layout.beta_prior, rng)
+    if layout.corr_param is not None:  # residual correlation: b at each draw's ρ
+        rho = posterior_arrays(idata, layout.corr_param)
+        beta, b = layout.lmm.draw_conditionals(theta, sigma, beta, rho, rng)
+    else:
+        beta, b = layout.lmm.draw_conditionals(theta, sigma, beta, layout.beta_prior, rng)
     return beta.reshape(nc, nd, design.p), b.reshape(nc, nd, design.q)
 
 
@@ -96,6 +100,8 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
     idata.add_groups(observed_data=obs)
     if "log_likelihood" in idata.groups():
         del idata.log_likelihood
+    if layout.corr_param is not None or design.gram is not None:
+        return idata  # correlated residuals have no pointwise likelihood; a lazy fit has no rows
     if nc * nd * design.n > MAX_LOGLIK_ENTRIES:
         warnings.warn(
             f"log_likelihood not stored: {nc * nd} draws × {design.n} observations exceed "
