@@ -103,9 +103,18 @@ def fit(
                    random_seed=(random_seed, None), sampler=(sampler, "auto"), priors=(priors, None),
                    marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8))
 
+    def sample(spec, design, n_dropped):  # backend="pymc" on the model fit() built
+        from .backends import pymc as pymc_backend
+
+        return pymc_backend.fit(
+            spec, design, n_dropped=n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
+            random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
+            marginalize=marginalize, target_accept=target_accept,
+        )
+
     if is_lazy(data):
         result = fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
-                          df_method, theta0, backend)
+                          df_method, theta0, backend, sample=sample if backend == "pymc" else None)
         result.call = call
         return result
     if df_method == "kenward-roger" and method != "REML":
@@ -123,13 +132,7 @@ def fit(
     spec, design, mf = lmm_model(formula, data, groups, random, method, optimizer, weights, offset,
                                  correlation, df_method, theta0, verbose)
     if backend == "pymc":
-        from .backends import pymc as pymc_backend
-
-        result = pymc_backend.fit(
-            spec, design, n_dropped=mf.n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
-            random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
-            marginalize=marginalize, target_accept=target_accept,
-        )
+        result = sample(spec, design, mf.n_dropped)
     else:
 
         with fit_blas_threads():  # the whole fit, SEs and df included: see linalg.threads

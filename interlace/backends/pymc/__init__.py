@@ -77,6 +77,9 @@ def fit(
             f"fit(backend='pymc') fits Gaussian models; got family {spec.family!r} (use interlace.glmer)"
         )
     marginal = _check_marginalize(marginalize)
+    if design.gram is not None and not marginal:
+        raise ValueError("marginalize=False needs row-level data; a lazy frame is sampled with "
+                         "marginalize=True (the default), from its cross-products")
     if (
         isinstance(target_accept, bool)
         or not isinstance(target_accept, int | float)

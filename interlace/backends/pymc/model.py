@@ -24,6 +24,7 @@ import pytensor.sparse as psparse
 import pytensor.tensor as pt
 
 from ...data.design import DesignMatrices, TermBlock, tril_colwise
+from .columns import ColumnStats, column_stats
 from .marginal import GaussianPrior, MarginalBase, MarginalLMM
 from .op import IntegratedLogpOp, MarginalLogpOp
 from .priors import Prior, PriorSet, sd_key
@@ -126,7 +127,8 @@ def theta_names(design: DesignMatrices) -> list[str]:
 def layout_of(design: DesignMatrices, marginal: bool) -> ModelLayout:
     """Names, dims and coords for ``design`` (no PyMC objects)."""
     labels, groups = _labels(design)
-    coords: dict[str, list] = {FIXED_DIM: list(design.X_names), OBS_DIM: list(range(design.n))}
+    n_obs = 0 if design.gram is not None else design.n  # a lazy fit has no rows to index
+    coords: dict[str, list] = {FIXED_DIM: list(design.X_names), OBS_DIM: list(range(n_obs))}
     terms = []
     group_effect_dims, group_effects = {}, {}
     for g, idx in groups.items():
@@ -177,7 +179,9 @@ def layout_of(design: DesignMatrices, marginal: bool) -> ModelLayout:
 
 def marginal_density(design: DesignMatrices) -> MarginalBase:
     """The level-wise evaluator for one grouping factor, else the general blocked one."""
-    return SingleTermLMM(design) if SingleTermLMM.applies(design) else MarginalLMM(design)
+    if design.gram is None and SingleTermLMM.applies(design):
+        return SingleTermLMM(design)
+    return MarginalLMM(design)
 
 
 def gaussian_beta_prior(design: DesignMatrices, priors: PriorSet) -> GaussianPrior | None:
@@ -215,17 +219,15 @@ class Start:
 def start_values(design: DesignMatrices, priors: PriorSet) -> Start:
     """Sampler starting values: β by weighted least squares on y − offset, σ from its residuals,
     each random-effect SD a fraction of σ (inside the priors' support)."""
-    w = np.ones(design.n) if design.weights is None else design.weights
-    sw = np.sqrt(w)
-    beta = np.linalg.lstsq(design.X * sw[:, None], (design.y - design.offset) * sw, rcond=None)[0]
-    r = (design.y - design.offset - design.X @ beta) * sw
-    sigma = float(np.sqrt(r @ r / max(1, design.n - design.p)))
+    st = column_stats(design)
+    sigma = float(np.sqrt(max(st.rss, 0.0) / max(1, design.n - design.p)))
     if not sigma > 0:
         sigma = 1.0
-    return start_from(design, priors, beta, sigma)
+    return start_from(design, priors, st.beta_ls, sigma, st)
 
 
-def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma: float) -> Start:
+def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma: float,
+               stats: ColumnStats | None = None) -> Start:
     """Start at β (re-expressed at centred predictors when the model centres them) and σ, with
     each random-effect SD half of σ over its column's scale."""
     raw = beta.copy()
@@ -233,12 +235,8 @@ def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma
         raw[priors.intercept] = float(
             beta @ np.where(np.arange(design.p) == priors.intercept, 1.0, priors.x_means)
         )
-    sd = {}
-    for t in design.terms:
-        cols = design.term_columns(t)
-        for c, col in enumerate(t.columns):
-            scale = float(np.std(cols[:, c])) or float(np.sqrt(np.mean(cols[:, c] ** 2))) or 1.0
-            sd[sd_key(t.group, col)] = 0.5 * sigma / scale
+    z_scales = (stats or column_stats(design)).z_scales
+    sd = {sd_key(t.group, c): 0.5 * sigma / z_scales[(t.group, c)] for t in design.terms for c in t.columns}
     return Start(beta_raw=raw, sigma=sigma, sd=sd)
 
 

@@ -92,6 +92,8 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
         idata.posterior = post.assign(extra)
     else:
         b = flat_b(design, layout, idata)
+    if design.gram is not None:
+        return idata  # a lazy fit has no rows: no observed data, no pointwise likelihood
     obs = xr.Dataset(
         {response: xr.DataArray(design.y, dims=(OBS_DIM,), coords={OBS_DIM: layout.coords[OBS_DIM]})}
     )
@@ -100,8 +102,8 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
     idata.add_groups(observed_data=obs)
     if "log_likelihood" in idata.groups():
         del idata.log_likelihood
-    if layout.corr_param is not None or design.gram is not None:
-        return idata  # correlated residuals have no pointwise likelihood; a lazy fit has no rows
+    if layout.corr_param is not None:
+        return idata  # correlated residuals do not split into pointwise likelihood terms
     if nc * nd * design.n > MAX_LOGLIK_ENTRIES:
         warnings.warn(
             f"log_likelihood not stored: {nc * nd} draws × {design.n} observations exceed "
