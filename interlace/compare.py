@@ -111,12 +111,13 @@ def compare(
     ``names`` is given. ``intervals="profile"`` adds profile intervals for the variance
     parameters of REML fits (slower: it refits by ML and profiles).
     """
+    from .results.bayes_models import PosteriorModelResult
     from .results.lmm import CrossedLMEResult
 
     if not results:
         raise ValueError("compare needs at least one fitted model")
     for i, r in enumerate(results):
-        if not isinstance(r, CrossedLMEResult):
+        if not isinstance(r, CrossedLMEResult | PosteriorModelResult):  # the latter: clmm/coxme posteriors
             raise TypeError(
                 f"argument {i + 1} is not a fitted model from interlace.fit, got {type(r).__name__}"
             )

@@ -179,9 +179,7 @@ def layout_of(design: DesignMatrices, marginal: bool) -> ModelLayout:
 
 def marginal_density(design: DesignMatrices) -> MarginalBase:
     """The level-wise evaluator for one grouping factor, else the general blocked one."""
-    if design.gram is None and SingleTermLMM.applies(design):
-        return SingleTermLMM(design)
-    return MarginalLMM(design)
+    return SingleTermLMM(design) if SingleTermLMM.applies(design) else MarginalLMM(design)
 
 
 def gaussian_beta_prior(design: DesignMatrices, priors: PriorSet) -> GaussianPrior | None:
