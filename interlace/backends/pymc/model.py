@@ -10,6 +10,8 @@ independent scales). lme4's θ follows as T_t = L_t / σ.
   (θ, σ, β) only; b is drawn afterwards, exactly, per posterior draw. When every fixed-effect
   prior is Normal (the default) β is integrated out as well (:class:`~.op.IntegratedLogpOp`):
   NUTS moves in (θ, σ) and β | θ, σ, y is drawn exactly before b.
+- a residual correlation structure (AR1, compound symmetry; GLS without terms): the marginal
+  density of the whitened problem, with the correlation parameter sampled too (:mod:`.correlated`).
 - ``marginal=False``: non-centred b_t = z_t L_t' with z ~ N(0, 1), μ = Xβ + offset + Z b via a
   pytensor sparse product, y ~ N(μ, σ²/w).
 """

@@ -101,6 +101,9 @@ def fit_clmm_pymc(formula: str, design: DesignMatrices, keep: list[int], y: np.n
     t0 = time.perf_counter()
     lk = get_link(link)
     d = dataclasses.replace(design, X=design.X[:, keep], X_names=[design.X_names[j] for j in keep])
+    if priors is not None and not isinstance(priors, dict):
+        raise TypeError(f"priors= must be a dict such as {{'thresholds': Prior('Normal', mu=0, sigma=5)}}, "
+                        f"got {priors!r}")
     user = dict(priors or {})
     th_prior = _check_prior("thresholds", user.pop("thresholds", Prior("Normal", mu=0.0, sigma=10.0)),
                             positive=False)

@@ -6,7 +6,9 @@
   the non-centred model has.
 - ``observed_data``: the response. ``log_likelihood``: the pointwise conditional log-density
   log N(yᵢ | xᵢ'β + zᵢ'b + oᵢ, σ²/wᵢ) per draw, so ``az.loo``/``az.waic`` work (the usual
-  conditional LOO of a hierarchical model, as bambi reports it).
+  conditional LOO of a hierarchical model, as bambi reports it). Not stored with a residual
+  correlation structure (the density does not split into independent terms) nor for a lazy
+  frame (no rows), which has no ``observed_data`` either.
 """
 
 from __future__ import annotations
