@@ -282,7 +282,8 @@ def test_lazy_pymc_fit_equals_the_eager_one():
     # the eager path computes the same likelihood by another summation order: the draws follow
     # the same trajectories up to the rounding NUTS' adaptation amplifies (~1e-4 here)
     assert np.all(np.abs(lazy.fe_params - eager.fe_params) < 0.1 * eager.fe_bse)
-    np.testing.assert_allclose(lazy.variance_draws.mean(), eager.variance_draws.mean(), rtol=0.02)
+    v_lazy, v_eager = lazy.variance_draws, eager.variance_draws
+    assert np.all(np.abs(v_lazy.mean() - v_eager.mean()) < 0.2 * v_eager.std())
     assert lazy.nobs == eager.nobs and lazy.optimizer_info["sampler"] == eager.optimizer_info["sampler"]
 
 
