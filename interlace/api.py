@@ -107,9 +107,18 @@ def fit(
                    marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8),
                    progressbar=(progressbar, True))
 
+    def sample(spec, design, n_dropped):  # backend="pymc" on the model fit() built
+        from .backends import pymc as pymc_backend
+
+        return pymc_backend.fit(
+            spec, design, n_dropped=n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
+            random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
+            marginalize=marginalize, target_accept=target_accept,
+        )
+
     if is_lazy(data):
         result = fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
-                          df_method, theta0, backend)
+                          df_method, theta0, backend, sample=sample if backend == "pymc" else None)
         result.call = call
         return result
     if df_method == "kenward-roger" and method != "REML":
@@ -127,13 +136,7 @@ def fit(
     spec, design, mf = lmm_model(formula, data, groups, random, method, optimizer, weights, offset,
                                  correlation, df_method, theta0, verbose)
     if backend == "pymc":
-        from .backends import pymc as pymc_backend
-
-        result = pymc_backend.fit(
-            spec, design, n_dropped=mf.n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
-            random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
-            marginalize=marginalize, target_accept=target_accept,
-        )
+        result = sample(spec, design, mf.n_dropped)
     else:
 
         with fit_blas_threads():  # the whole fit, SEs and df included: see linalg.threads
@@ -222,27 +225,56 @@ def glmer(
     return result
 
 
+def _sampler_arguments(backend, **given) -> dict | None:
+    """The PyMC sampler's arguments for backend='pymc' (None for 'reml', refusing any given)."""
+    backend = _choice("backend", backend, BACKENDS)
+    defaults = {"draws": 1000, "tune": 1000, "chains": 4, "cores": None, "random_seed": None,
+                "progressbar": True, "sampler": "nutpie", "priors": None, "target_accept": 0.8}
+    _refuse_unused(backend, **{k: (v, defaults[k]) for k, v in given.items() if k != "progressbar"})
+    return given if backend == "pymc" else None
+
+
 def clmm(
     formula: str,
     data,
     groups: str | list[str] | None = None,
     random: list[str] | None = None,
     link: str = "logit",
+    backend: str = "reml",
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int | None = None,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    sampler: str = "nutpie",
+    priors: dict | None = None,
+    target_accept: float = 0.8,
 ):
     """Cumulative link mixed model with random intercepts (R's ``ordinal::clmm``, Laplace).
 
     P(y ≤ j | b) = F(α_j − x'β − z'b), F the logistic, normal, complementary log-log or log-log
     cdf; one or more ``(1 | g)`` terms, crossed or nested (docs/clmm.md).
     The response is an ordered factor (pandas Categorical, in category order) or sortable
-    values with at least three levels.
+    values with at least three levels. ``backend="pymc"`` samples the same model with NUTS
+    (docs/pymc.md); the keyword-only arguments configure the sampler as in :func:`fit`.
     """
     from .ordinal import fit_clmm_formula
 
-    return fit_clmm_formula(formula, data, groups=groups, random=random, link=link)
+    kw = _sampler_arguments(backend, draws=draws, tune=tune, chains=chains, cores=cores,
+                            random_seed=random_seed, progressbar=progressbar, sampler=sampler,
+                            priors=priors, target_accept=target_accept)
+    if kw is None:
+        return fit_clmm_formula(formula, data, groups=groups, random=random, link=link)
+    return fit_clmm_formula(formula, data, groups=groups, random=random, link=link, sampler=kw)
 
 
 def coxme(formula: str, data, groups: str | list[str] | None = None, random: list[str] | None = None,
-          ties: str = "efron", sparse: tuple[int, float] | None = (50, 0.02)):
+          ties: str = "efron", sparse: tuple[int, float] | None = (50, 0.02), backend: str = "reml", *,
+          draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
+          random_seed: int | None = None, progressbar: bool = True, sampler: str = "nutpie",
+          priors: dict | None = None, target_accept: float = 0.8):
     """Cox proportional hazards model with Gaussian random effects (Therneau's ``coxme``).
 
     ``formula`` is ``"Surv(time, status) ~ x + strata(s) + (1 | g)"``; ``status`` is 1 (or 2, or
@@ -250,7 +282,17 @@ def coxme(formula: str, data, groups: str | list[str] | None = None, random: lis
     β and the random effects maximise the penalized partial likelihood; the variances maximise
     its Laplace approximation. ``ties`` and ``sparse`` are coxme's ``ties`` and
     ``coxme.control(sparse=)`` (None: the exact Hessian). See docs/coxme.md.
+    ``backend="pymc"`` samples the same model with NUTS, the partial likelihood as its data
+    term (docs/pymc.md); ``sparse`` is then refused and the keyword-only arguments configure the
+    sampler as in :func:`fit`.
     """
     from .survival import fit_coxme_formula
 
-    return fit_coxme_formula(formula, data, groups=groups, random=random, ties=ties, sparse=sparse)
+    kw = _sampler_arguments(backend, draws=draws, tune=tune, chains=chains, cores=cores,
+                            random_seed=random_seed, progressbar=progressbar, sampler=sampler,
+                            priors=priors, target_accept=target_accept)
+    if kw is not None and sparse != (50, 0.02):
+        raise ValueError("sparse= tunes the Laplace fit's Hessian and has no meaning for backend='pymc'; "
+                         "drop it, or use backend='reml'")
+    return fit_coxme_formula(formula, data, groups=groups, random=random, ties=ties, sparse=sparse,
+                             sampler=kw)

@@ -170,11 +170,12 @@ def compare(
     profile intervals (``"profile"``: slower, it refits by ML and profiles) or none (``"none"``).
     """
     from .results.base import FitResult
+    from .results.bayes_models import PosteriorModelResult
 
     if not results:
         raise ValueError("compare needs at least one fitted model")
     for i, r in enumerate(results):
-        if not isinstance(r, FitResult):
+        if not isinstance(r, FitResult | PosteriorModelResult):  # the latter: clmm/coxme posteriors
             raise TypeError(
                 f"argument {i + 1} is not a fitted model (interlace.fit, glmer, clmm or coxme), "
                 f"got {type(r).__name__}"

@@ -24,8 +24,10 @@ from .results.ordinal import OrdinalResult
 __all__ = ["fit_clmm_formula"]
 
 
-def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "logit") -> OrdinalResult:
-    """Fit ``interlace.clmm``'s model (see its docstring); raises ValueError/KeyError on bad input."""
+def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "logit",
+                     sampler: dict | None = None) -> OrdinalResult:
+    """Fit ``interlace.clmm``'s model (see its docstring); raises ValueError/KeyError on bad input.
+    ``sampler`` (the PyMC sampler's arguments) samples the posterior on the same design instead."""
     if link not in CUMULATIVE_LINKS:
         raise ValueError(f"link must be one of {list(CUMULATIVE_LINKS)} for clmm, got {link!r}")
     fixed, terms = model_terms(formula, groups, random)
@@ -71,6 +73,13 @@ def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "
     design = build_design(spec, coded, input_namespace=mf.native_namespace)
     keep = [j for j, c in enumerate(design.X_names) if c != "(Intercept)"]
     y = np.asarray(codes, dtype=np.int64)
+    if sampler is not None:
+        from .backends.pymc import require_pymc
+
+        require_pymc('clmm(backend="pymc")')
+        from .backends.pymc.ordinal import fit_clmm_pymc
+
+        return fit_clmm_pymc(formula, design, keep, y, levels, link, mf.n_dropped, **sampler)
     with fit_blas_threads():  # one BLAS thread for the small dense blocks (see linalg.threads)
         est = fit_clmm(design.X[:, keep], y, design, len(levels), link)
     return OrdinalResult(

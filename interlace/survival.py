@@ -149,13 +149,16 @@ def _check_random(terms: list[RandomTerm]) -> None:
 
 
 def fit_coxme_formula(formula: str, data, groups=None, random=None, ties: str = "efron",
-                      sparse: tuple[int, float] | None = (50, 0.02)) -> SurvivalResult:
-    """The work of :func:`interlace.coxme` (see there), with BLAS on one thread."""
+                      sparse: tuple[int, float] | None = (50, 0.02), sampler: dict | None = None):
+    """The work of :func:`interlace.coxme` (see there), with BLAS on one thread; ``sampler``
+    (the PyMC sampler's arguments) samples the posterior on the same design instead."""
+    if sampler is not None:
+        return _fit(formula, data, groups, random, ties, sparse, sampler)
     with fit_blas_threads():
         return _fit(formula, data, groups, random, ties, sparse)
 
 
-def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
+def _fit(formula, data, groups, random, ties, sparse, sampler=None) -> SurvivalResult:
 
     if ties not in ("efron", "breslow"):
         raise ValueError(f"ties must be 'efron' or 'breslow' (coxme's choices), got {ties!r}")
@@ -211,6 +214,14 @@ def _fit(formula, data, groups, random, ties, sparse) -> SurvivalResult:
     cterms = [CoxTerm(k=t.k, m=t.m, z_start=t.z_start) for t in design.terms]
     sparse_cols = _sparse_columns(design, terms, sparse, len(frame))
     strata_codes = group_levels(frame, tuple(strata))[1] if strata else None
+    if sampler is not None:
+        from .backends.pymc import require_pymc
+
+        require_pymc('coxme(backend="pymc")')
+        from .backends.pymc.cox import fit_coxme_pymc
+
+        return fit_coxme_pymc(formula, design, keep, time, status, strata_codes, ties, mf.n_dropped,
+                              **sampler)
     offset = design.offset if np.any(design.offset != 0) else None
     est = fit_coxme(X, design.Z, cterms, time, status, strata=strata_codes, offset=offset, ties=ties,
                     sparse_cols=sparse_cols)

@@ -86,7 +86,7 @@ def test_lazy_with_categorical_fixed_effects_and_missing_rows():
     [
         ({"correlation": interlace.AR1(time="Days", group="Subject")}, ValueError, "row-level"),
         ({"df_method": "kenward-roger"}, ValueError, "row-level"),
-        ({"backend": "pymc"}, ValueError, "reml"),
+        ({"backend": "pymc", "marginalize": False}, ValueError, "row-level"),
         ({"formula": "Reaction ~ log(Days + 1)"}, ValueError, "plain column"),
         ({"formula": "Reaction ~ Nope"}, KeyError, "Nope"),
     ],

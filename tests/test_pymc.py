@@ -387,7 +387,8 @@ def test_bad_priors_are_reported(reml, priors, err, match):
         ({"marginalize": "yes"}, ValueError, "marginalize"),
         ({"target_accept": 1.5}, ValueError, "target_accept"),
         ({"progressbar": "no"}, TypeError, "progressbar"),
-        ({"correlation": interlace.AR1(time="Days", group="Subject")}, ValueError, "correlation"),
+        ({"correlation": interlace.AR1(time="Days", group="Subject"), "marginalize": False}, ValueError,
+         "correlation"),
     ],
 )
 def test_bad_sampling_arguments_are_reported(sleep, kwargs, err, match):

@@ -101,8 +101,6 @@ def test_pymc_glmm_bad_input():
     df = _poisson_data()
     with pytest.raises(ValueError, match="nAGQ applies to backend='reml'"):
         interlace.glmer("y ~ x", df, "poisson", groups="g", backend="pymc", nAGQ=5, **FAST)
-    with pytest.raises(ValueError, match="weights only as binomial trials"):
-        interlace.glmer("y ~ x", df, "poisson", groups="g", backend="pymc", weights=np.ones(len(df)), **FAST)
     with pytest.raises(KeyError, match="unknown key 'sigma'"):
         interlace.glmer("y ~ x", df, "poisson", groups="g", backend="pymc",
                         priors={"sigma": interlace.Prior("HalfNormal", sigma=1)}, **FAST)

@@ -287,7 +287,7 @@ def test_one_interval_spelling(data):
         assert {"lower", "upper"} <= set(table.columns), what
         assert not any("%" in str(c) or "CL" in str(c) for c in table.columns), what
     stats = set(interlace.compare(m).columns.get_level_values("statistic"))
-    assert stats == {"estimate", "se", "lower", "upper", "interval"}  # interval: which kind (Wald, profile, ...)
+    assert stats == {"estimate", "se", "lower", "upper", "interval"}  # interval: its kind
     wald = m.confint("wald")
     np.testing.assert_allclose(wald.loc[m.fe_params.index, "lower"],
                                m.fe_params - 1.959963984540054 * m.fe_bse, rtol=1e-12)

@@ -12,7 +12,7 @@ __all__ = ["posterior_arrays", "flat_b"]
 def posterior_arrays(idata, name: str) -> np.ndarray:
     """Draws of one posterior variable as (chain·draw, ...)."""
     a = idata.posterior[name].to_numpy()
-    return a.reshape((-1,) + a.shape[2:])
+    return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])  # also for 0-length θ (GLS)
 
 
 def flat_b(design: DesignMatrices, layout, idata) -> np.ndarray:

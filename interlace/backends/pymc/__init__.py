@@ -73,13 +73,14 @@ def fit(
     from .result import make_result
     from .sampling import check_options, diagnostics, run_sampler, warn_if_unconverged
 
-    if design.correlation is not None:
-        raise ValueError("correlation= is not available with backend='pymc'; use backend='reml'")
     if spec.family != "gaussian":
         raise ValueError(
             f"fit(backend='pymc') fits Gaussian models; got family {spec.family!r} (use interlace.glmer)"
         )
     marginal = _check_marginalize(marginalize)
+    if design.gram is not None and not marginal:
+        raise ValueError("marginalize=False needs row-level data; a lazy frame is sampled with "
+                         "marginalize=True (the default), from its cross-products")
     if (
         isinstance(target_accept, bool)
         or not isinstance(target_accept, int | float)
@@ -108,6 +109,7 @@ def fit(
     complete_idata(design, layout, idata, response, rng=ran.pop("after"))
     names = ["beta", "sigma"] + [tl.sd_name for tl in layout.terms]
     names += [tl.corr_name for tl in layout.terms if tl.corr_name is not None]
+    names += [layout.corr_param] if layout.corr_param is not None else []
     diag = diagnostics(idata, names)
     converged = warn_if_unconverged(diag, opts.chains)
     info = {

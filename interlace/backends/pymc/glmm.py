@@ -86,14 +86,18 @@ def build_glmm_model(design: DesignMatrices, family: Family, priors):
             return model, layout
         mu = family.link.pt_inverse(eta)
         if family.name == "poisson":
-            pm.Poisson(name, mu=mu, **obs)
+            dist, kw = pm.Poisson, {"mu": mu}
         elif family.name == "Gamma":
             sigma = priors.sigma.family()("sigma", **priors.sigma.params)
             shape = 1.0 / sigma**2
-            pm.Gamma(name, alpha=shape, beta=shape / mu, **obs)
+            dist, kw = pm.Gamma, {"alpha": shape, "beta": shape / mu}
         else:
             nb_theta = priors.sigma.family()("nb_theta", **priors.sigma.params)
-            pm.NegativeBinomial(name, mu=mu, alpha=nb_theta, **obs)
+            dist, kw = pm.NegativeBinomial, {"mu": mu, "alpha": nb_theta}
+        if design.weights is None:
+            dist(name, **kw, **obs)
+        else:  # prior weights multiply each log-density, Σ wᵢ log f(yᵢ | μᵢ), as the Laplace fit
+            pm.Potential(f"{name}_weighted", pt.sum(w * pm.logp(dist.dist(**kw), design.y)))
     return model, layout
 
 
@@ -104,12 +108,12 @@ def _pointwise_loglik(family: Family, design: DesignMatrices, mu: np.ndarray, ex
     if family.name == "binomial":
         return stats.binom.logpmf(np.round(y * w), np.round(w)[None, :], mu)
     if family.name == "poisson":
-        return stats.poisson.logpmf(y, mu)
+        return w * stats.poisson.logpmf(y, mu)
     if family.name == "Gamma":
         disp = extra[:, None] ** 2
-        return stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp)
+        return w * stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp)
     th = extra[:, None]
-    return stats.nbinom.logpmf(y, th, th / (th + mu))
+    return w * stats.nbinom.logpmf(y, th, th / (th + mu))
 
 
 def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped: int = 0, *,
@@ -118,11 +122,6 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
              priors: dict | None = None, target_accept: float = 0.8,
              plugin_loglik=None) -> PyMCGLMMResult:
     """Sample the GLMM's posterior and summarise it as a GLMMResult (see the module docstring)."""
-    if design.weights is not None and family.name != "binomial":
-        raise ValueError(
-            f"backend='pymc' takes weights only as binomial trials; the {family.name} family needs "
-            "backend='reml' for prior weights"
-        )
     if not 0 < float(target_accept) < 1:
         raise ValueError(f"target_accept must be between 0 and 1, got {target_accept!r}")
     opts = check_options(SamplerOptions(draws=draws, tune=tune, chains=chains, cores=cores,

@@ -93,9 +93,9 @@ class MarginalBase:
     n_theta: int
     _c_const: float
 
-    def _setup(self, design: DesignMatrices) -> None:
-        if design.correlation is not None:
-            raise ValueError("the PyMC backend does not model residual correlation; use backend='reml'")
+    def _setup(self, design: DesignMatrices, whitened: bool = False) -> None:
+        if design.correlation is not None and not whitened:
+            raise ValueError("a residual correlation needs the whitened evaluator (.correlated)")
         self.design = design
         self.n, self.p, self.n_theta = design.n, design.p, design.n_theta
         w = np.ones(design.n) if design.weights is None else design.weights
@@ -220,11 +220,12 @@ def _sym_inverse(L: np.ndarray) -> np.ndarray:
 
 
 class MarginalLMM(MarginalBase):
-    """The general evaluator: any number of terms, on :class:`~..reml.pls.PLSProblem`."""
+    """The general evaluator: any number of terms, on :class:`~..reml.pls.PLSProblem`;
+    ``whiten`` = R^(-1/2) of a residual correlation structure premultiplies the rows."""
 
-    def __init__(self, design: DesignMatrices):
-        self._setup(design)
-        self.problem = PLSProblem(design)
+    def __init__(self, design: DesignMatrices, whiten=None):
+        self._setup(design, whitened=whiten is not None)
+        self.problem = PLSProblem(design, whiten=whiten)
         self._first = design.terms[0] if self.problem.q1 else None
 
     def pieces(self, theta: np.ndarray, gradient: bool = True) -> Pieces:

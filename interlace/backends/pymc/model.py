@@ -10,6 +10,8 @@ independent scales). lme4's θ follows as T_t = L_t / σ.
   (θ, σ, β) only; b is drawn afterwards, exactly, per posterior draw. When every fixed-effect
   prior is Normal (the default) β is integrated out as well (:class:`~.op.IntegratedLogpOp`):
   NUTS moves in (θ, σ) and β | θ, σ, y is drawn exactly before b.
+- a residual correlation structure (AR1, compound symmetry; GLS without terms): the marginal
+  density of the whitened problem, with the correlation parameter sampled too (:mod:`.correlated`).
 - ``marginal=False``: non-centred b_t = z_t L_t' with z ~ N(0, 1), μ = Xβ + offset + Z b via a
   pytensor sparse product, y ~ N(μ, σ²/w).
 """
@@ -24,6 +26,7 @@ import pytensor.sparse as psparse
 import pytensor.tensor as pt
 
 from ...data.design import DesignMatrices, TermBlock, tril_colwise
+from .columns import ColumnStats, column_stats
 from .dense import DenseMarginalLMM
 from .marginal import GaussianPrior, MarginalBase, MarginalLMM
 from .op import IntegratedLogpOp, MarginalLogpOp
@@ -72,6 +75,7 @@ class ModelLayout:
     theta_labels: list[str]
     response: str = "y"
     beta_prior: GaussianPrior | None = None  # set when β is integrated out too
+    corr_param: str | None = None  # "phi" / "rho" of a residual correlation structure
     lmm: MarginalBase | None = field(default=None, repr=False)
 
 
@@ -126,7 +130,8 @@ def theta_names(design: DesignMatrices) -> list[str]:
 def layout_of(design: DesignMatrices, marginal: bool) -> ModelLayout:
     """Names, dims and coords for ``design`` (no PyMC objects)."""
     labels, groups = _labels(design)
-    coords: dict[str, list] = {FIXED_DIM: list(design.X_names), OBS_DIM: list(range(design.n))}
+    n_obs = 0 if design.gram is not None else design.n  # a lazy fit has no rows to index
+    coords: dict[str, list] = {FIXED_DIM: list(design.X_names), OBS_DIM: list(range(n_obs))}
     terms = []
     group_effect_dims, group_effects = {}, {}
     for g, idx in groups.items():
@@ -218,17 +223,15 @@ class Start:
 def start_values(design: DesignMatrices, priors: PriorSet) -> Start:
     """Sampler starting values: β by weighted least squares on y − offset, σ from its residuals,
     each random-effect SD a fraction of σ (inside the priors' support)."""
-    w = np.ones(design.n) if design.weights is None else design.weights
-    sw = np.sqrt(w)
-    beta = np.linalg.lstsq(design.X * sw[:, None], (design.y - design.offset) * sw, rcond=None)[0]
-    r = (design.y - design.offset - design.X @ beta) * sw
-    sigma = float(np.sqrt(r @ r / max(1, design.n - design.p)))
+    st = column_stats(design)
+    sigma = float(np.sqrt(max(st.rss, 0.0) / max(1, design.n - design.p)))
     if not sigma > 0:
         sigma = 1.0
-    return start_from(design, priors, beta, sigma)
+    return start_from(design, priors, st.beta_ls, sigma, st)
 
 
-def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma: float) -> Start:
+def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma: float,
+               stats: ColumnStats | None = None) -> Start:
     """Start at β (re-expressed at centred predictors when the model centres them) and σ, with
     each random-effect SD half of σ over its column's scale."""
     raw = beta.copy()
@@ -236,12 +239,8 @@ def start_from(design: DesignMatrices, priors: PriorSet, beta: np.ndarray, sigma
         raw[priors.intercept] = float(
             beta @ np.where(np.arange(design.p) == priors.intercept, 1.0, priors.x_means)
         )
-    sd = {}
-    for t in design.terms:
-        cols = design.term_columns(t)
-        for c, col in enumerate(t.columns):
-            scale = float(np.std(cols[:, c])) or float(np.sqrt(np.mean(cols[:, c] ** 2))) or 1.0
-            sd[sd_key(t.group, col)] = 0.5 * sigma / scale
+    z_scales = (stats or column_stats(design)).z_scales
+    sd = {sd_key(t.group, c): 0.5 * sigma / z_scales[(t.group, c)] for t in design.terms for c in t.columns}
     return Start(beta_raw=raw, sigma=sigma, sd=sd)
 
 
@@ -297,7 +296,9 @@ def _term_factor(design: DesignMatrices, t: TermBlock, tl: TermLayout, priors: P
 def build_model(design: DesignMatrices, priors: PriorSet, marginal: bool) -> tuple[pm.Model, ModelLayout]:
     """The PyMC model of ``design`` with ``priors``: marginalised or non-centred (see module doc)."""
     layout = layout_of(design, marginal)
-    if marginal:
+    if design.correlation is not None and not marginal:
+        raise ValueError("correlation= with backend='pymc' needs marginalize=True (the default)")
+    if marginal and design.correlation is None:
         layout.beta_prior = gaussian_beta_prior(design, priors)
     start = start_values(design, priors)
     with pm.Model(coords=layout.coords) as model:
@@ -311,8 +312,11 @@ def build_model(design: DesignMatrices, priors: PriorSet, marginal: bool) -> tup
         for t, L in zip(design.terms, chols, strict=True):
             rows, cols = tril_colwise(t.k)
             theta_parts.append(L[rows, cols] / sigma)
-        theta = pm.Deterministic("theta", pt.concatenate(theta_parts), dims=THETA_DIM)
-        if marginal:
+        theta = pt.concatenate(theta_parts) if theta_parts else pt.zeros((0,))
+        theta = pm.Deterministic("theta", theta, dims=THETA_DIM)
+        if design.correlation is not None:
+            _correlated_likelihood(design, layout, theta, sigma, beta)
+        elif marginal:
             lmm = marginal_density(design)
             layout.lmm = lmm
             if layout.beta_prior is None:
@@ -323,6 +327,18 @@ def build_model(design: DesignMatrices, priors: PriorSet, marginal: bool) -> tup
         else:
             _noncentered_likelihood(design, layout, beta, sigma, chols)
     return model, layout
+
+
+def _correlated_likelihood(design: DesignMatrices, layout: ModelLayout, theta, sigma, beta) -> None:
+    """The marginal likelihood with a residual correlation structure (:mod:`.correlated`); its
+    parameter gets a uniform prior on its interval."""
+    from .correlated import CorrelatedLMM, CorrelatedLogpOp
+
+    lmm = CorrelatedLMM(design)
+    layout.lmm, layout.corr_param = lmm, design.correlation.name
+    mid = 0.5 * (lmm.lower + lmm.upper)
+    rho = pm.Uniform(layout.corr_param, lower=lmm.lower, upper=lmm.upper, initval=mid)
+    pm.Potential("marginal_loglik", CorrelatedLogpOp(lmm)(theta, sigma, beta, rho)[0])
 
 
 def _noncentered_likelihood(design: DesignMatrices, layout: ModelLayout, beta, sigma, chols) -> None:

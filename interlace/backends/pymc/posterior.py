@@ -8,7 +8,9 @@
   conditional log-density log N(yᵢ | xᵢ'β + zᵢ'b + oᵢ, σ²/wᵢ) per draw (the usual conditional
   LOO of a hierarchical model, as bambi reports it), and per grouping factor g,
   ``marginal_<g>``: per level, the log-density of its rows with its random effects integrated
-  out (:mod:`.logo`), for leave-one-group-out. ``az.loo(idata, var_name=...)`` picks one.
+  out (:mod:`.logo`), for leave-one-group-out. ``az.loo(idata, var_name=...)`` picks one. Neither is
+  stored with a residual correlation structure (the density does not split into independent
+  terms) nor for a lazy frame (no rows), which has no ``observed_data`` either.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ def _conditional_draws(
     theta = posterior_arrays(idata, "theta")
     sigma = posterior_arrays(idata, "sigma")
     beta = None if layout.beta_prior is not None else posterior_arrays(idata, "beta")
-    beta, b = layout.lmm.draw_conditionals(theta, sigma, beta, layout.beta_prior, rng)
+    if layout.corr_param is not None:  # residual correlation: b at each draw's ρ
+        rho = posterior_arrays(idata, layout.corr_param)
+        beta, b = layout.lmm.draw_conditionals(theta, sigma, beta, rho, rng)
+    else:
+        beta, b = layout.lmm.draw_conditionals(theta, sigma, beta, layout.beta_prior, rng)
     return beta.reshape(nc, nd, design.p), b.reshape(nc, nd, design.q)
 
 
@@ -93,6 +99,8 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
         idata.posterior = post.assign(extra)
     else:
         b = flat_b(design, layout, idata)
+    if design.gram is not None:
+        return idata  # a lazy fit has no rows: no observed data, no pointwise likelihood
     obs = xr.Dataset(
         {response: xr.DataArray(design.y, dims=(OBS_DIM,), coords={OBS_DIM: layout.coords[OBS_DIM]})}
     )
@@ -101,6 +109,8 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
     idata.add_groups(observed_data=obs)
     if "log_likelihood" in idata.groups():
         del idata.log_likelihood
+    if layout.corr_param is not None:
+        return idata  # correlated residuals do not split into pointwise likelihood terms
     if nc * nd * design.n > MAX_LOGLIK_ENTRIES:
         warnings.warn(
             f"log_likelihood not stored: {nc * nd} draws × {design.n} observations exceed "

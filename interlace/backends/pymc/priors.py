@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ...data.design import DesignMatrices
+from .columns import column_stats
 
 __all__ = ["Prior", "PriorSet", "default_priors", "resolve_priors", "POSITIVE_FAMILIES"]
 
@@ -87,14 +88,6 @@ class PriorSet:
     intercept: int | None = None
 
 
-def _scale(x: np.ndarray) -> float:
-    """SD of a column, or its root mean square if it is constant (1 for an intercept)."""
-    s = float(np.std(x))
-    if s <= 1e-12 * max(1.0, float(np.max(np.abs(x)))):
-        s = float(np.sqrt(np.mean(x * x)))
-    return s if s > 0 else 1.0
-
-
 def sd_key(group: str, column: str) -> str:
     """The ``priors=`` key of one random-effect SD: ``"group:column"``."""
     return f"{group}:{column}"
@@ -117,29 +110,25 @@ def _link_scale(design: DesignMatrices, family) -> tuple[float, float, Prior | N
 def default_priors(design: DesignMatrices, family=None) -> PriorSet:
     """The documented weakly informative defaults for ``design`` (see the module docstring);
     ``family`` (an :class:`~interlace.model.families.Family`) for a GLMM."""
-    yc = design.y - design.offset
-    s_y = float(np.std(yc))
+    st = column_stats(design)
+    s_y = st.y_sd
     if not s_y > 0:
-        s_y = max(1.0, float(np.abs(yc).mean()))
-    center_y = float(np.mean(yc))
+        s_y = max(1.0, abs(st.y_mean))  # a constant response
+    center_y = st.y_mean
     sigma_prior, sigma_key = Prior("HalfStudentT", nu=4.0, sigma=s_y), "sigma"
     if family is not None:
         center_y, s_y, sigma_prior, sigma_key = _link_scale(design, family)
-    X = design.X
-    ones = [j for j in range(X.shape[1]) if np.all(X[:, j] == 1.0)]
-    intercept = ones[0] if ones else None
-    means = X.mean(axis=0)
+    intercept, means = st.intercept, st.x_means
     fixed: dict[str, Prior] = {}
     for j, name in enumerate(design.X_names):
         if j == intercept:
             fixed[name] = Prior("Normal", mu=center_y, sigma=2.5 * s_y)
         else:
-            fixed[name] = Prior("Normal", mu=0.0, sigma=2.5 * s_y / _scale(X[:, j]))
+            fixed[name] = Prior("Normal", mu=0.0, sigma=2.5 * s_y / st.x_scales[j])
     sd: dict[str, Prior] = {}
     for t in design.terms:
-        cols = design.term_columns(t)
-        for c, col in enumerate(t.columns):
-            sd[sd_key(t.group, col)] = Prior("HalfNormal", sigma=2.5 * s_y / _scale(cols[:, c]))
+        for col in t.columns:
+            sd[sd_key(t.group, col)] = Prior("HalfNormal", sigma=2.5 * s_y / st.z_scales[(t.group, col)])
     return PriorSet(
         fixed=fixed,
         sigma=sigma_prior,

@@ -45,9 +45,17 @@ def make_result(
             t = design.terms[i]
             b[t.z_start : t.z_start + t.q] = mean[:, col : col + t.k].ravel()
             col += t.k
-    fitted = design.X @ beta + design.Z @ b + design.offset
+    fitted = design.X @ beta + design.Z @ b + design.offset if design.gram is None else None
     lmm = layout.lmm if layout.lmm is not None else marginal_density(design)
-    llf = float(lmm.logp(theta, np.sqrt(scale), beta))
+    var_d = variance_draws(design, theta_d, sigma_d)
+    corr_params = {}
+    if layout.corr_param is not None:  # the correlation parameter sits before σ (variance_names)
+        rho_d = posterior_arrays(idata, layout.corr_param).astype(float)
+        corr_params[layout.corr_param] = float(rho_d.mean())
+        var_d = np.column_stack([var_d[:, :-1], rho_d, var_d[:, -1]])
+        llf = float(lmm.logp(theta, np.sqrt(scale), beta, corr_params[layout.corr_param]))
+    else:
+        llf = float(lmm.logp(theta, np.sqrt(scale), beta)) + 0.5 * sampler_info.get("sum_log_w", 0.0)
     info = FitInfo(
         theta=theta,
         beta=beta,
@@ -57,10 +65,11 @@ def make_result(
         cov_beta=cov_beta,
         fe_df=np.full(design.p, np.inf),
         fitted=fitted,
-        resid=design.y - fitted,
+        resid=None if fitted is None else design.y - fitted,
         converged=converged,
         is_singular=False,
         optimizer_info=dict(sampler_info),
+        correlation_params=corr_params,
     )
     return PyMCResult(
         spec,
@@ -69,7 +78,7 @@ def make_result(
         n_dropped=n_dropped,
         idata=idata,
         beta_draws=beta_d,
-        variance_draws=variance_draws(design, theta_d, sigma_d),
+        variance_draws=var_d,
         diagnostics=diag,
         layout=layout,
     )

@@ -12,12 +12,14 @@ per-level k × k Cholesky factors C_j = L_jL_j' plus the (p + 1)-square Schur co
     Ũ_j = L_j⁻ᵀH_j,   Ξ_j = E_j − D_jTŨ_j,   ∂ℓ/∂T[r, c] = 2 [Σ_j C_j⁻¹T'D_j]_(c, r),
 
 the case "no other terms" of the general formulas, on the same cross-products as the REML
-engine, with batched k × k operations and no q-sized work.
+engine, with batched k × k operations and no q-sized work. A lazy frame's design carries these
+cross-products (``design.gram``) instead of rows; they are read from there.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ...data.design import DesignMatrices
 from . import kernels
@@ -53,13 +55,25 @@ class SingleTermLMM(MarginalBase):
             for t in design.terms:
                 perm.extend(t.z_start + j * t.k + np.arange(t.k))
         self.perm = np.asarray(perm, dtype=np.int64)
-        w = np.ones(design.n) if design.weights is None else design.weights
-        sw = np.sqrt(w)
-        XY = np.column_stack([design.X, design.y - design.offset]) * sw[:, None]
-        Zw = design.Z.multiply(sw[:, None]).tocsc()[:, self.perm]
-        self.Mxy = XY.T @ XY
-        self.E = np.asarray(Zw.T @ XY).reshape(self.m, self.k, self.p + 1)
-        G = (Zw.T @ Zw).tocoo()
+        if design.gram is not None:  # a lazy frame: the same blocks from the cross-products
+            ZtZ, ZtXy, self.Mxy = design.gram
+            L = sp.coo_matrix(ZtZ)  # Z_a'WZ_b for terms a ≥ b (a == b whole): mirror the a > b blocks
+            term = np.zeros(design.q, dtype=np.int64)
+            for i, t in enumerate(design.terms):
+                term[t.z_start : t.z_start + t.q] = i
+            below = term[L.row] > term[L.col]
+            mirror = sp.coo_matrix((L.data[below], (L.col[below], L.row[below])), shape=L.shape)
+            full = (L.tocsc() + mirror.tocsc()).tocsc()
+            self.E = np.asarray(ZtXy)[self.perm].reshape(self.m, self.k, self.p + 1)
+            G = full[self.perm][:, self.perm].tocoo()
+        else:
+            w = np.ones(design.n) if design.weights is None else design.weights
+            sw = np.sqrt(w)
+            XY = np.column_stack([design.X, design.y - design.offset]) * sw[:, None]
+            Zw = design.Z.multiply(sw[:, None]).tocsc()[:, self.perm]
+            self.Mxy = XY.T @ XY
+            self.E = np.asarray(Zw.T @ XY).reshape(self.m, self.k, self.p + 1)
+            G = (Zw.T @ Zw).tocoo()
         D = np.zeros((self.m, self.k, self.k))
         np.add.at(D, (G.row // self.k, G.row % self.k, G.col % self.k), G.data)
         self.D = D

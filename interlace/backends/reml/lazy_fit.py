@@ -52,10 +52,14 @@ def crossproduct_design(
 
 
 def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation, df_method,
-              theta0, backend) -> CrossedLMEResult:
-    """fit() on a lazy frame: aggregate the cross-products where the data live, then fit."""
-    if backend != "reml":
+              theta0, backend, sample=None) -> CrossedLMEResult:
+    """fit() on a lazy frame: aggregate the cross-products where the data live, then fit — or,
+    with ``sample(spec, design, n_dropped)`` (backend='pymc'), sample from them."""
+    if backend != "reml" and sample is None:
         raise ValueError("lazy frames are fitted by backend='reml' only; collect the frame for 'pymc'")
+    if sample is not None and weights is not None:
+        raise ValueError("weights= with a lazy frame is fitted by backend='reml' only (the PyMC priors are "
+                         "scaled by unweighted moments); collect the frame, or use backend='reml'")
     if correlation is not None:
         raise ValueError("correlation= needs row-level data; collect the lazy frame first")
     if df_method == "kenward-roger":
@@ -85,6 +89,8 @@ def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, 
         theta0=None if theta0 is None else tuple(np.asarray(theta0, dtype=float).ravel()),
     )
     design = crossproduct_design(cp.ZtZ, cp.ZtXy, cp.XytXy, cp.terms, cp.X_names, cp.response, cp.n)
+    if sample is not None:
+        return sample(spec, design, cp.n_dropped)
     est = fit_lmm(design, spec)
     est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
     est.fitted = est.resid = None  # no row-level data were collected
