@@ -9,6 +9,7 @@ column by column, in term order.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -32,9 +33,12 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=64)
 def tril_colwise(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a k × k lower triangle, column by column (lme4's θ order)."""
+    """Row and column indices of a k × k lower triangle, column by column (lme4's θ order);
+    cached (read-only arrays): T(θ) is formed at every deviance evaluation."""
     cols, rows = np.triu_indices(k)
+    rows.flags.writeable = cols.flags.writeable = False
     return rows, cols
 
 

@@ -35,13 +35,14 @@ from .glm_kernel import GLMKernel
 from .laplace_grad import LaplaceGradient, has_gradient
 from .lmm import blas_threads
 from .newton import H_SE, fd_derivatives, fd_hessian_from_grad, newton_minimize
-from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
+from .optimize import GRAD_TOL, REL_GTOL, minimize_theta, scaled_grad_norm
 from .pirls import GLMMBlocks, WeightedFactor
 
 __all__ = ["GLMMFit", "LaplaceObjective", "fit_given_family"]
 
 STEP_TOL = 1e-10  # PIRLS stops once the error left in u (and relative in β) is below this
 STAGE1_RHOEND = 1e-3  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
+STAGE1_REL_GTOL = 1e-5  # L-BFGS-B's relative gradient stop in stage 1 when stage 2 follows
 
 
 @dataclass
@@ -314,6 +315,7 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
     opt1 = minimize_theta(
         dev1, theta0, lower, method, value_and_grad=vg1, scale=np.sqrt(levels / levels.max()),
         rhoend=1e-9 if final1 else STAGE1_RHOEND, final_gradient=final1,
+        rel_gtol=REL_GTOL if final1 else STAGE1_REL_GTOL,
     )
     theta = opt1.x
     _, beta, _, f1, _ = obj.pirls(theta, None, joint_factor=True)
@@ -341,7 +343,14 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
                 return obj.laplace_and_grad(x[:nt], x[nt:])
 
     lower2 = np.r_[lower, np.full(beta.size, -np.inf)]
-    res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1), fg=fg2)
+    h_tail = None
+    if fg2 is not None:  # β's block of the first Hessian: 2 R_X'R_X at the stage-1 modes
+        try:
+            h_tail = 2.0 * np.linalg.inv(obj.blocks.beta_cov(f1))
+        except np.linalg.LinAlgError:
+            h_tail = None
+    res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1), fg=fg2,
+                          h_tail=h_tail)
     n_evals += res.n_evals
     x, H, g, msg = res.x, res.hess, res.grad, res.message
     optimizer_ok = res.converged
