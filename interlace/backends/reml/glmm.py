@@ -40,7 +40,7 @@ from .pirls import GLMMBlocks, WeightedFactor
 
 __all__ = ["GLMMFit", "LaplaceObjective", "fit_given_family"]
 
-STEP_TOL = 1e-10  # PIRLS stops once the error left in u (and relative in β) is below this
+STEP_TOL = 1e-9  # PIRLS stops once the error left in u (and relative in β) is below this
 STAGE1_RHOEND = 1e-3  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
 STAGE1_REL_GTOL = 1e-5  # L-BFGS-B's relative gradient stop in stage 1 when stage 2 follows
 
@@ -96,6 +96,7 @@ class LaplaceObjective:
         self.factor: WeightedFactor | None = None
         self.n_factor = 0
         self._grad: LaplaceGradient | None = None
+        self._anchor: tuple | None = None  # (θ, β), û and dû/d(θ, β) there: see anchor()
         self.last: tuple | None = None
         self._cached: tuple | None = None  # the last call's arguments and result
 
@@ -122,6 +123,36 @@ class LaplaceObjective:
             u[t.z_start : t.z_start + t.q] = sla.solve_triangular(T_new, T_old @ blk.T, lower=True).T.ravel()
         return u
 
+    def anchor(self, x: np.ndarray | None, n_theta: int = 0) -> None:
+        """Start PIRLS at (θ, β) near x = (θ, β) (``n_theta`` θ's) on the tangent of the modes,
+        û(x) + (dû/dx)(x' − x), until ``anchor(None)``: for the evaluations of a finite-
+        difference Hessian around x, whose modes are then off by O(h²) instead of O(h).
+
+        With F(u) = Λ'Z'r − u = 0 at û and A = Λ'Z'WZΛ + I (W = −∂r/∂η for a canonical link),
+        dû/dβ_j = −A⁻¹Λ'Z'W X_j and dû/dθ_k = A⁻¹(Λ_k'Z'r − Λ'Z'WZΛ_k û), Λ_k = ∂Λ/∂θ_k = Λ(e_k)
+        (Λ is linear in θ): one solve with the factor at û per parameter."""
+        if x is None:
+            self._anchor = None
+            return
+        theta, beta = np.asarray(x[:n_theta], dtype=float), np.asarray(x[n_theta:], dtype=float)
+        self._anchor = None
+        if not np.isfinite(self.laplace(theta, beta)):
+            return
+        th, u, _, _, W, r, f, joint = self.last
+        if joint:
+            return
+        B, X = self.blocks, self.X
+        J = np.empty((u.size, x.size))
+        zr = B.Z.tmul(r)
+        for k in range(n_theta):
+            e = np.zeros(n_theta)
+            e[k] = 1.0
+            rhs = B.lam.apply(e, zr, transpose=True) - B.lam_t_zt(th, W * B.Z.mul(B.lam.apply(e, u)))
+            J[:, k] = B.solve(f, rhs)[0]
+        for j in range(beta.size):
+            J[:, n_theta + j] = -B.solve(f, B.lam_t_zt(th, W * X[:, j]))[0]
+        self._anchor = (np.r_[th, beta], u.copy(), J)
+
     def _factor(self, theta: np.ndarray, W: np.ndarray, joint: bool) -> WeightedFactor:
         self.n_factor += 1
         return self.blocks.factor(theta, W, joint)
@@ -137,7 +168,11 @@ class LaplaceObjective:
             return self._cached[1]
         B, k, X = self.blocks, self.kernel, self.X
         joint = beta is None
-        u = self._warm_u(theta)
+        if self._anchor is not None and not joint:
+            xa, ua, J = self._anchor
+            u = ua + J @ (np.r_[theta, beta] - xa)
+        else:
+            u = self._warm_u(theta)
         b = self.beta.copy() if joint else np.asarray(beta, dtype=float)
         fixed = X @ b + self.d.offset
         eta = fixed + B.z_lam(theta, u)
@@ -350,7 +385,7 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
         except np.linalg.LinAlgError:
             h_tail = None
     res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1), fg=fg2,
-                          h_tail=h_tail)
+                          h_tail=h_tail, anchor=None if fg2 is None else lambda x: obj.anchor(x, nt))
     n_evals += res.n_evals
     x, H, g, msg = res.x, res.hess, res.grad, res.message
     optimizer_ok = res.converged

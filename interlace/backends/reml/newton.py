@@ -95,37 +95,43 @@ def fd_derivatives(
 def fd_hessian_from_grad(
     fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray, h: np.ndarray, forward: bool = False,
     at_x: tuple[float, np.ndarray] | None = None, h_tail: np.ndarray | None = None,
+    anchor: Callable[[np.ndarray | None], None] | None = None,
 ):
     """(D(x), g, H, evaluations) with an analytic gradient: H's columns are central differences
     of the gradient (2d gradient evaluations; ``forward``: one-sided, d), symmetrized. ``at_x``:
     (D(x), g(x)) when already known. ``h_tail`` (forward only): the trailing block of H,
     given, so that only the leading d − len(h_tail) columns are differenced and the rest of
-    the cross block is taken from them by symmetry."""
+    the cross block is taken from them by symmetry. ``anchor(x)`` is called once the value at
+    x is known and ``anchor(None)`` at the end (the caller may warm-start around x)."""
     n = 0
     if at_x is None:
         at_x = fg(x)
         n = 1
     f0, g = at_x[0], np.asarray(at_x[1], dtype=float)
     d = x.size
+    lead = d if h_tail is None else d - h_tail.shape[0]
     H = np.empty((d, d))
-    if h_tail is not None:
-        lead = d - h_tail.shape[0]
+    if anchor is not None:
+        anchor(x)
+    try:
         for i in range(lead):
             e = np.zeros(d)
             e[i] = h[i]
-            H[:, i] = (fg(x + e)[1] - g) / h[i]
+            if forward:
+                H[:, i] = (fg(x + e)[1] - g) / h[i]
+                n += 1
+            else:
+                H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
+                n += 2
+    finally:
+        if anchor is not None:
+            anchor(None)
+    if h_tail is not None:
         H[:lead, :lead] = 0.5 * (H[:lead, :lead] + H[:lead, :lead].T)
         H[:lead, lead:] = H[lead:, :lead].T
         H[lead:, lead:] = h_tail
-        return f0, g, H, n + lead
-    for i in range(d):
-        e = np.zeros(d)
-        e[i] = h[i]
-        if forward:
-            H[:, i] = (fg(x + e)[1] - g) / h[i]
-        else:
-            H[:, i] = (fg(x + e)[1] - fg(x - e)[1]) / (2 * h[i])
-    return f0, g, 0.5 * (H + H.T), n + (1 if forward else 2) * d
+        return f0, g, H, n
+    return f0, g, 0.5 * (H + H.T), n
 
 
 def _se_units(H: np.ndarray, free: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
@@ -187,6 +193,7 @@ def newton_minimize(
     max_iter: int = 25,
     fg: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
     h_tail: np.ndarray | None = None,
+    anchor: Callable[[np.ndarray | None], None] | None = None,
 ) -> NewtonResult:
     """Minimise f from x0 subject to x ≥ lower by Newton steps with finite-difference derivatives
     (steps ``h0`` for the first Hessian, then :data:`H_SE` standard errors); with ``fg`` (value
@@ -208,7 +215,7 @@ def newton_minimize(
             f0, g, H, n = fd_derivatives(f, x, h, f0, forward=first)
         else:
             f0, g, H, n = fd_hessian_from_grad(fg, x, h, forward=first, at_x=known,
-                                               h_tail=h_tail if quasi and first else None)
+                                               h_tail=h_tail if quasi and first else None, anchor=anchor)
             known = None
         n_evals += n
         if not (np.isfinite(f0) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
