@@ -97,6 +97,7 @@ class LaplaceObjective:
         self.n_factor = 0
         self._grad: LaplaceGradient | None = None
         self._anchor: tuple | None = None  # (θ, β), û and dû/d(θ, β) there: see anchor()
+        self._anchor_rate = np.inf  # the chord's contraction rate in the last anchored evaluation
         self.last: tuple | None = None
         self._cached: tuple | None = None  # the last call's arguments and result
 
@@ -131,6 +132,7 @@ class LaplaceObjective:
         With F(u) = Λ'Z'r − u = 0 at û and A = Λ'Z'WZΛ + I (W = −∂r/∂η for a canonical link),
         dû/dβ_j = −A⁻¹Λ'Z'W X_j and dû/dθ_k = A⁻¹(Λ_k'Z'r − Λ'Z'WZΛ_k û), Λ_k = ∂Λ/∂θ_k = Λ(e_k)
         (Λ is linear in θ): one solve with the factor at û per parameter."""
+        self._anchor_rate = np.inf
         if x is None:
             self._anchor = None
             return
@@ -168,9 +170,13 @@ class LaplaceObjective:
             return self._cached[1]
         B, k, X = self.blocks, self.kernel, self.X
         joint = beta is None
+        rate0 = np.nan  # the chord's contraction rate, where the last evaluations show it
         if self._anchor is not None and not joint:
             xa, ua, J = self._anchor
             u = ua + J @ (np.r_[theta, beta] - xa)
+            # around one anchor the chord factor is the last evaluation's, at a point as far
+            # away as the last one's was: its rate (with a margin) judges the first step too
+            rate0 = 10.0 * self._anchor_rate
         else:
             u = self._warm_u(theta)
         b = self.beta.copy() if joint else np.asarray(beta, dtype=float)
@@ -183,6 +189,7 @@ class LaplaceObjective:
         f = self.factor if self.factor is not None and (self.factor.joint or not joint) else None
         fresh = False
         prev = np.inf
+        last_rho = np.nan
         ratio = self.blocks.factor_to_step_cost
         for _ in range(max_iter):
             if f is None:
@@ -214,9 +221,14 @@ class LaplaceObjective:
                 b = b_t
             u, eta, mu, W, r, pdev = u_t, eta_t, mu_t, W_t, r_t, pd_t
             rho = size / prev if np.isfinite(prev) and prev > 0 else np.nan  # contraction rate
+            rho_c = rho  # for the stopping test: the first chord step of an anchored evaluation
+            if np.isfinite(rho):
+                last_rho = rho
+            elif not fresh and not np.isfinite(prev):
+                rho_c = rate0
             prev = size
             # error left after this step ≈ ρ·size/(1 − ρ) (linear convergence at rate ρ)
-            if size < STEP_TOL or (rho < 0.5 and rho * size < 0.5 * STEP_TOL * (1 - rho)):
+            if size < STEP_TOL or (rho_c < 0.5 and rho_c * size < 0.5 * STEP_TOL * (1 - rho_c)):
                 break
             if fresh:  # a new factor's own contraction shows from the next step on
                 fresh, prev = False, np.inf
@@ -228,6 +240,8 @@ class LaplaceObjective:
                 if chord_steps > ratio + 2:
                     f = None
         f = self._factor(theta, W, joint or joint_factor)
+        if self._anchor is not None and not joint:
+            self._anchor_rate = last_rho if np.isfinite(last_rho) else np.inf
         self.factor = f
         self.u, self._u_theta = u, theta.copy()
         if joint:
