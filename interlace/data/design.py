@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,11 +356,34 @@ def _row_keys(cols: list[np.ndarray]) -> list[tuple | None]:
             for row in zip(*cols, strict=True)]
 
 
-def _keys_per_level(frame: pd.DataFrame, factors: tuple[str, ...], codes: np.ndarray, m: int) -> list[tuple]:
+def _keys_per_level(frame: pd.DataFrame, factors: tuple[str, ...], codes: np.ndarray, m: int) -> Sequence:
     """level_keys of each level, read from its first row (O(levels), not O(rows))."""
     first = np.full(m, -1)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return _row_keys([frame[f].to_numpy()[first].astype(object) for f in factors])
+    return _LazyKeys([frame[f].to_numpy()[first].astype(object) for f in factors])
+
+
+class _LazyKeys(Sequence):
+    """level_keys of the levels' first-row values, formed on first use (only new-data
+    predictions match levels by key, so a fit does not pay for them)."""
+
+    def __init__(self, cols: list[np.ndarray]):
+        self._cols: list[np.ndarray] | None = cols
+        self._keys: list[tuple | None] = []
+
+    def _all(self) -> list[tuple | None]:
+        if self._cols is not None:
+            self._keys, self._cols = _row_keys(self._cols), None
+        return self._keys
+
+    def __getitem__(self, i):
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __eq__(self, other) -> bool:
+        return list(self._all()) == list(other)
 
 
 def _missing(v) -> bool:
