@@ -235,6 +235,9 @@ def _fit(formula, data, groups, random, ties, sparse, sampler=None) -> SurvivalR
         nobs=len(frame), n_events=int(status.sum()), n_dropped=mf.n_dropped, strata=tuple(strata),
         n_strata=0 if strata_codes is None else int(strata_codes.max()) + 1, ties=ties,
         n_sparse=0 if sparse_cols is None else int(sparse_cols.size),
+        converged=est.converged, optimizer_info={"n_evals": est.n_evaluations, "n_newton": est.n_newton,
+                                                 "message": est.message},
+        design=design, b=est.b, x_columns=keep,
     )
 
 

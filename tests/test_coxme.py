@@ -283,3 +283,65 @@ def test_indefinite_sparse_approximation_is_stepped_around():
     ref = case["tight"]
     assert fit.loglik_integrated == pytest.approx(ref["loglik_integrated"], rel=1e-6)
     assert fit.beta[0] == pytest.approx(ref["coef"]["trt"], rel=1e-4)
+
+
+PREDICT = json.loads((EXTRA / "coxme_predict.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", PREDICT, ids=[c["name"] for c in PREDICT])
+def test_predict_matches_r(case):
+    """predict(type="lp"/"risk") as coxme's (tight control; random effects included, uncentred),
+    and Xβ without random effects; newdata = the fitted rows gives the same."""
+    data = _data(case)
+    m = interlace.coxme(case["formula"], data)
+    assert m.converged is True and m.optimizer_info["message"]
+    lp, risk = m.predict(), m.predict(type="risk")
+    assert lp == pytest.approx(case["lp"], rel=1e-4, abs=1e-5)
+    assert risk == pytest.approx(case["risk"], rel=1e-4)
+    assert m.predict(include_re=False) == pytest.approx(case["lp_fixed"], rel=1e-4, abs=1e-7)
+    assert m.predict(re_form="~0") == pytest.approx(case["lp_fixed"], rel=1e-4, abs=1e-7)
+    assert m.predict(newdata=data) == pytest.approx(lp, rel=1e-12, abs=1e-12)
+    assert m.predict(newdata=data, type="risk") == pytest.approx(risk, rel=1e-12)
+
+
+def test_predict_terms_new_levels_and_errors():
+    case = next(c for c in PREDICT if c["name"] == "eortc_two_terms")
+    data = _data(case)
+    m = interlace.coxme(case["formula"], data)
+    b = m.random_effects["centre"]
+    centre_only = m.predict(re_form="~(1 | centre)")
+    expect = m.fe_params["trt"] * data["trt"].to_numpy() + b.loc[data["centre"]].to_numpy()[:, 0]
+    assert centre_only == pytest.approx(expect, rel=1e-12, abs=1e-12)
+    new = data.iloc[:4].assign(centre="unseen")  # a new centre: b = 0 for it (and for centre:trt)
+    assert m.predict(newdata=new) == pytest.approx(m.fe_params["trt"] * new["trt"].to_numpy(), abs=1e-12)
+    with pytest.raises(ValueError, match="type must be 'lp'"):
+        m.predict(type="response")
+    with pytest.raises(ValueError, match="offset= applies to newdata"):
+        m.predict(offset=np.zeros(len(data)))
+
+
+def test_converged_is_reported_honestly():
+    """converged comes from the variance search: True at its criterion, False when it stops
+    before (here: one iteration allowed from a poor start)."""
+    from interlace.backends.reml import coxme as cx
+
+    rats = datasets.load("rats")
+    m = interlace.coxme("Surv(time, status) ~ rx + (1 | litter)", rats)
+    assert m.converged is True
+    rs = RiskSets(rats["time"].to_numpy(float), rats["status"].to_numpy(float))
+    assert rs.n_events == m.n_events
+    codes = pd.factorize(rats["litter"], sort=True)[0]
+    import scipy.sparse as sp
+
+    Z = sp.csr_matrix((np.ones(len(rats)), (np.arange(len(rats)), codes)))
+    prob = cx.PenalizedCox(rats[["rx"]].to_numpy(float), Z, [cx.CoxTerm(k=1, m=100, z_start=0)],
+                           rats["time"].to_numpy(float), rats["status"].to_numpy(float), None, None,
+                           "efron", None)
+    theta, ok, msg = cx._maximize_theta(cx._Objective(prob), np.array([np.log(0.01)]),
+                                        np.array([-18.0]), np.array([9.0]), max_iter=1)
+    assert not ok and "iteration limit" in msg
+    theta, ok, msg = cx._maximize_theta(cx._Objective(prob), np.array([np.log(0.01)]),
+                                        np.array([-18.0]), np.array([9.0]))
+    exact = interlace.coxme("Surv(time, status) ~ rx + (1 | litter)", rats, sparse=None)
+    assert ok and exact.converged is True
+    assert np.exp(theta[0]) == pytest.approx(exact.variance_components["litter"], rel=1e-3)

@@ -9,8 +9,10 @@ column by column, in term order.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +34,12 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=64)
 def tril_colwise(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a k × k lower triangle, column by column (lme4's θ order)."""
+    """Row and column indices of a k × k lower triangle, column by column (lme4's θ order);
+    cached (read-only arrays): T(θ) is formed at every deviance evaluation."""
     cols, rows = np.triu_indices(k)
+    rows.flags.writeable = cols.flags.writeable = False
     return rows, cols
 
 
@@ -208,11 +213,12 @@ def group_levels(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[list[An
             codes = cat.cat.codes.to_numpy()
         else:
             values = col.to_numpy()
-            try:
-                levels = sorted(pd.unique(values))
+            try:  # sorted distinct values and each row's position among them, in one pass
+                codes, uniq = pd.factorize(values, sort=True)
+                levels = list(uniq)
             except TypeError:
                 levels = sorted(pd.unique(values), key=str)
-            codes = pd.Categorical(values, categories=levels).codes
+                codes = pd.Categorical(values, categories=levels).codes
         codes_list.append(np.asarray(codes, dtype=np.int64))
         levels_list.append(levels)
     if len(factors) == 1:
@@ -317,9 +323,17 @@ def evaluate_expr(py_expr: str, frame: pd.DataFrame, where: str, na_action: str 
     return np.asarray(mm, dtype=float)[:, 0]
 
 
+@functools.lru_cache(maxsize=1)
+def _intercept_spec():
+    """formulaic's model spec of ``1`` (it holds no data: it rebuilds a column of ones anywhere)."""
+    return formula_matrix("1", pd.DataFrame(index=range(1)), "1").model_spec
+
+
 def _term_matrix(expr: str, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, list[str], Any]:
     where = f"random term {source!r}"
     text, labels = parse_rhs(expr, where, list(frame.columns))
+    if text.strip() == "1" and not labels:  # (1 | g): the ones column without formulaic's pass
+        return np.ones((len(frame), 1)), ["(Intercept)"], _intercept_spec()
     mm = formula_matrix(text, frame, where)
     names = r_labels([_rename(c) for c in mm.columns], labels)
     if not names:
@@ -334,16 +348,42 @@ def level_keys(frame: pd.DataFrame, factors: tuple[str, ...]) -> list[tuple | No
     categorical columns use their values. lme4 matches levels by value the same way after R
     turns every spelling into a factor of the same labels.
     """
-    cols = [frame[f].astype(object).to_numpy() for f in factors]
+    return _row_keys([frame[f].astype(object).to_numpy() for f in factors])
+
+
+def _row_keys(cols: list[np.ndarray]) -> list[tuple | None]:
     return [None if any(_missing(v) for v in row) else tuple(_key(v) for v in row)
             for row in zip(*cols, strict=True)]
 
 
-def _keys_per_level(frame: pd.DataFrame, factors: tuple[str, ...], codes: np.ndarray, m: int) -> list[tuple]:
+def _keys_per_level(frame: pd.DataFrame, factors: tuple[str, ...], codes: np.ndarray, m: int) -> Sequence:
     """level_keys of each level, read from its first row (O(levels), not O(rows))."""
     first = np.full(m, -1)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return level_keys(frame.iloc[first], factors)
+    return _LazyKeys([frame[f].to_numpy()[first].astype(object) for f in factors])
+
+
+class _LazyKeys(Sequence):
+    """level_keys of the levels' first-row values, formed on first use (only new-data
+    predictions match levels by key, so a fit does not pay for them)."""
+
+    def __init__(self, cols: list[np.ndarray]):
+        self._cols: list[np.ndarray] | None = cols
+        self._keys: list[tuple | None] = []
+
+    def _all(self) -> list[tuple | None]:
+        if self._cols is not None:
+            self._keys, self._cols = _row_keys(self._cols), None
+        return self._keys
+
+    def __getitem__(self, i):
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __eq__(self, other) -> bool:
+        return list(self._all()) == list(other)
 
 
 def _missing(v) -> bool:

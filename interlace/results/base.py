@@ -7,12 +7,12 @@ results of the PyMC backend — derives from :class:`FitResult` and sets in its 
   errors (posterior SDs for a posterior) and covariance, indexed by coefficient name;
 - ``llf`` (the maximised log-likelihood; for a posterior the plug-in value at the posterior
   means, documented there), ``nobs``, ``n_dropped`` (rows dropped for missing values) and
-  ``converged`` (None where the engine does not assess it: coxme today);
+  ``converged`` (None where the engine does not assess it);
 - ``n_params``, which ``aic`` and ``bic`` count.
 
 ``summary()`` returns a :class:`Report`; ``to_frame()`` the tidy fixed-effects table;
-``predict(newdata)`` predictions on the model's scale of interest (the survival model refuses
-new-data predictions with a message; coxme's ``predict`` is not reproduced yet).
+``predict(newdata)`` predictions on the model's scale of interest (coxme's: the linear
+predictor or the relative risk).
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data.frames import to_pandas
 from .base import FitResult, Report
+from .lmm import fitted_random_part, new_linear_predictor
+from .verbs import resolve_re_form
 from .wald import WaldZ
 
 __all__ = ["SurvivalResult"]
@@ -17,7 +20,9 @@ class SurvivalResult(WaldZ, FitResult):
     null log partial likelihoods."""
 
     def __init__(self, *, formula, X_names, beta, cov, terms, loglik, loglik_null, loglik_penalized,
-                 nobs, n_events, n_dropped, strata=(), n_strata=0, ties="efron", n_sparse=0):
+                 nobs, n_events, n_dropped, strata=(), n_strata=0, ties="efron", n_sparse=0,
+                 converged: bool | None = None, optimizer_info: dict | None = None, design=None, b=None,
+                 x_columns: list[int] | None = None):
         self.formula = formula
         self.fe_params = pd.Series(beta, index=X_names, name="estimate", dtype=float)
         self.fe_cov = pd.DataFrame(cov, index=X_names, columns=X_names)
@@ -31,7 +36,12 @@ class SurvivalResult(WaldZ, FitResult):
         self.nobs, self.n_events, self.n_dropped = int(nobs), int(n_events), int(n_dropped)
         self.strata, self.n_strata = tuple(strata), int(n_strata)
         self.ties, self.n_sparse = ties, int(n_sparse)
-        self.converged = None  # the coxme engine does not report a convergence check yet
+        # the variance search's verdict (backends/reml/coxme.py: _maximize_theta)
+        self.converged = None if converged is None else bool(converged)
+        self.optimizer_info = dict(optimizer_info or {})
+        self.design = design
+        self._b = None if b is None else np.asarray(b, dtype=float)
+        self._x_columns = x_columns  # the design's X columns that are coefficients (no intercept)
 
     def term_names(self) -> list[str]:
         """lme4's ``VarCorr`` names: the group, then ``group.1`` … for further terms of a group."""
@@ -66,6 +76,35 @@ class SurvivalResult(WaldZ, FitResult):
             frame = pd.DataFrame(t["b"], index=pd.Index(t["levels"], name=t["group"]), columns=t["columns"])
             out.setdefault(t["group"], []).append(frame)
         return {g: f[0] if len(f) == 1 else pd.concat(f, axis=1) for g, f in out.items()}
+
+    def predict(self, newdata=None, type: str = "lp", include_re: bool = True, re_form=None,
+                offset=None) -> np.ndarray:
+        """The linear predictor η = Xβ + Zb + offset (``type="lp"``) or the relative risk
+        exp(η) (``"risk"``), as coxme's ``predict(fit, type=)``: not centred (coxph centres
+        its predictions, coxme does not), random effects included.
+
+        ``include_re=False`` or ``re_form`` (lme4's ``re.form``: ``NA``/``"~0"`` none,
+        ``"~(1 | g)"`` some terms) leave random effects out. ``newdata`` (which coxme refuses)
+        takes the predictors, grouping columns and offset from new rows; levels not seen in
+        fitting get b = 0. Strata do not enter η (they change only the baseline hazard).
+        """
+        if type not in ("lp", "risk"):
+            raise ValueError(f"type must be 'lp' (linear predictor) or 'risk' (exp(lp)), got {type!r}")
+        d = self.design
+        if d is None or self._b is None:
+            raise ValueError("this result was built without its design, so it cannot predict")
+        terms = resolve_re_form(d, re_form, include_re)
+        beta = np.zeros(d.p)
+        beta[self._x_columns] = self.fe_params.to_numpy()
+        if newdata is None:
+            if offset is not None:
+                raise ValueError("offset= applies to newdata; the fitted rows use the fitted offset")
+            eta = d.X @ beta + d.offset
+            eta = eta + fitted_random_part(d, self._b, d.terms if terms is None else terms)
+        else:
+            frame, _ = to_pandas(newdata)
+            eta = new_linear_predictor(d, frame, beta, self._b, offset=offset, terms=terms)
+        return eta if type == "lp" else np.exp(eta)
 
     @property
     def hazard_ratios(self) -> pd.Series:

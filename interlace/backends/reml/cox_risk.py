@@ -74,6 +74,8 @@ class RiskSets:
         sid = np.cumsum(first) - 1
         self.bfirst = first_block[sid]  # first block of each block's stratum
         self.bnext = np.r_[first_block[1:], nb][sid]  # first block of the next stratum
+        self._later = np.flatnonzero(self.bfirst > 0)
+        self._before = self.bfirst[self._later] - 1
         self.stratum_of_row = sid[self.block]
         d = np.add.reduceat(self.status, self.bstart).astype(np.int64)
         self.pend = np.cumsum(d)
@@ -93,11 +95,9 @@ class RiskSets:
     def risk_sums(self, per_block: np.ndarray) -> np.ndarray:
         """Σ over the blocks of the stratum up to each block (its risk set)."""
         C = np.cumsum(per_block, axis=0)
-        base = self.bfirst - 1
-        out = C.copy()
-        has = base >= 0
-        out[has] -= C[base[has]]
-        return out
+        if self._later.size:  # blocks of later strata: minus the sum up to their stratum's start
+            C[self._later] -= C[self._before]  # (the right side is a copy, taken first)
+        return C
 
     def suffix(self, per_block: np.ndarray) -> np.ndarray:
         """Σ over the blocks at or after each block within its stratum (times ≤ the block's)."""

@@ -60,6 +60,8 @@ class CoxmeFit:
     cov_beta: np.ndarray
     n_evaluations: int
     n_newton: int
+    converged: bool = True  # the variance search met its criterion (see _maximize_theta)
+    message: str = ""
 
 
 def sparse_levels(counts: np.ndarray, n: int, sparse: tuple[int, float] | None, strict: bool) -> np.ndarray:
@@ -78,12 +80,17 @@ class _Objective:
         self.prob = prob
         self.base = prob.info(np.zeros(prob.q + prob.p))
         self.evals = 0
+        self._last: tuple | None = None  # (θ, tol, result) of the latest call
 
     def __call__(self, theta: np.ndarray, tol: float = 1e-12):
+        if self._last is not None and self._last[1] == tol and np.array_equal(self._last[0], theta):
+            return self._last[2]
         Sinv, logdetK = self.prob.penalty(theta)
         inf, ppl, fac = self.prob.maximize(Sinv, self.base, tol)
         self.evals += 1
-        return ppl - 0.5 * logdetK - 0.5 * self.prob.logdet_bb(fac), inf, ppl, fac
+        out = (ppl - 0.5 * logdetK - 0.5 * self.prob.logdet_bb(fac), inf, ppl, fac)
+        self._last = (np.array(theta, dtype=float), tol, out)
+        return out
 
     def tangents(self, theta: np.ndarray, h: float = 1e-4) -> np.ndarray:
         """dĉ/dθ at the base optimum (columns per θ): H dĉ = −(∂K⁻¹/∂θ) b̂ (implicit function)."""
@@ -125,11 +132,15 @@ def _bounds(terms: list[CoxTerm]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                    h: float = 1e-3, gain_tol: float = 1e-9, max_iter: int = 100) -> np.ndarray:
+                    h: float = 1e-3, gain_tol: float = 1e-9, max_iter: int = 100
+                    ) -> tuple[np.ndarray, bool, str]:
     """Trust-region Newton ascent on central finite-difference derivatives, within [lo, hi].
 
     The Hessian's negative is replaced by its absolute eigenvalues where it is not positive
-    definite; parameters held at a bound by the gradient stay out of the step.
+    definite; parameters held at a bound by the gradient stay out of the step. Returns (θ,
+    converged, message): converged when the Newton model is concave on the free parameters and
+    predicts a gain of at most ``gain_tol`` (or every parameter is held at a bound); not when
+    the iterations run out or the trust region shrinks to nothing with a larger gain predicted.
     """
     d = theta.size
     diag = np.isfinite(lo)
@@ -159,14 +170,16 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
             raise ValueError(_INDEFINITE) from None
         free = ~(((theta <= lo) & (g < 0)) | ((theta >= hi) & (g > 0)))
         if not free.any():
-            break
+            return theta, True, "every variance parameter at a bound"
         gf = g[free]
         lam, U = np.linalg.eigh(-H[np.ix_(free, free)])
         concave = bool(np.all(lam > 0))
         lam = np.maximum(np.abs(lam), 1e-8 * max(1.0, float(np.abs(lam).max())))
         full = U @ ((U.T @ gf) / lam)
         if 0.5 * float(gf @ full) <= gain_tol:
-            break
+            if concave:
+                return theta, True, "predicted gain below tolerance"
+            return theta, False, "stationary where the Laplace log-likelihood is not concave"
         norm = float(np.max(np.abs(full)))
         if not concave and norm < radius:  # the model has no maximum: go to the trust boundary
             full, norm = full * (radius / norm), radius
@@ -186,12 +199,15 @@ def _maximize_theta(obj: _Objective, theta: np.ndarray, lo: np.ndarray, hi: np.n
                     radius *= 2
                 theta, f0, obj.base = theta + s, f1, inf1
                 if concave and norm <= radius and pred < 1e-5 and abs(gain - pred) < 0.25 * pred:
-                    return theta  # a full Newton step the model predicted: what is left is O(pred²)
+                    # a full Newton step the model predicted: what is left is O(pred²)
+                    return theta, True, "Newton step converged"
                 break
             radius = min(radius, norm) / 4
-            if radius < 1e-9 or pred <= gain_tol:
-                return theta
-    return theta
+            if pred <= gain_tol:
+                return theta, concave, "predicted gain below tolerance"
+            if radius < 1e-9:
+                return theta, False, "trust region collapsed before the predicted gain was reached"
+    return theta, False, f"iteration limit ({max_iter}) reached"
 
 
 def fit_coxme(
@@ -216,7 +232,7 @@ def fit_coxme(
         obj = _Objective(prob)
         lo, hi = _bounds(terms)
         start = _default_start(terms) if theta0 is None else np.asarray(theta0, dtype=float)
-        theta = _maximize_theta(obj, start, lo, hi)
+        theta, converged, message = _maximize_theta(obj, start, lo, hi)
         ilik, inf, ppl, fac = obj(theta)
         cov_beta = prob.cov_beta(fac)
     covs, at = [], 0
@@ -226,7 +242,7 @@ def fit_coxme(
     return CoxmeFit(
         beta=inf.coef[prob.q :], b=inf.coef[: prob.q], covariances=covs, loglik_integrated=float(ilik),
         loglik_penalized=float(ppl), loglik_null=float(prob.null_loglik), cov_beta=cov_beta,
-        n_evaluations=obj.evals, n_newton=prob.n_info,
+        n_evaluations=obj.evals, n_newton=prob.n_info, converged=converged, message=message,
     )
 
 

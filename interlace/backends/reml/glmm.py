@@ -35,13 +35,14 @@ from .glm_kernel import GLMKernel
 from .laplace_grad import LaplaceGradient, has_gradient
 from .lmm import blas_threads
 from .newton import H_SE, fd_derivatives, fd_hessian_from_grad, newton_minimize
-from .optimize import GRAD_TOL, minimize_theta, scaled_grad_norm
+from .optimize import GRAD_TOL, REL_GTOL, minimize_theta, scaled_grad_norm
 from .pirls import GLMMBlocks, WeightedFactor
 
 __all__ = ["GLMMFit", "LaplaceObjective", "fit_given_family"]
 
-STEP_TOL = 1e-10  # PIRLS stops once the error left in u (and relative in β) is below this
+STEP_TOL = 1e-9  # PIRLS stops once the error left in u (and relative in β) is below this
 STAGE1_RHOEND = 1e-3  # BOBYQA's final radius in stage 1 when stage 2 follows (only a start)
+STAGE1_REL_GTOL = 1e-5  # L-BFGS-B's relative gradient stop in stage 1 when stage 2 follows
 
 
 @dataclass
@@ -95,6 +96,8 @@ class LaplaceObjective:
         self.factor: WeightedFactor | None = None
         self.n_factor = 0
         self._grad: LaplaceGradient | None = None
+        self._anchor: tuple | None = None  # (θ, β), û and dû/d(θ, β) there: see anchor()
+        self._anchor_rate = np.inf  # the chord's contraction rate in the last anchored evaluation
         self.last: tuple | None = None
         self._cached: tuple | None = None  # the last call's arguments and result
 
@@ -121,6 +124,37 @@ class LaplaceObjective:
             u[t.z_start : t.z_start + t.q] = sla.solve_triangular(T_new, T_old @ blk.T, lower=True).T.ravel()
         return u
 
+    def anchor(self, x: np.ndarray | None, n_theta: int = 0) -> None:
+        """Start PIRLS at (θ, β) near x = (θ, β) (``n_theta`` θ's) on the tangent of the modes,
+        û(x) + (dû/dx)(x' − x), until ``anchor(None)``: for the evaluations of a finite-
+        difference Hessian around x, whose modes are then off by O(h²) instead of O(h).
+
+        With F(u) = Λ'Z'r − u = 0 at û and A = Λ'Z'WZΛ + I (W = −∂r/∂η for a canonical link),
+        dû/dβ_j = −A⁻¹Λ'Z'W X_j and dû/dθ_k = A⁻¹(Λ_k'Z'r − Λ'Z'WZΛ_k û), Λ_k = ∂Λ/∂θ_k = Λ(e_k)
+        (Λ is linear in θ): one solve with the factor at û per parameter."""
+        self._anchor_rate = np.inf
+        if x is None:
+            self._anchor = None
+            return
+        theta, beta = np.asarray(x[:n_theta], dtype=float), np.asarray(x[n_theta:], dtype=float)
+        self._anchor = None
+        if not np.isfinite(self.laplace(theta, beta)):
+            return
+        th, u, _, _, W, r, f, joint = self.last
+        if joint:
+            return
+        B, X = self.blocks, self.X
+        J = np.empty((u.size, x.size))
+        zr = B.Z.tmul(r)
+        for k in range(n_theta):
+            e = np.zeros(n_theta)
+            e[k] = 1.0
+            rhs = B.lam.apply(e, zr, transpose=True) - B.lam_t_zt(th, W * B.Z.mul(B.lam.apply(e, u)))
+            J[:, k] = B.solve(f, rhs)[0]
+        for j in range(beta.size):
+            J[:, n_theta + j] = -B.solve(f, B.lam_t_zt(th, W * X[:, j]))[0]
+        self._anchor = (np.r_[th, beta], u.copy(), J)
+
     def _factor(self, theta: np.ndarray, W: np.ndarray, joint: bool) -> WeightedFactor:
         self.n_factor += 1
         return self.blocks.factor(theta, W, joint)
@@ -136,7 +170,15 @@ class LaplaceObjective:
             return self._cached[1]
         B, k, X = self.blocks, self.kernel, self.X
         joint = beta is None
-        u = self._warm_u(theta)
+        rate0 = np.nan  # the chord's contraction rate, where the last evaluations show it
+        if self._anchor is not None and not joint:
+            xa, ua, J = self._anchor
+            u = ua + J @ (np.r_[theta, beta] - xa)
+            # around one anchor the chord factor is the last evaluation's, at a point as far
+            # away as the last one's was: its rate (with a margin) judges the first step too
+            rate0 = 10.0 * self._anchor_rate
+        else:
+            u = self._warm_u(theta)
         b = self.beta.copy() if joint else np.asarray(beta, dtype=float)
         fixed = X @ b + self.d.offset
         eta = fixed + B.z_lam(theta, u)
@@ -147,6 +189,7 @@ class LaplaceObjective:
         f = self.factor if self.factor is not None and (self.factor.joint or not joint) else None
         fresh = False
         prev = np.inf
+        last_rho = np.nan
         ratio = self.blocks.factor_to_step_cost
         for _ in range(max_iter):
             if f is None:
@@ -178,9 +221,14 @@ class LaplaceObjective:
                 b = b_t
             u, eta, mu, W, r, pdev = u_t, eta_t, mu_t, W_t, r_t, pd_t
             rho = size / prev if np.isfinite(prev) and prev > 0 else np.nan  # contraction rate
+            rho_c = rho  # for the stopping test: the first chord step of an anchored evaluation
+            if np.isfinite(rho):
+                last_rho = rho
+            elif not fresh and not np.isfinite(prev):
+                rho_c = rate0
             prev = size
             # error left after this step ≈ ρ·size/(1 − ρ) (linear convergence at rate ρ)
-            if size < STEP_TOL or (rho < 0.5 and rho * size < 0.5 * STEP_TOL * (1 - rho)):
+            if size < STEP_TOL or (rho_c < 0.5 and rho_c * size < 0.5 * STEP_TOL * (1 - rho_c)):
                 break
             if fresh:  # a new factor's own contraction shows from the next step on
                 fresh, prev = False, np.inf
@@ -192,6 +240,8 @@ class LaplaceObjective:
                 if chord_steps > ratio + 2:
                     f = None
         f = self._factor(theta, W, joint or joint_factor)
+        if self._anchor is not None and not joint:
+            self._anchor_rate = last_rho if np.isfinite(last_rho) else np.inf
         self.factor = f
         self.u, self._u_theta = u, theta.copy()
         if joint:
@@ -314,6 +364,7 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
     opt1 = minimize_theta(
         dev1, theta0, lower, method, value_and_grad=vg1, scale=np.sqrt(levels / levels.max()),
         rhoend=1e-9 if final1 else STAGE1_RHOEND, final_gradient=final1,
+        rel_gtol=REL_GTOL if final1 else STAGE1_REL_GTOL,
     )
     theta = opt1.x
     _, beta, _, f1, _ = obj.pirls(theta, None, joint_factor=True)
@@ -341,7 +392,14 @@ def _two_stages(obj: LaplaceObjective, theta0: np.ndarray, lower: np.ndarray, na
                 return obj.laplace_and_grad(x[:nt], x[nt:])
 
     lower2 = np.r_[lower, np.full(beta.size, -np.inf)]
-    res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1), fg=fg2)
+    h_tail = None
+    if fg2 is not None:  # β's block of the first Hessian: 2 R_X'R_X at the stage-1 modes
+        try:
+            h_tail = 2.0 * np.linalg.inv(obj.blocks.beta_cov(f1))
+        except np.linalg.LinAlgError:
+            h_tail = None
+    res = newton_minimize(dev2, np.r_[theta, beta], lower2, _stage2_steps(obj, theta, f1), fg=fg2,
+                          h_tail=h_tail, anchor=None if fg2 is None else lambda x: obj.anchor(x, nt))
     n_evals += res.n_evals
     x, H, g, msg = res.x, res.hess, res.grad, res.message
     optimizer_ok = res.converged

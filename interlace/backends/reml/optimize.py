@@ -75,8 +75,8 @@ class _GradientStop:
     either stops too early on small data or lets the line search churn at the optimum on
     large data."""
 
-    def __init__(self, fg, lower: np.ndarray):
-        self.fg, self.lower = fg, lower
+    def __init__(self, fg, lower: np.ndarray, rel_gtol: float = REL_GTOL):
+        self.fg, self.lower, self.rel_gtol = fg, lower, rel_gtol
         self.last: tuple | None = None
         self.stopped = False
 
@@ -89,7 +89,7 @@ class _GradientStop:
         if self.last is None or not np.array_equal(self.last[0], intermediate_result.x):
             return
         x, v, g = self.last
-        if _projected_grad_norm(g, x, self.lower) <= REL_GTOL * max(1.0, abs(v)):
+        if _projected_grad_norm(g, x, self.lower) <= self.rel_gtol * max(1.0, abs(v)):
             self.stopped = True
             raise StopIteration
 
@@ -147,7 +147,7 @@ def _run(
 
 
 def _run_log(
-    fg, x0: np.ndarray, lower: np.ndarray, maxiter: int, scale: np.ndarray
+    fg, x0: np.ndarray, lower: np.ndarray, maxiter: int, scale: np.ndarray, rel_gtol: float = REL_GTOL
 ) -> tuple[np.ndarray, float, str, bool]:
     """L-BFGS-B on u = s·z, z = log θ for the entries bounded below by 0 (T's diagonal) and
     z = θ elsewhere, s a per-parameter scale.
@@ -175,7 +175,7 @@ def _run_log(
     u0 *= scale
     bounds = [(LOG_FLOOR * s, None) if p else (None, None) for p, s in zip(pos, scale, strict=True)]
     u_lower = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
-    stop = _GradientStop(fgu, u_lower)
+    stop = _GradientStop(fgu, u_lower, rel_gtol)
     res = minimize(
         stop, u0, jac=True, method="L-BFGS-B", bounds=bounds, callback=stop.callback,
         options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-7, "maxcor": 20},
@@ -195,6 +195,7 @@ def minimize_theta(
     scale: np.ndarray | None = None,
     rhoend: float = 1e-9,
     final_gradient: bool = True,
+    rel_gtol: float = REL_GTOL,
 ) -> OptimResult:
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -204,7 +205,8 @@ def minimize_theta(
     symmetric about 0 in each diagonal element: central differences may step below a bound of 0
     safely. ``rhoend`` is BOBYQA's final trust-region radius; without ``final_gradient`` the
     gradient at the optimum (central differences when there is no ``value_and_grad``) is not
-    formed, and ``converged`` is the optimizer's own verdict.
+    formed, and ``converged`` is the optimizer's own verdict. ``rel_gtol``: the log-scale phase
+    stops once the projected gradient is below ``rel_gtol`` · max(1, |f|).
     """
     count = [0]
 
@@ -227,7 +229,7 @@ def minimize_theta(
     if method == "lbfgsb" and fg is not None:
         # log-scale phase, then (near a bound or if it failed) a polish on θ's own scale
         s = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
-        x, fx, msg, ok = _run_log(fg, x0, lower, maxiter, s)
+        x, fx, msg, ok = _run_log(fg, x0, lower, maxiter, s, rel_gtol)
         if not ok or np.any(np.isfinite(lower) & (x < lower + POLISH_BELOW)):
             x2, fx2, msg2, ok2 = _run(f, x, lower, method, maxiter, fg)
             if fx2 <= fx:
