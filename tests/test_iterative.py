@@ -3,10 +3,11 @@
 The iterative solver solves the same REML (or ML) estimating equations as the exact engine; its
 only stochastic error is in the Hutchinson estimates of the trace terms, whose Monte-Carlo
 standard error the fit reports (``optimizer_info['vc_mc_rel_se']``, relative, per variance
-component). Conjugate gradients run to a relative residual of 1e-8 and the fixed point to a
-relative step of 1e-6. So the tolerances below are: variance components within 6 Monte-Carlo
-SEs plus 3e-4 (the exact optimizer's own tolerance on θ); β within 0.02 of its SE; SE(β) within
-1e-3 relative — β̂ and Var(β̂) are exact functions of the variance components.
+component). Conjugate gradients run to a relative residual of 1e-8 (1e-6 for the probes) and
+the fixed point to a relative step of 1e-6. So the tolerances below are: variance components
+within 6 Monte-Carlo SEs plus 3e-4 (the exact optimizer's own tolerance on θ); β within 0.02 of
+its SE; SE(β) within half the largest variance tolerance plus 1e-4 — Var(β̂) = (X'V⁻¹X)⁻¹ is
+homogeneous of degree 1 in the variances, so |δ log SE| ≤ ½ max_k |δ log σ_k²|.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def _assert_close(it, ex):
     assert it.converged
     mc = np.array(list(it.optimizer_info["vc_mc_rel_se"].values()))
     rel = np.abs(_variances(it) / _variances(ex) - 1)
-    np.testing.assert_array_less(rel, np.r_[6 * mc, 0.0] + 3e-4)
+    tol = np.r_[6 * mc, 0.0] + 3e-4
+    np.testing.assert_array_less(rel, tol)
     assert np.all(np.abs(it.fe_params - ex.fe_params) <= 0.02 * ex.fe_bse)
-    np.testing.assert_allclose(it.fe_bse, ex.fe_bse, rtol=1e-3)
+    np.testing.assert_allclose(it.fe_bse, ex.fe_bse, rtol=0.5 * tol.max() + 1e-4)
     assert np.all(np.isinf(it.fe_df)) and np.isnan(it.llf)
 
 

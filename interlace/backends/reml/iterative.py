@@ -46,8 +46,9 @@ __all__ = [
 ]
 
 EXACT_MEMORY_BUDGET = 2 * 1024**3  # bytes: "auto" leaves the exact factor past this estimate
-N_PROBES = 64  # Hutchinson probes for the trace estimates
-CG_RTOL = 1e-8  # relative residual of every CG solve
+N_PROBES = (32, 128, 1_000_000)  # Hutchinson probes: 10⁶/q₂ clipped to [32, 128] (cheap when q₂ is small)
+CG_RTOL = 1e-8  # relative residual of the CG solves for β̂ and b̂
+PROBE_RTOL = 1e-6  # ... and of the probe solves (far below the Monte-Carlo error of the traces)
 TOL = 1e-6  # stop when no θ_k moves by more than TOL relatively
 MAX_ITER = 1000
 SOLVERS = ("auto", "exact", "iterative")
@@ -163,6 +164,7 @@ class IterativeFit:
     converged: bool
     n_iter: int
     cg_iterations: int
+    n_probes: int
     trace_se: np.ndarray  # Monte-Carlo SE of each t_k
     vc_rel_se: np.ndarray  # ≈ Monte-Carlo relative SE of each σ_k²
     message: str
@@ -188,7 +190,9 @@ def fit_iterative(S: sp.csr_matrix, ZtXy: np.ndarray, XytXy: np.ndarray, n: int,
     sys_ = _Schur(S, terms)
     col_term = sys_.col_term
     XtX, Xty, yty = XytXy[:p, :p], XytXy[:p, p], XytXy[p, p]
-    n_probes = N_PROBES if n_probes is None else int(n_probes)
+    if n_probes is None:
+        lo, hi, budget = N_PROBES
+        n_probes = int(np.clip(budget // max(sys_.q2, 1), lo, hi))
     rng = np.random.default_rng(seed)
     V2 = rng.choice([-1.0, 1.0], size=(sys_.q2, n_probes)) if sys_.q2 else np.zeros((0, n_probes))
     theta = np.ones(K) if theta0 is None else np.maximum(np.asarray(theta0, dtype=float), 0.0)
@@ -244,8 +248,8 @@ def fit_iterative(S: sp.csr_matrix, ZtXy: np.ndarray, XytXy: np.ndarray, n: int,
     msg = (f"fixed point converged after {it} iterations" if converged
            else f"fixed point stopped after {MAX_ITER} iterations (last relative step {step:.2e})")
     return IterativeFit(theta=theta, beta=beta, b=lam * u, scale=scale, cov_beta=cov_beta,
-                        converged=converged, n_iter=it, cg_iterations=cg_total, trace_se=t_se,
-                        vc_rel_se=rel_se, message=msg, history=history)
+                        converged=converged, n_iter=it, cg_iterations=cg_total, n_probes=n_probes,
+                        trace_se=t_se, vc_rel_se=rel_se, message=msg, history=history)
 
 
 def _traces(sys_: _Schur, V2: np.ndarray, warm: np.ndarray | None, terms):
@@ -256,7 +260,7 @@ def _traces(sys_: _Schur, V2: np.ndarray, warm: np.ndarray | None, terms):
     t[0] = float(np.sum(1.0 / sys_.a11))
     if sys_.q2 == 0:
         return t, se, None, 0
-    res = block_pcg(sys_.sc_matvec, V2, 1.0 / sys_.diag_sc, X0=warm, rtol=CG_RTOL)
+    res = block_pcg(sys_.sc_matvec, V2, 1.0 / sys_.diag_sc, X0=warm, rtol=PROBE_RTOL)
     if not res.converged:
         raise RuntimeError(f"conjugate gradients did not converge (relative residual {res.max_relres:.2e})")
     W2 = res.X

@@ -7,7 +7,6 @@ import numpy as np
 from ...data.design import DesignMatrices
 from ...model.spec import ModelSpec
 from ...results.lmm import CrossedLMEResult, FitInfo
-from . import iterative
 from .iterative import fit_iterative, gram_from_design
 
 __all__ = ["check_iterative_spec", "fit_iterative_design", "iterative_result"]
@@ -50,7 +49,7 @@ def iterative_result(spec: ModelSpec, design: DesignMatrices, S, ZtXy, XytXy, n:
         is_singular=design.is_singular(est.theta),
         optimizer_info={
             "solver": "iterative", "optimizer": "REML fixed point + preconditioned CG", "n_evals": est.n_iter,
-            "cg_iterations": est.cg_iterations, "message": est.message, "probes": iterative.N_PROBES,
+            "cg_iterations": est.cg_iterations, "message": est.message, "probes": est.n_probes,
             "vc_mc_rel_se": vc_se, "exact": EXACT_PARTS, "estimated": ESTIMATED_PARTS,
             "not_computed": "log-likelihood / REML criterion (llf is NaN), Satterthwaite df (df = ∞)",
         },
