@@ -1,13 +1,14 @@
-"""Fit a large Parquet file without loading it: polars lazy, DuckDB and a local Dask cluster.
+"""Fit a large Parquet file without loading it: polars lazy, DuckDB, a local Dask cluster, PySpark.
 
-python benchmarks/lazy.py [--rows 20000000] [--engines polars dask duckdb] [--out FILE]
+python benchmarks/lazy.py [--rows 20000000] [--engines polars dask duckdb spark] [--out FILE]
 
 Writes a synthetic Parquet file in a child process (subjects x items crossed, a numeric and a
 categorical predictor, seeded), then fits `y ~ x + arm + (1 | subject) + (1 | item)` once per
 engine, each in a fresh Python process: `polars.scan_parquet`, `duckdb.read_parquet` and
-`dask.dataframe.read_parquet` on a `LocalCluster` with 2 workers. Reported: wall time of the
+`dask.dataframe.read_parquet` on a `LocalCluster` with 2 workers, and `spark.read.parquet` in a
+local Spark session (`local[2]`, its JVM started before the clock). Reported: wall time of the
 `interlace.fit` call and the peak resident memory of that (the interlace) process; Dask's
-workers are separate processes and not counted. An eager fit of the same rows is printed for
+workers and Spark's JVM are separate processes and not counted. An eager fit of the same rows is printed for
 comparison when --eager is given (it needs the data in memory).
 """
 
@@ -83,6 +84,15 @@ def fit_one(engine: str, path: str) -> dict:
         with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="6GB") as cluster, Client(cluster):
             t0 = time.perf_counter()
             r = interlace.fit(FORMULA, dd.read_parquet(path), groups=GROUPS)
+    elif engine == "spark":
+        from pyspark.sql import SparkSession
+
+        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+                 .config("spark.driver.memory", "4g").config("spark.sql.shuffle.partitions", "8")
+                 .getOrCreate())
+        spark.sparkContext.setLogLevel("ERROR")
+        t0 = time.perf_counter()
+        r = interlace.fit(FORMULA, spark.read.parquet(path), groups=GROUPS)
     else:  # eager, for comparison
         import polars as pl
 
