@@ -4,6 +4,7 @@
 python benchmarks/scalable.py accuracy   [--rows 300000 --levels 30000 5000]
 python benchmarks/scalable.py target     [--rows 10000000 --levels 1000000 100000]
 python benchmarks/scalable.py coverage   [--reps 200]
+python benchmarks/scalable.py insteval   (lme4's InstEval, exported with Rscript)
 
 Data: y = 1 + 0.5·x1 − 0.3·x2 + a + b + ε, a ~ N(0, 0.8²) over the first factor's levels,
 b ~ N(0, 0.6²) over the second's, ε ~ N(0, 1), levels drawn uniformly per row (a sparse,
@@ -69,6 +70,18 @@ def child(kind: str, path: str, solver: str) -> dict:
     import interlace
 
     warnings.simplefilter("ignore")
+    if kind == "insteval":
+        import pandas as pd
+
+        df = pd.read_csv(path)
+        for c in ("s", "d", "dept", "service"):
+            df[c] = df[c].astype(str)
+        t0 = time.perf_counter()
+        r = interlace.fit("y ~ service", df, random=["(1 | s)", "(1 | d)", "(1 | dept:service)"],
+                          solver=solver)
+        out = summarise(r, time.perf_counter() - t0)
+        out["var"] = {**{k: float(v) for k, v in r.variance_components.items()}, "residual": float(r.scale)}
+        return out
     if kind == "eager":
         import pandas as pd
 
@@ -90,16 +103,28 @@ def run_child(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def accuracy(rows: int, ma: int, mb: int) -> str:
+def accuracy(rows: int, ma: int, mb: int, insteval: bool = False) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(pathlib.Path(tmp) / "acc.parquet")
-        write_parquet(path, rows, ma, mb)
-        ex = run_child("eager", path, "exact")
-        it = run_child("eager", path, "iterative")
-        lz = run_child("lazy", path, "auto")
-    lines = [f"Accuracy, {rows:,} rows, {ma:,} × {mb:,} crossed levels, `{FORMULA} + (1 | a) + (1 | b)`:", "",
-             "| fit | solver | seconds | peak RSS MB | iterations (CG steps) |", "|---|---|---|---|---|"]
-    for name, r in (("DataFrame", ex), ("DataFrame", it), ("polars scan_parquet, solver='auto'", lz)):
+        if insteval:
+            path = str(pathlib.Path(tmp) / "insteval.csv")
+            export = "write.csv(lme4::InstEval, commandArgs(TRUE)[1], row.names=FALSE)"
+            subprocess.run(["Rscript", "-e", export, path], check=True, capture_output=True)
+            runs = [("DataFrame", run_child("insteval", path, "exact")),
+                    ("DataFrame", run_child("insteval", path, "iterative"))]
+            title = ("Accuracy, lme4's InstEval (73,421 rows), "
+                     "`y ~ service + (1 | s) + (1 | d) + (1 | dept:service)`:")
+        else:
+            path = str(pathlib.Path(tmp) / "acc.parquet")
+            write_parquet(path, rows, ma, mb)
+            runs = [("DataFrame", run_child("eager", path, "exact")),
+                    ("DataFrame", run_child("eager", path, "iterative")),
+                    ("polars scan_parquet, solver='auto'", run_child("lazy", path, "auto"))]
+            title = (f"Accuracy, {rows:,} rows, {ma:,} × {mb:,} crossed levels, "
+                     f"`{FORMULA} + (1 | a) + (1 | b)`:")
+    ex, it = runs[0][1], runs[1][1]
+    lines = [title, "", "| fit | solver | seconds | peak RSS MB | iterations (CG steps) |",
+             "|---|---|---|---|---|"]
+    for name, r in runs:
         its = "" if r["iterations"] is None or r["solver"] == "exact" else f"{r['iterations']} ({r['cg']})"
         lines.append(f"| {name} | {r['solver']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {its} |")
     lines += ["", "| quantity | exact | iterative | difference |", "|---|---|---|---|"]
@@ -161,7 +186,7 @@ def coverage(reps: int, rows: int, ma: int, mb: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", nargs="?", choices=["accuracy", "target", "coverage"])
+    ap.add_argument("mode", nargs="?", choices=["accuracy", "target", "coverage", "insteval"])
     ap.add_argument("--rows", type=int)
     ap.add_argument("--levels", type=int, nargs=2)
     ap.add_argument("--reps", type=int, default=200)
@@ -172,6 +197,8 @@ def main() -> None:
         return
     if a.mode == "accuracy":
         print(accuracy(a.rows or 300_000, *(a.levels or (30_000, 5_000))))
+    elif a.mode == "insteval":
+        print(accuracy(0, 0, 0, insteval=True))
     elif a.mode == "target":
         print(target(a.rows or 10_000_000, *(a.levels or (1_000_000, 100_000))))
     else:
