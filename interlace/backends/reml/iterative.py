@@ -50,7 +50,7 @@ N_PROBES = (32, 128, 1_000_000)  # Hutchinson probes: 10⁶/q₂ clipped to [32,
 CG_RTOL = 1e-8  # relative residual of the CG solves for β̂ and b̂
 PROBE_RTOL = 1e-6  # ... and of the probe solves (far below the Monte-Carlo error of the traces)
 TOL = 1e-6  # stop when no θ_k moves by more than TOL relatively
-MAX_ITER = 1000
+MAX_ITER = 500
 SOLVERS = ("auto", "exact", "iterative")
 
 
