@@ -123,7 +123,7 @@ def accuracy(rows: int, ma: int, mb: int, insteval: bool = False) -> str:
             title = (f"Accuracy, {rows:,} rows, {ma:,} × {mb:,} crossed levels, "
                      f"`{FORMULA} + (1 | a) + (1 | b)`:")
     ex, it = runs[0][1], runs[1][1]
-    lines = [title, "", "| fit | solver | seconds (CPU s of the process) | peak RSS MB | iterations (CG steps) |",
+    lines = [title, "", "| fit | solver | seconds (CPU s) | peak RSS MB | iterations (CG steps) |",
              "|---|---|---|---|---|"]
     for name, r in runs:
         its = "" if r["iterations"] is None or r["solver"] == "exact" else f"{r['iterations']} ({r['cg']})"
@@ -158,7 +158,8 @@ def target(rows: int, ma: int, mb: int) -> str:
     return "\n".join([
         f"Target, {rows:,} rows, {ma:,} × {mb:,} crossed levels, 2 covariates, `polars.scan_parquet` "
         f"({size:.0f} MB Parquet), `solver='auto'`:", "",
-        "| solver | seconds (CPU s) | peak RSS MB | iterations (CG steps) | β | SE(β) | SDs (truth 0.8, 0.6, 1) |",
+        "| solver | seconds (CPU s) | peak RSS MB | iterations (CG steps) | β | SE(β) "
+        "| SDs (truth 0.8, 0.6, 1) |",
         "|---|---|---|---|---|---|---|",
         f"| {r['solver']} | {r['seconds']:.0f} ({r.get('cpu_s', float('nan')):.0f}) | {r['peak_mb']:.0f} "
         f"| {r['iterations']} ({r['cg']}) "
