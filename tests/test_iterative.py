@@ -80,11 +80,21 @@ def test_iterative_equals_exact_nested_and_weighted():
         _assert_close(it, ex)
 
 
-def test_iterative_from_a_lazy_frame_equals_the_eager_iterative_fit():
+def test_uncorrelated_scalar_slopes():
+    """(x || b) is two scalar terms on one factor: each observation still has one level per term."""
+    df = _crossed(seed=6)
+    ex = interlace.fit("y ~ x + z", df, random=["(1 | a)", "(x || b)"], solver="exact")
+    it = interlace.fit("y ~ x + z", df, random=["(1 | a)", "(x || b)"], solver="iterative")
+    _assert_close(it, ex)
+    assert len(it.optimizer_info["vc_mc_rel_se"]) == 3
+
+
+@pytest.mark.parametrize("engine", ["polars", "duckdb"])
+def test_iterative_from_a_lazy_frame_equals_the_eager_iterative_fit(engine):
     df = _crossed(seed=2)
+    frame = pl.from_pandas(df).lazy() if engine == "polars" else pytest.importorskip("duckdb").from_df(df)
     eager = interlace.fit("y ~ x + z", df, random=["(1 | a)", "(1 | b)"], solver="iterative")
-    lazy = interlace.fit("y ~ x + z", pl.from_pandas(df).lazy(), random=["(1 | a)", "(1 | b)"],
-                         solver="iterative")
+    lazy = interlace.fit("y ~ x + z", frame, random=["(1 | a)", "(1 | b)"], solver="iterative")
     np.testing.assert_allclose(lazy.fe_params, eager.fe_params, rtol=1e-10)
     np.testing.assert_allclose(lazy.fe_bse, eager.fe_bse, rtol=1e-10)
     np.testing.assert_allclose(lazy.theta, eager.theta, rtol=1e-10)

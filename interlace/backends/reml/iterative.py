@@ -21,7 +21,8 @@ Z'WZ (O(nnz) each):
    point is deterministic): for the first term, tr(A₁₁⁻¹) is exact and only
    tr(Sc⁻¹A₂₁A₁₁⁻²A₁₂) is estimated; for the others, tr(Sc⁻¹)_kk. The Monte-Carlo standard
    error of each t_k is reported, and propagated to the variance components
-   (δσ_k²/σ_k² ≈ δt_k/(m_k − t_k)). Monte-Carlo REML of this kind: Matilainen et al. (2013),
+   (δσ_k²/σ_k² ≈ δt_k/(m_k − t_k), amplified by 1/(1 − ρ_k), ρ_k the fixed point's observed
+   contraction rate for θ_k). Monte-Carlo REML of this kind: Matilainen et al. (2013),
    PLoS ONE 8:e80821.
 
 What is exact: β̂ and Var(β̂) given the variance components, the conditional modes b̂. What is
@@ -242,7 +243,7 @@ def fit_iterative(S: sp.csr_matrix, ZtXy: np.ndarray, XytXy: np.ndarray, n: int,
     scale = r2 / (n - p if reml else n)
     cov_beta = scale * np.linalg.inv(SX)
     cov_beta = 0.5 * (cov_beta + cov_beta.T)
-    rel_se = t_se / np.maximum(m - t, 1e-12)
+    rel_se = t_se / np.maximum(m - t, 1e-12) / (1.0 - _contraction([h[0] for h in history] + [theta]))
     if verbose:
         sys.stderr.write("\n")
     msg = (f"fixed point converged after {it} iterations" if converged
@@ -250,6 +251,22 @@ def fit_iterative(S: sp.csr_matrix, ZtXy: np.ndarray, XytXy: np.ndarray, n: int,
     return IterativeFit(theta=theta, beta=beta, b=lam * u, scale=scale, cov_beta=cov_beta,
                         converged=converged, n_iter=it, cg_iterations=cg_total, n_probes=n_probes,
                         trace_se=t_se, vc_rel_se=rel_se, message=msg, history=history)
+
+
+def _contraction(thetas: list[np.ndarray]) -> np.ndarray:
+    """Per θ_k, the fixed point's rate ρ_k = |Δθ_k(i+1)| / |Δθ_k(i)| over the last steps (≤ 0.99).
+
+    An error δ in one evaluation of the map moves its fixed point by about δ / (1 − ρ), so the
+    Monte-Carlo error of a trace estimate is amplified by that factor in the estimate."""
+    th = np.asarray(thetas)
+    steps = np.abs(np.diff(th, axis=0))
+    rho = np.zeros(th.shape[1])
+    for k in range(th.shape[1]):
+        floor = 1e-5 * max(np.abs(th[-1, k]), 1e-3)  # steps below this are CG-tolerance noise
+        ratios = [steps[i + 1, k] / steps[i, k] for i in range(steps.shape[0] - 1) if steps[i, k] > floor]
+        if ratios:
+            rho[k] = float(np.median(ratios[-3:]))
+    return np.clip(rho, 0.0, 0.99)
 
 
 def _traces(sys_: _Schur, V2: np.ndarray, warm: np.ndarray | None, terms):

@@ -42,7 +42,9 @@ def iterative_result(spec: ModelSpec, design: DesignMatrices, S, ZtXy, XytXy, n:
     if rows:
         fitted = design.X @ est.beta + design.Z @ est.b + design.offset
         resid = design.y - fitted
-    vc_se = {t.group: float(s) for t, s in zip(design.terms, est.vc_rel_se, strict=True)}
+    groups = [t.group for t in design.terms]
+    vc_se = {(t.group if groups.count(t.group) == 1 else f"{t.group} {t.columns[0]}"): float(s)
+             for t, s in zip(design.terms, est.vc_rel_se, strict=True)}
     info = FitInfo(
         theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=float("nan"), cov_beta=est.cov_beta,
         fe_df=np.full(design.p, np.inf), fitted=fitted, resid=resid, converged=est.converged,
