@@ -169,17 +169,19 @@ def lazy_crossproducts(
         g = _aggregate(frame, keys, pairs, log_w=weights is not None)
         _check_pass(g, expect, len(parts) + 2, response_key=f"__s{pairs.index(('1', response))}",
                     square_key=f"__s{pairs.index((response, response))}")
-        part = {c: codes[c].encode(g[c]) for c in keys}
+        part = {c: codes[c].encode(g[c]).astype(np.int32) for c in keys}
         for col in g.columns:
-            if col.startswith("__s") or col in ("__n", "__lw"):
+            if col.startswith("__s") or col == "__lw":
                 part[col] = g[col].to_numpy(dtype=float)
         parts.append(part)
         del g
-    T = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    T = {}  # one column at a time, each slice's copy freed as it is joined
+    for k in list(parts[0]):
+        T[k] = np.concatenate([p.pop(k) for p in parts])
     del parts
     ranks = {c: codes[c].ranks() for c in keys}
     for c in keys:  # codes in the sorted order of each column's values
-        T[c] = ranks[c][0][T[c]]
+        T[c] = ranks[c][0].astype(np.int32)[T[c]]
     return _assemble(T, ranks, pairs, U, term_specs, cat_fixed, num_fixed, fixed_cols, intercept,
                      numeric, response, n, n_total, weights is not None)
 
@@ -286,7 +288,7 @@ def _assemble(T: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fixed, 
         else:
             start = 1 if intercept or any(not numeric[d] for d in fixed_cols[: fixed_cols.index(c)]) else 0
             xcols.extend((f"{c}[T.{lv}]", "1", {c: i}) for i, lv in enumerate(fixed_levels[c]) if i >= start)
-    rows_all = np.ones(len(T["__n"]), dtype=bool)
+    rows_all = np.ones(len(T["__s0"]), dtype=bool)
 
     def mask(*conds: dict) -> np.ndarray | None:
         merged: dict = {}
@@ -315,7 +317,7 @@ def _assemble(T: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fixed, 
         if len(fs) == 1:
             codes, labels = T[fs[0]], list(ranks[fs[0]][1])
         else:
-            combined = np.zeros(len(T["__n"]), dtype=np.int64)
+            combined = np.zeros(len(T["__s0"]), dtype=np.int64)
             for f in fs:
                 combined = combined * len(ranks[f][1]) + T[f]
             present, codes = np.unique(combined, return_inverse=True)
