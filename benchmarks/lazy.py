@@ -5,7 +5,8 @@ python benchmarks/lazy.py [--rows 20000000] [--engines polars dask duckdb spark]
 Writes a synthetic Parquet file in a child process (subjects x items crossed, a numeric and a
 categorical predictor, seeded), then fits `y ~ x + arm + (1 | subject) + (1 | item)` once per
 engine, each in a fresh Python process: `polars.scan_parquet`, `duckdb.read_parquet` and
-`dask.dataframe.read_parquet` on a `LocalCluster` with 2 workers, and `spark.read.parquet` in a
+`dask.dataframe.read_parquet` on a `LocalCluster` with 2 workers (Dask's threaded scheduler
+in the fitting process when `distributed` is not installed), and `spark.read.parquet` in a
 local Spark session (`local[2]`, its JVM started before the clock). Reported: wall time of the
 `interlace.fit` call and the peak resident memory of that (the interlace) process; Dask's
 workers and Spark's JVM are separate processes and not counted. An eager fit of the same rows is printed for
@@ -79,11 +80,16 @@ def fit_one(engine: str, path: str) -> dict:
         r = interlace.fit(FORMULA, con.read_parquet(path), groups=GROUPS)
     elif engine == "dask":
         import dask.dataframe as dd
-        from dask.distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="6GB") as cluster, Client(cluster):
-            t0 = time.perf_counter()
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:  # no `distributed`: Dask's threaded scheduler, inside this process
             r = interlace.fit(FORMULA, dd.read_parquet(path), groups=GROUPS)
+        else:
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="6GB")
+            with cluster, Client(cluster):
+                t0 = time.perf_counter()
+                r = interlace.fit(FORMULA, dd.read_parquet(path), groups=GROUPS)
     elif engine == "spark":
         from pyspark.sql import SparkSession
 

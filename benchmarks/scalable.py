@@ -61,7 +61,7 @@ def summarise(r, seconds: float) -> dict:
         "solver": r.optimizer_info["solver"], "seconds": seconds, "cpu_s": use.ru_utime + use.ru_stime,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "beta": r.fe_params.to_dict(), "se": r.fe_bse.to_dict(),
-        "var": {"a": float(vc["a"]), "b": float(vc["b"]), "residual": float(r.scale)},
+        "var": {**{str(k): float(v) for k, v in vc.items()}, "residual": float(r.scale)},
         "mc_rel_se": r.optimizer_info.get("vc_mc_rel_se"), "iterations": r.optimizer_info.get("n_evals"),
         "cg": r.optimizer_info.get("cg_iterations"),
     }
@@ -80,9 +80,7 @@ def child(kind: str, path: str, solver: str) -> dict:
         t0 = time.perf_counter()
         r = interlace.fit("y ~ service", df, random=["(1 | s)", "(1 | d)", "(1 | dept:service)"],
                           solver=solver)
-        out = summarise(r, time.perf_counter() - t0)
-        out["var"] = {**{k: float(v) for k, v in r.variance_components.items()}, "residual": float(r.scale)}
-        return out
+        return summarise(r, time.perf_counter() - t0)
     if kind == "eager":
         import pandas as pd
 
