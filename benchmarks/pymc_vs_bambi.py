@@ -1,14 +1,18 @@
 """Min bulk ESS per second of wall time: interlace's PyMC backend against bambi, same model, same run.
 
-    python benchmarks/pymc_vs_bambi.py [--chains 2] [--draws 1000] [--tune 1000] [--seed 1]
-                                       [--bambi-python PATH] [--repeats 1]
+    python benchmarks/pymc_vs_bambi.py [--case sleepstudy|crossed|all] [--chains 2] [--draws 1000]
+                                       [--tune 1000] [--seed 1] [--bambi-python PATH] [--repeats 1]
+                                       [--sampler nutpie] [--markdown]
 
-The model is sleepstudy ``Reaction ~ Days + (Days | Subject)``. Wall time runs from building the
-model to having the posterior (model construction, compilation and sampling included; library
-imports excluded). ESS is the minimum bulk ESS over the parameters both fits have: fixed
-effects, residual SD, random-effect SDs and the random effects themselves (interlace also has
-the intercept–slope correlation, which bambi does not model; it is included in interlace's
-minimum, never in bambi's).
+Cases: sleepstudy ``Reaction ~ Days + (Days | Subject)`` (180 rows, 18 subjects), and
+``crossed``, a subject × item design with correlated slopes on both factors,
+``y ~ x + (1 + x | subj) + (1 + x | item)`` (30 subjects × 20 items, 600 rows, seeded; see
+benchmarks/designs.py). Wall time runs from building the model to having the posterior (model
+construction, compilation and sampling included; library imports excluded), in a fresh
+interpreter per fit: "cold". ESS is the minimum bulk ESS over the parameters both fits have:
+fixed effects, residual SD, random-effect SDs and the random effects themselves (interlace also
+has the intercept–slope correlations, which bambi does not model; they are included in
+interlace's minimum, never in bambi's).
 
 Each side runs in a fresh interpreter (a subprocess per fit), so both pay the same first-fit
 costs. bambi is a benchmark-only dependency; its plotting dependency arviz-plots 0.8 fails to
@@ -27,7 +31,25 @@ import time
 import warnings
 from pathlib import Path
 
-SLEEP_CSV = Path(__file__).resolve().parent.parent / "interlace" / "datasets" / "sleepstudy.csv"
+HERE = Path(__file__).resolve().parent
+SLEEP_CSV = HERE.parent / "interlace" / "datasets" / "sleepstudy.csv"
+CASES = ("sleepstudy", "crossed")
+
+
+def _case(name: str):
+    """(data, interlace formula, random terms, bambi formula, groups, effects per group)."""
+    import pandas as pd
+
+    if name == "sleepstudy":
+        df = pd.read_csv(SLEEP_CSV)
+        df["Subject"] = df["Subject"].astype(str)
+        return (df, "Reaction ~ Days", ["(Days | Subject)"], "Reaction ~ Days + (Days | Subject)",
+                ["Subject"], ["Days"])
+    sys.path.insert(0, str(HERE))
+    from designs import subject_item_slopes
+
+    d = subject_item_slopes(seed=2, n_subj=30, n_item=20)
+    return d.data, d.formula, d.random, "y ~ x + (1 + x | subj) + (1 + x | item)", ["subj", "item"], ["x"]
 
 
 def _min_ess(idata, var_names: list[str]) -> tuple[float, str]:
@@ -47,36 +69,28 @@ def _min_ess(idata, var_names: list[str]) -> tuple[float, str]:
     return worst, where
 
 
-def run_bambi(chains: int, draws: int, tune: int, seed: int) -> dict:
+def run_bambi(case: str, chains: int, draws: int, tune: int, seed: int) -> dict:
     """Fit the model with bambi (PyMC's NUTS, bambi's defaults); timing starts at bmb.Model."""
     import bambi as bmb
-    import pandas as pd
 
-    df = pd.read_csv(SLEEP_CSV)
-    df["Subject"] = df["Subject"].astype(str)
+    df, _, _, bformula, groups, slopes = _case(case)
     t0 = time.perf_counter()
-    model = bmb.Model("Reaction ~ Days + (Days | Subject)", df)
+    model = bmb.Model(bformula, df)
     idata = model.fit(draws=draws, tune=tune, chains=chains, cores=2, random_seed=seed, progressbar=False)
     seconds = time.perf_counter() - t0
-    names = [
-        "Intercept",
-        "Days",
-        "sigma",
-        "1|Subject_sigma",
-        "Days|Subject_sigma",
-        "1|Subject",
-        "Days|Subject",
-    ]
+    fixed = ["Intercept", *slopes]
+    names = fixed + ["sigma"]
+    for g in groups:
+        names += [f"1|{g}_sigma", f"1|{g}"]
+        names += [f"{x}|{g}{suffix}" for x in slopes for suffix in ("_sigma", "")]
     ess, where = _min_ess(idata, names)
     post = idata.posterior
-    means = {
-        "(Intercept)": float(post["Intercept"].mean()),
-        "Days": float(post["Days"].mean()),
-        "sd_(Intercept)|Subject": float(post["1|Subject_sigma"].mean()),
-        "sd_Days|Subject": float(post["Days|Subject_sigma"].mean()),
-        "sigma": float(post["sigma"].mean()),
-    }
-    div = int(idata.sample_stats["diverging"].sum())
+    means = {"(Intercept)": float(post["Intercept"].mean())}
+    means.update({x: float(post[x].mean()) for x in slopes})
+    for g in groups:
+        means[f"sd_(Intercept)|{g}"] = float(post[f"1|{g}_sigma"].mean())
+        means.update({f"sd_{x}|{g}": float(post[f"{x}|{g}_sigma"].mean()) for x in slopes})
+    means["sigma"] = float(post["sigma"].mean())
     import bambi
 
     return {
@@ -84,21 +98,21 @@ def run_bambi(chains: int, draws: int, tune: int, seed: int) -> dict:
         "min_ess_bulk": ess,
         "worst": where,
         "means": means,
-        "divergences": div,
+        "divergences": int(idata.sample_stats["diverging"].sum()),
         "version": bambi.__version__,
     }
 
 
-def run_interlace(chains: int, draws: int, tune: int, seed: int, sampler: str, marginalize) -> dict:
+def run_interlace(case: str, chains: int, draws: int, tune: int, seed: int, sampler: str,
+                  marginalize) -> dict:
     import interlace
-    from interlace import datasets
 
-    df = datasets.load("sleepstudy")
+    df, formula, random, _, groups, _ = _case(case)
     t0 = time.perf_counter()
     r = interlace.fit(
-        "Reaction ~ Days",
+        formula,
         data=df,
-        random=["(Days | Subject)"],
+        random=random,
         backend="pymc",
         chains=chains,
         draws=draws,
@@ -110,7 +124,7 @@ def run_interlace(chains: int, draws: int, tune: int, seed: int, sampler: str, m
         marginalize=marginalize,
     )
     seconds = time.perf_counter() - t0
-    names = ["beta", "sigma", "sd_Subject", "corr_Subject", "b_Subject"]
+    names = ["beta", "sigma"] + [f"{p}_{g}" for g in groups for p in ("sd", "corr", "b")]
     ess, where = _min_ess(r.idata, names)
     vd = r.variance_draws.mean()
     means = {
@@ -119,33 +133,23 @@ def run_interlace(chains: int, draws: int, tune: int, seed: int, sampler: str, m
     }
     return {
         "seconds": seconds,
+        "sampling_seconds": r.optimizer_info["sampling_seconds"],
         "min_ess_bulk": ess,
         "worst": where,
         "means": means,
         "divergences": r.optimizer_info["divergences"],
-        "sampler": r.optimizer_info["sampler"],
+        "sampler": r.optimizer_info["sampler_version"],
         "marginalized": r.optimizer_info["marginalized"],
         "max_rhat": r.optimizer_info["max_rhat"],
     }
 
 
-def _in_subprocess(python: str, which: str, args: argparse.Namespace, seed: int) -> dict:
+def _in_subprocess(python: str, which: str, case: str, args: argparse.Namespace, seed: int) -> dict:
     """Run one side in a fresh interpreter, so both pay the same first-fit costs."""
     cmd = [
-        python,
-        str(Path(__file__).resolve()),
-        "--only",
-        which,
-        "--chains",
-        str(args.chains),
-        "--draws",
-        str(args.draws),
-        "--tune",
-        str(args.tune),
-        "--seed",
-        str(seed),
-        "--sampler",
-        args.sampler,
+        python, str(Path(__file__).resolve()), "--only", which, "--case", case,
+        "--chains", str(args.chains), "--draws", str(args.draws), "--tune", str(args.tune),
+        "--seed", str(seed), "--sampler", args.sampler,
     ]
     if args.non_centered:
         cmd.append("--non-centered")
@@ -157,13 +161,15 @@ def _in_subprocess(python: str, which: str, args: argparse.Namespace, seed: int)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", choices=[*CASES, "all"], default="all")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--sampler", default="auto")
+    ap.add_argument("--sampler", default="nutpie")
     ap.add_argument("--non-centered", action="store_true", help="interlace without marginalising b")
+    ap.add_argument("--markdown", action="store_true", help="also print a markdown table of all runs")
     ap.add_argument("--bambi-python", default=os.environ.get("BAMBI_PYTHON", sys.executable))
     ap.add_argument("--only", choices=["interlace", "bambi"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "bambi":
         import bambi  # noqa: F401  (library imports stay outside the timed region)
 
-        print(json.dumps(run_bambi(args.chains, args.draws, args.tune, args.seed)))
+        print(json.dumps(run_bambi(args.case, args.chains, args.draws, args.tune, args.seed)))
         return 0
     if args.only == "interlace":
         import importlib.util
@@ -184,37 +190,50 @@ def main(argv: list[str] | None = None) -> int:
         if importlib.util.find_spec("nutpie") is not None:
             import nutpie  # noqa: F401
         marg = False if args.non_centered else "auto"
-        print(json.dumps(run_interlace(args.chains, args.draws, args.tune, args.seed, args.sampler, marg)))
+        print(json.dumps(run_interlace(args.case, args.chains, args.draws, args.tune, args.seed, args.sampler,
+                                       marg)))
         return 0
 
-    rows = []
-    for rep in range(args.repeats):
-        seed = args.seed + rep
-        ours = _in_subprocess(sys.executable, "interlace", args, seed)
-        theirs = _in_subprocess(args.bambi_python, "bambi", args, seed)
-        rows.append((ours, theirs))
-        r_ours = ours["min_ess_bulk"] / ours["seconds"]
-        r_theirs = theirs["min_ess_bulk"] / theirs["seconds"]
-        print(f"run {rep + 1} (seed {seed}), {args.chains} chains x {args.draws} draws, {args.tune} tune")
-        print(
-            f"  interlace ({ours['sampler']}, marginalized={ours['marginalized']}): {ours['seconds']:.2f} s, "
-            f"min bulk ESS {ours['min_ess_bulk']:.0f} ({ours['worst']}), {r_ours:.1f} ESS/s, "
-            f"divergences {ours['divergences']}, max R-hat {ours['max_rhat']:.3f}"
-        )
-        print(
-            f"  bambi {theirs['version']}: {theirs['seconds']:.2f} s, "
-            f"min bulk ESS {theirs['min_ess_bulk']:.0f} "
-            f"({theirs['worst']}), {r_theirs:.1f} ESS/s, divergences {theirs['divergences']}"
-        )
-        print(f"  ratio (interlace / bambi ESS per second): {r_ours / r_theirs:.2f}x")
-        print("  posterior means    interlace      bambi")
-        for k, v in ours["means"].items():
-            print(f"    {k:<24} {v:10.3f} {theirs['means'].get(k, float('nan')):10.3f}")
-    if args.repeats > 1:
-        import statistics
+    import statistics
 
-        ratios = [(o["min_ess_bulk"] / o["seconds"]) / (t["min_ess_bulk"] / t["seconds"]) for o, t in rows]
-        print(f"median ratio over {args.repeats} runs: {statistics.median(ratios):.2f}x")
+    cases = CASES if args.case == "all" else (args.case,)
+    table = []
+    for case in cases:
+        ratios = []
+        for rep in range(args.repeats):
+            seed = args.seed + rep
+            ours = _in_subprocess(sys.executable, "interlace", case, args, seed)
+            theirs = _in_subprocess(args.bambi_python, "bambi", case, args, seed)
+            r_ours = ours["min_ess_bulk"] / ours["seconds"]
+            r_theirs = theirs["min_ess_bulk"] / theirs["seconds"]
+            ratios.append(r_ours / r_theirs)
+            table.append((case, seed, ours, theirs, r_ours, r_theirs))
+            print(f"{case} run {rep + 1} (seed {seed}), {args.chains} chains x {args.draws} draws, "
+                  f"{args.tune} tune")
+            print(
+                f"  interlace ({ours['sampler']}, marginalized={ours['marginalized']}): "
+                f"{ours['seconds']:.2f} s "
+                f"(sampling {ours['sampling_seconds']:.2f} s), min bulk ESS {ours['min_ess_bulk']:.0f} "
+                f"({ours['worst']}), {r_ours:.1f} ESS/s, divergences {ours['divergences']}, "
+                f"max R-hat {ours['max_rhat']:.3f}"
+            )
+            print(
+                f"  bambi {theirs['version']}: {theirs['seconds']:.2f} s, "
+                f"min bulk ESS {theirs['min_ess_bulk']:.0f} "
+                f"({theirs['worst']}), {r_theirs:.1f} ESS/s, divergences {theirs['divergences']}"
+            )
+            print(f"  ratio (interlace / bambi ESS per second): {r_ours / r_theirs:.2f}x")
+            print("  posterior means    interlace      bambi")
+            for k, v in ours["means"].items():
+                print(f"    {k:<24} {v:10.3f} {theirs['means'].get(k, float('nan')):10.3f}")
+        if args.repeats > 1:
+            print(f"{case}: median ratio over {args.repeats} runs: {statistics.median(ratios):.2f}x")
+    if args.markdown:
+        print("\n| case | seed | interlace s | min ESS | ESS/s | bambi s | min ESS | ESS/s | ratio |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for case, seed, o, t, ro, rt in table:
+            print(f"| {case} | {seed} | {o['seconds']:.1f} | {o['min_ess_bulk']:.0f} | {ro:.0f} | "
+                  f"{t['seconds']:.1f} | {t['min_ess_bulk']:.0f} | {rt:.0f} | {ro / rt:.1f}x |")
     return 0
 
 

@@ -12,6 +12,7 @@ from .inference.lrt import anova
 from .inference.power import power
 from .inference.ranova import ranova, step
 from .model.correlation import AR1, CompoundSymmetry
+from .results.bayes_compare import loo_compare
 from .results.lmm import CrossedLMEResult
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "clmm",
     "coxme",
     "anova",
+    "loo_compare",
     "ranova",
     "drop1",
     "step",

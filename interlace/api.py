@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .backends import reml
 from .backends.reml.glmer import fit_glmm
 from .backends.reml.glmm import LaplaceObjective
+from .backends.reml.glmm_engine import make_glmm_result
 from .backends.reml.iterative import SOLVERS, choose_solver, exact_footprint
 from .backends.reml.iterative_fit import check_iterative_spec, fit_iterative_design
 from .backends.reml.lazy_fit import fit_lazy
@@ -16,15 +19,15 @@ from .linalg.threads import fit_blas_threads
 from .model.correlation import AR1, CompoundSymmetry
 from .model.families import get_family
 from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS
-from .results.glmm import GLMMResult
-from .results.lmm import CrossedLMEResult, FitInfo
+from .results.lmm import CrossedLMEResult
+from .results.verbs import data_label
 
 __all__ = ["fit", "glmer", "clmm", "coxme"]
 
 
 _REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast", "solver"}
 _SAMPLER_ONLY = {"draws", "tune", "chains", "cores", "random_seed", "sampler", "priors", "marginalize",
-                 "target_accept"}
+                 "target_accept", "progressbar"}
 
 
 def _refuse_unused(backend: str, **given) -> None:
@@ -78,7 +81,7 @@ def fit(
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "auto",
+    sampler: str = "nutpie",
     priors: dict | None = None,
     marginalize="auto",
     target_accept: float = 0.8,
@@ -98,7 +101,7 @@ def fit(
     traces, for crossed/nested random intercepts with very many levels) or ``"auto"`` (iterative
     only when the exact factor would exceed a memory budget; ``docs/scalable.md``).
     """
-    call = {**locals(), "call_function": fit}  # for result.update()
+    call = {**locals(), "call_function": fit, "data_name": data_label(data, sys._getframe(1))}  # update()
     method = _choice("method", method, METHODS, upper=True)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
@@ -108,8 +111,9 @@ def fit(
                    solver=(solver, "auto"), optimizer=(optimizer, "lbfgsb"), theta0=(theta0, None),
                    verbose=(verbose, False),
                    draws=(draws, 1000), tune=(tune, 1000), chains=(chains, 4), cores=(cores, None),
-                   random_seed=(random_seed, None), sampler=(sampler, "auto"), priors=(priors, None),
-                   marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8))
+                   random_seed=(random_seed, None), sampler=(sampler, "nutpie"), priors=(priors, None),
+                   marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8),
+                   progressbar=(progressbar, True))
 
     if is_lazy(data):
         result = fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
@@ -181,7 +185,7 @@ def glmer(
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "auto",
+    sampler: str = "nutpie",
     priors: dict | None = None,
     target_accept: float = 0.8,
 ):
@@ -199,13 +203,14 @@ def glmer(
     ``backend="pymc"`` samples the same model with NUTS (docs/glmer.md); the keyword-only
     arguments ``draws`` … ``target_accept`` configure the sampler as in :func:`fit`.
     """
-    call = {**locals(), "call_function": glmer}  # for result.update()
+    call = {**locals(), "call_function": glmer, "data_name": data_label(data, sys._getframe(1))}  # update()
     fam = get_family(family, link)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     backend = _choice("backend", backend, BACKENDS)
     _refuse_unused(backend, optimizer=(optimizer, "lbfgsb"), draws=(draws, 1000), tune=(tune, 1000),
                    chains=(chains, 4), cores=(cores, None), random_seed=(random_seed, None),
-                   sampler=(sampler, "auto"), priors=(priors, None), target_accept=(target_accept, 0.8))
+                   sampler=(sampler, "nutpie"), priors=(priors, None), target_accept=(target_accept, 0.8),
+                   progressbar=(progressbar, True))
     if not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
     if not isinstance(fast, bool | np.bool_):
@@ -234,15 +239,8 @@ def glmer(
         return result
     with fit_blas_threads():
         est = fit_glmm(design, fam, nagq=int(nAGQ), optimizer=optimizer, fast=bool(fast))
-    info = FitInfo(
-        theta=est.theta, beta=est.beta, b=est.b, scale=est.scale, llf=-0.5 * est.deviance,
-        cov_beta=est.cov_beta,
-        fe_df=np.full(design.p, np.inf), fitted=est.mu, resid=design.y - est.mu, converged=est.converged,
-        is_singular=est.is_singular,
-        optimizer_info={"optimizer": optimizer, "n_evals": est.n_evals, "message": est.message,
-                        "fast": bool(fast)},
-    )
-    result = GLMMResult(spec, design, info, est.family, est.eta, int(nAGQ), n_dropped=mf.n_dropped)
+    result = make_glmm_result(spec, design, fam, est, int(nAGQ), optimizer, bool(fast),
+                              n_dropped=mf.n_dropped)
     result.call = call
     return result
 
@@ -254,9 +252,10 @@ def clmm(
     random: list[str] | None = None,
     link: str = "logit",
 ):
-    """Cumulative link mixed model with a random intercept (R's ``ordinal::clmm``, Laplace).
+    """Cumulative link mixed model with random intercepts (R's ``ordinal::clmm``, Laplace).
 
-    P(y ≤ j | b) = F(α_j − x'β − b), F the logistic, normal or complementary log-log cdf.
+    P(y ≤ j | b) = F(α_j − x'β − z'b), F the logistic, normal, complementary log-log or log-log
+    cdf; one or more ``(1 | g)`` terms, crossed or nested (docs/clmm.md).
     The response is an ordered factor (pandas Categorical, in category order) or sortable
     values with at least three levels.
     """

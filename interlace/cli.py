@@ -108,7 +108,9 @@ def result_dict(r) -> dict:
         "fixed_effects": fixed,
         "variance_components": vcs,
         "residual_variance": _clean(float(getattr(r, "scale", float("nan")))),
-        "logLik": float(r.llf), "AIC": float(r.aic), "BIC": _clean(float(getattr(r, "bic", float("nan")))),
+        # a posterior has no llf/AIC/BIC (AttributeError): null in the JSON
+        **{key: _clean(float(getattr(r, attr, float("nan"))))
+           for key, attr in (("logLik", "llf"), ("AIC", "aic"), ("BIC", "bic"))},
         "nobs": int(r.nobs), "converged": bool(getattr(r, "converged", True)),
     }
     return out

@@ -1,24 +1,35 @@
-"""Side-by-side estimates of several fits of one model: a table and a forest plot.
+"""Side-by-side estimates of several fitted models: a table and a forest plot.
 
-Rows are the parameters — each term's SDs and correlations, the residual SD ``sigma`` (lme4
-``confint`` names) and the fixed effects — and columns, per fit, the estimate, its standard
-error (a REML fit) or posterior SD (a PyMC fit), and an interval: t-based with the fit's
-denominator df for REML fixed effects, and, for variance parameters, none (``"wald"``, as
-lme4) or the profile-likelihood interval (``intervals="profile"``); equal-tailed posterior
-intervals for a PyMC fit. A REML fit's estimates are the REML estimates; a PyMC fit's are
-posterior means.
+Any fitted model can be compared: LMMs and GLMMs (REML/ML/Laplace), ``clmm``, ``coxme`` and
+posteriors (PyMC). Rows are the parameters — each term's SDs and correlations, the residual SD
+``sigma`` (lme4 ``confint`` names), a family parameter, thresholds (clmm) and the fixed effects
+— and columns, per fit, the estimate, its standard error (posterior SD for a posterior), an
+interval and the interval's kind (``interval``):
+
+- fixed effects: ``"Wald t"`` (an LMM: t quantiles with the fit's denominator df), ``"Wald z"``
+  (GLMM, clmm, coxme), ``"credible"`` (equal-tailed posterior interval);
+- variance parameters of fits with an engine (interlace.fit / glmer): ``"Wald"`` by default
+  (delta method on the SD / correlation scale, :mod:`.inference.varwald`; cheap) or
+  ``"profile"`` (``intervals="profile"``: likelihood-profile intervals, slower); ``"credible"``
+  for a posterior; ``"none"`` where the fit has no interval for them (clmm, coxme).
+
+A REML fit's estimates are the REML estimates; a posterior's are posterior means.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .data.design import tril_colwise
+from .inference.table import FullWidthFrame
 
 __all__ = ["compare", "plot_compare"]
 
-STATS = ("estimate", "se", "lower", "upper")
+STATS = ("estimate", "se", "lower", "upper", "interval")
+LINESTYLES = {"Wald t": "-", "Wald z": "-", "Wald": "-", "profile": "--", "credible": ":"}
+INTERVALS = ("wald", "profile", "none")
 
 
 def _variance_rows(result) -> tuple[list[str], np.ndarray]:
@@ -47,41 +58,87 @@ def _variance_rows(result) -> tuple[list[str], np.ndarray]:
     return names, np.asarray(vals)
 
 
-def _one(result, level: float, intervals: str) -> pd.DataFrame:
-    """The rows of one fit: estimate, se, lower, upper."""
-    fe = result.fe_params
-    ci = result.fe_conf_int(level)
-    fixed = pd.DataFrame(
-        {
-            "estimate": fe.to_numpy(),
-            "se": result.fe_bse.to_numpy(),
-            "lower": ci.iloc[:, 0].to_numpy(),
-            "upper": ci.iloc[:, 1].to_numpy(),
-        },
-        index=fe.index,
-    )
-    draws = getattr(result, "variance_draws", None)
-    if result.backend == "pymc" and draws is not None:
-        d = draws.to_numpy()
-        a = (1 - level) / 2
-        var = pd.DataFrame(
-            {
-                "estimate": d.mean(axis=0),
-                "se": d.std(axis=0, ddof=1),
-                "lower": np.quantile(d, a, axis=0),
-                "upper": np.quantile(d, 1 - a, axis=0),
-            },
-            index=list(draws.columns),
-        )
+def _component_rows(result) -> tuple[list[str], np.ndarray]:
+    """SDs and correlations from ``variance_components`` (clmm, coxme: results without θ)."""
+    names, vals = [], []
+    for name, v in result.variance_components.items():
+        if not isinstance(v, pd.DataFrame):
+            names.append(f"sd_(Intercept)|{name}")
+            vals.append(float(np.sqrt(v)))
+            continue
+        S, cols = v.to_numpy(), list(v.columns)
+        sd = np.sqrt(np.diag(S))
+        rows, cc = tril_colwise(len(cols))
+        for i, j in zip(rows, cc, strict=True):
+            names.append(f"sd_{cols[i]}|{name}" if i == j else f"cor_{cols[j]}.{cols[i]}|{name}")
+            vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
+    return names, np.asarray(vals, dtype=float)
+
+
+def _frame(est, se, lo, hi, kind: str, index) -> pd.DataFrame:
+    return pd.DataFrame({"estimate": np.asarray(est, float), "se": np.asarray(se, float),
+                         "lower": np.asarray(lo, float), "upper": np.asarray(hi, float),
+                         "interval": kind}, index=list(index))
+
+
+def _draw_rows(draws: pd.DataFrame, level: float) -> pd.DataFrame:
+    a = (1 - level) / 2
+    d = draws.to_numpy()
+    return _frame(d.mean(axis=0), d.std(axis=0, ddof=1), np.quantile(d, a, axis=0),
+                  np.quantile(d, 1 - a, axis=0), "credible", draws.columns)
+
+
+def _fixed(result, level: float) -> pd.DataFrame:
+    fe, se = result.fe_params, result.fe_bse
+    if getattr(result, "backend", "reml") == "pymc" and hasattr(result, "fe_draws"):
+        return _draw_rows(result.fe_draws, level)
+    df = getattr(result, "fe_df", None)
+    if df is not None and np.all(np.isfinite(np.asarray(df, float))):
+        q, kind = stats.t.ppf(0.5 + level / 2, np.asarray(df, float)), "Wald t"
     else:
-        names, est = _variance_rows(result)
-        var = pd.DataFrame({"estimate": est, "se": np.nan, "lower": np.nan, "upper": np.nan}, index=names)
-        if intervals == "profile":
-            prof = result.confint(method="profile", level=level)
-            common = [n for n in names if n in prof.index]
-            var.loc[common, "lower"] = prof.loc[common].iloc[:, 0].to_numpy()
-            var.loc[common, "upper"] = prof.loc[common].iloc[:, 1].to_numpy()
-    return pd.concat([var, fixed])
+        q, kind = stats.norm.ppf(0.5 + level / 2), "Wald z"
+    parts = [_frame(fe, se, fe - q * se, fe + q * se, kind, fe.index)]
+    thresholds = getattr(result, "thresholds", None)
+    if thresholds is not None:  # clmm's cut-points, Wald z
+        z, tse = stats.norm.ppf(0.5 + level / 2), result.threshold_bse
+        parts.insert(0, _frame(thresholds, tse, thresholds - z * tse, thresholds + z * tse, "Wald z",
+                               thresholds.index))
+    return pd.concat(parts)
+
+
+def _variance(result, level: float, intervals: str) -> pd.DataFrame:
+    draws = getattr(result, "variance_draws", None)
+    if getattr(result, "backend", "reml") == "pymc" and draws is not None:
+        return _draw_rows(draws, level)
+    if getattr(result, "engine", None) is None or not hasattr(result, "theta"):
+        names, est = _component_rows(result)
+        return _frame(est, np.nan, np.nan, np.nan, "none", names)
+    names, est = _variance_rows(result)
+    var = _frame(est, np.nan, np.nan, np.nan, "none", names)
+    if intervals == "profile":
+        from .inference.confint import profile_variances
+
+        prof = profile_variances(result, level)
+        common = [n for n in names if n in prof.index]
+        var.loc[common, "lower"] = prof.loc[common].iloc[:, 0].to_numpy()
+        var.loc[common, "upper"] = prof.loc[common].iloc[:, 1].to_numpy()
+        var.loc[common, "interval"] = "profile"
+    elif intervals == "wald":
+        from .inference.varwald import variance_wald
+
+        try:
+            w = variance_wald(result, level)
+        except (AttributeError, np.linalg.LinAlgError, ValueError):  # an engine without the Hessian
+            return var
+        common = [n for n in names if n in w.index]
+        var.loc[common, ["se", "lower", "upper"]] = w.loc[common, ["se", "lower", "upper"]].to_numpy()
+        var.loc[common, "interval"] = "Wald"
+    return var
+
+
+def _one(result, level: float, intervals: str) -> pd.DataFrame:
+    """The rows of one fit: estimate, se, lower, upper, interval."""
+    return pd.concat([_variance(result, level, intervals), _fixed(result, level)])
 
 
 def _labels(results, names) -> list[str]:
@@ -107,23 +164,25 @@ def compare(
     """One table of the fits' parameters: a row per parameter, columns (fit, statistic).
 
     ``statistic`` is ``estimate``, ``se`` (SE, or posterior SD), ``lower`` and ``upper`` (a
-    ``level`` interval). Fits are named by backend (``reml``, ``pymc``, ``reml.1`` …) unless
-    ``names`` is given. ``intervals="profile"`` adds profile intervals for the variance
-    parameters of REML fits (slower: it refits by ML and profiles).
+    ``level`` interval) and ``interval`` (its kind: Wald t / Wald z / Wald / profile / credible
+    / none). Fits are named by backend (``reml``, ``pymc``, ``reml.1`` …) unless ``names`` is
+    given. Variance parameters of REML/ML/Laplace fits get Wald intervals (``"wald"``),
+    profile intervals (``"profile"``: slower, it refits by ML and profiles) or none (``"none"``).
     """
-    from .results.lmm import CrossedLMEResult
+    from .results.base import FitResult
 
     if not results:
         raise ValueError("compare needs at least one fitted model")
     for i, r in enumerate(results):
-        if not isinstance(r, CrossedLMEResult):
+        if not isinstance(r, FitResult):
             raise TypeError(
-                f"argument {i + 1} is not a fitted model from interlace.fit, got {type(r).__name__}"
+                f"argument {i + 1} is not a fitted model (interlace.fit, glmer, clmm or coxme), "
+                f"got {type(r).__name__}"
             )
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
-    if intervals not in ("wald", "profile"):
-        raise ValueError(f"intervals must be 'wald' or 'profile', got {intervals!r}")
+    if intervals not in INTERVALS:
+        raise ValueError(f"intervals must be one of {list(INTERVALS)}, got {intervals!r}")
     labels = _labels(results, names)
     parts = [_one(r, level, intervals) for r in results]
     order: list[str] = []
@@ -131,7 +190,7 @@ def compare(
         order.extend(n for n in p.index if n not in order)
     table = pd.concat([p.reindex(order) for p in parts], axis=1, keys=labels, names=["fit", "statistic"])
     table.index.name = "parameter"
-    return table
+    return FullWidthFrame(table)
 
 
 def plot_compare(
@@ -155,20 +214,30 @@ def plot_compare(
         table = table.loc[parameters]
     fits = list(dict.fromkeys(table.columns.get_level_values(0)))
     n = len(table.index)
-    fig, axes = plt.subplots(n, 1, figsize=(6.0, 0.45 * len(fits) * n + 0.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(6.0, 0.45 * len(fits) * n + 0.6 * n + 0.6), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
+    kinds: dict[str, str] = {}
     for ax, param in zip(axes[:, 0], table.index, strict=True):
         for k, fit_name in enumerate(fits):
             row = table.loc[param, fit_name]
             y = len(fits) - 1 - k
             c = colors[k % len(colors)]
+            kind = row["interval"] if isinstance(row["interval"], str) else "none"
+            style = kinds.setdefault(kind, LINESTYLES.get(kind, "-"))
             if np.isfinite(row["lower"]) and np.isfinite(row["upper"]):
-                ax.plot([row["lower"], row["upper"]], [y, y], color=c, lw=2)
-            ax.plot([row["estimate"]], [y], "o", color=c)
+                ax.plot([row["lower"], row["upper"]], [y, y], color=c, lw=2, ls=style)
+            if np.isfinite(row["estimate"]):
+                ax.plot([row["estimate"]], [y], "o", color=c)
         ax.set_yticks(range(len(fits)))
         ax.set_yticklabels(list(reversed(fits)))
         ax.set_ylim(-0.7, len(fits) - 0.3)
         ax.set_title(param, fontsize=9, loc="left")
         ax.tick_params(labelsize=8)
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="black", lw=2, ls=style, label=f"{kind} ({100 * level:g} %)")
+               for kind, style in kinds.items() if kind != "none"]
+    handles += [Line2D([], [], color="black", marker="o", lw=0, label="estimate")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     return fig

@@ -18,6 +18,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .inference.table import FullWidthFrame
+
 __all__ = ["r2", "icc", "influence", "allfit"]
 
 
@@ -49,13 +51,36 @@ def _residual_variance(result) -> float:
     )
 
 
-def r2(result) -> dict[str, float]:
+def _posterior_parts(result) -> dict[str, np.ndarray] | None:
+    """σ²_f, σ²_r, σ²_ε per posterior draw for a PyMC fit (None otherwise); a GLMM's σ²_ε is
+    its link's latent variance."""
+    if getattr(result, "backend", "reml") != "pymc" or getattr(result, "idata", None) is None:
+        return None
+    from .results.bayes_after_fit import r2_draws
+
+    v = r2_draws(result)
+    if getattr(result, "family", None) is not None:
+        v["residual"] = np.full_like(v["fixed"], _residual_variance(result))
+    return v
+
+
+def r2(result, level: float = 0.95) -> dict[str, float]:
     """Nakagawa's marginal and conditional R² (Johnson's extension to random slopes).
 
     σ²_f = Var(Xβ̂) (n − 1 denominator), σ²_r = Σ_t mean zᵢ'Σ_t zᵢ, σ²_ε = σ² (a binomial
     GLMM: the link's latent variance, π²/3 for logit); marginal = σ²_f / (σ²_f + σ²_r + σ²_ε),
-    conditional = (σ²_f + σ²_r) / (same).
+    conditional = (σ²_f + σ²_r) / (same). For a PyMC fit both per posterior draw: the
+    posterior means, with ``<key>_lower`` / ``<key>_upper`` equal-tailed ``level`` intervals
+    (the same numbers as ``result.r2()``).
     """
+    v = _posterior_parts(result)
+    if v is not None:
+        from .results.bayes_after_fit import summarise_draws
+
+        total = v["fixed"] + v["random"] + v["residual"]
+        return summarise_draws(
+            {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}, level
+        )
     fixed = result.design.X @ result.fe_params.to_numpy()
     var_f = float(np.var(fixed, ddof=1))
     var_r = _random_variance(result)
@@ -63,8 +88,16 @@ def r2(result) -> dict[str, float]:
     return {"marginal": var_f / total, "conditional": (var_f + var_r) / total}
 
 
-def icc(result) -> dict[str, float]:
-    """Adjusted ICC σ²_r / (σ²_r + σ²_ε) and the unadjusted σ²_r / (σ²_f + σ²_r + σ²_ε)."""
+def icc(result, level: float = 0.95) -> dict[str, float]:
+    """Adjusted ICC σ²_r / (σ²_r + σ²_ε) and the unadjusted σ²_r / (σ²_f + σ²_r + σ²_ε);
+    per posterior draw for a PyMC fit (as :func:`r2`)."""
+    v = _posterior_parts(result)
+    if v is not None:
+        from .results.bayes_after_fit import summarise_draws
+
+        total = v["fixed"] + v["random"] + v["residual"]
+        return summarise_draws({"adjusted": v["random"] / (v["random"] + v["residual"]),
+                                "unadjusted": v["random"] / total}, level)
     fixed = result.design.X @ result.fe_params.to_numpy()
     var_f = float(np.var(fixed, ddof=1))
     var_r = _random_variance(result)
@@ -160,4 +193,4 @@ def allfit(result, optimizers: tuple[str, ...] = ("lbfgsb", "bobyqa")) -> pd.Dat
         row.update({f"theta[{i}]": v for i, v in enumerate(r.theta)})
         row.update(r.fe_params.to_dict())
         rows[opt] = row
-    return pd.DataFrame(rows).T
+    return FullWidthFrame(pd.DataFrame(rows).T)

@@ -1,8 +1,9 @@
 """``interlace.clmm``: read an ordinal-response formula as ``ordinal::clmm`` does and fit it.
 
 The response is an ordered factor (pandas Categorical in category order) or sortable values with
-at least three levels; the right side is an R formula (:mod:`interlace.model.rformula`) with one
-random intercept.
+at least three levels; the right side is an R formula (:mod:`interlace.model.rformula`) with one or
+more random intercepts — crossed ``(1 | judge) + (1 | bottle)`` or nested ``(1 | RESP/DAY)`` —
+built into the design object (``design.terms``, sparse Z) like any other model.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .backends.reml.clmm import fit_clmm
 from .data.build import read_formula
 from .data.design import build_design
 from .data.frames import column_names, model_frame
+from .linalg.threads import fit_blas_threads
 from .model.families import CUMULATIVE_LINKS
 from .model.formula import model_terms
 from .model.spec import ModelSpec
@@ -27,8 +29,16 @@ def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "
     if link not in CUMULATIVE_LINKS:
         raise ValueError(f"link must be one of {list(CUMULATIVE_LINKS)} for clmm, got {link!r}")
     fixed, terms = model_terms(formula, groups, random)
-    if len(terms) != 1 or terms[0].expr.replace(" ", "") != "1":
-        raise ValueError("clmm supports one random intercept, e.g. groups='judge' or random=['(1 | judge)']")
+    if not terms:
+        raise ValueError("clmm needs at least one random intercept, e.g. groups='judge' or "
+                         "random=['(1 | judge)']")
+    for t in terms:
+        if t.expr.replace(" ", "") != "1":
+            raise ValueError(
+                f"clmm fits random intercepts only: the term {t.source!r} has random slopes "
+                f"({t.expr!r} varies by {t.group!r}); use (1 | {t.group}) terms (ordinal::clmm "
+                "also fits vector-valued terms; interlace does not yet)"
+            )
     columns = column_names(data)
     ff, used = read_formula(fixed, terms, columns, where=f"formula {formula!r}")
     mf = model_frame(data, used)
@@ -60,12 +70,12 @@ def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "
                      fixed_formula=ff)
     design = build_design(spec, coded, input_namespace=mf.native_namespace)
     keep = [j for j, c in enumerate(design.X_names) if c != "(Intercept)"]
-    term = design.terms[0]
     y = np.asarray(codes, dtype=np.int64)
-    est = fit_clmm(design.X[:, keep], y, term.codes, len(levels), term.m, link)
+    with fit_blas_threads():  # one BLAS thread for the small dense blocks (see linalg.threads)
+        est = fit_clmm(design.X[:, keep], y, design, len(levels), link)
     return OrdinalResult(
         formula=formula, response_levels=[str(v) for v in levels], X_names=[design.X_names[j] for j in keep],
-        alpha=est.alpha, beta=est.beta, cov=est.cov, sigma=est.sigma, b=est.b, group=term.group,
-        group_levels=term.levels, loglik=est.loglik, nobs=len(frame), n_dropped=mf.n_dropped, link=link,
+        alpha=est.alpha, beta=est.beta, cov=est.cov, sigmas=est.sigmas, b=est.b, terms=design.terms,
+        loglik=est.loglik, nobs=len(frame), n_dropped=mf.n_dropped, link=link,
         fixed_spec=design.fixed_spec, converged=est.converged, labels=ff.labels,
     )

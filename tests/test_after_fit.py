@@ -42,7 +42,7 @@ def test_emmeans_match_r(name):
     np.testing.assert_allclose(got["emmean"], want["emmean"], rtol=1e-4)
     np.testing.assert_allclose(got["SE"], want["SE"], rtol=1e-4)
     np.testing.assert_allclose(got["df"], want["df"], rtol=1e-3)
-    np.testing.assert_allclose(got["lower_CL"], want["lower.CL"], rtol=1e-4)
+    np.testing.assert_allclose(got["lower"], want["lower.CL"], rtol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -296,3 +296,28 @@ def test_tables_print_in_full_width(data):
     assert "..." not in text
     assert "C(A, contr.sum):C(B, contr.sum)" in text
     assert "Signif. codes" in text
+
+
+def test_lrt_compare_and_allfit_print_in_full_width(data):
+    """anova(m0, m1), compare and allfit print whole at any display width; anova's rows carry the
+    names the models were passed with, its heading R's Data: and Models: lines."""
+    m0 = _fit("y ~ A + B + x + (1 | subj) + (1 | item)", data)
+    m1 = _fit(LMM["ab_x_treatment"]["formula"], data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        named = interlace.anova(m1=m1, small=m0)
+        by_formula = interlace.anova(m0, m1)
+    assert list(named.index) == ["small", "m1"]  # ordered by npar, never relabelled
+    assert named.heading.splitlines() == ["Data: data", "Models:", f"small: {m0.spec.full_formula}",
+                                          f"m1: {m1.spec.full_formula}"]
+    assert list(by_formula.index) == [m0.spec.full_formula, m1.spec.full_formula]
+    assert "Models:" not in by_formula.heading
+    with pd.option_context("display.width", 30, "display.max_columns", 2):
+        texts = [repr(named), str(by_formula), repr(interlace.compare(m0, m1)), repr(interlace.allfit(m0))]
+    for text in texts:
+        assert "..." not in text
+    for col in ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]:
+        assert col in texts[0]
+    assert texts[0].splitlines()[0] == "Data: data"
+    assert "B[T.b2]" in texts[2] and "upper" in texts[2]
+    assert "bobyqa" in texts[3] and "theta[1]" in texts[3] and "x" in texts[3].splitlines()[0]

@@ -84,7 +84,7 @@ def test_no_judge_variation_gives_the_plain_cumulative_logit():
         ("b ~ x", {}, ValueError, "at least 3"),
         ("y ~ x", {"link": "cauchit"}, ValueError, "link"),
         ("y ~ zz", {}, KeyError, "zz"),
-        ("y ~ x", {"groups": None, "random": ["(x | g)"]}, ValueError, "one random intercept"),
+        ("y ~ x", {"groups": None, "random": ["(x | g)"]}, ValueError, "random intercepts only"),
     ],
 )
 def test_bad_input(formula, kwargs, exc, match):

@@ -54,8 +54,15 @@ def test_nutpie_sampler_without_nutpie(sleep, monkeypatch):
     monkeypatch.setitem(sys.modules, "nutpie", None)
     with pytest.raises(ImportError) as info:
         interlace.fit("Reaction ~ Days", sleep, groups="Subject", backend="pymc", sampler="nutpie")
-    want = "sampler='nutpie' needs nutpie, which is not installed: pip install \"interlace[nutpie]\""
+    want = (
+        "sampler='nutpie' needs nutpie, which is not installed: pip install \"interlace[nutpie]\"; "
+        "nutpie is the default sampler (it comes with interlace[pymc]) — or pass sampler='pymc' for "
+        "PyMC's own NUTS"
+    )
     assert str(info.value) == want
+    with pytest.raises(ImportError) as default:  # the default sampler does not change silently
+        interlace.fit("Reaction ~ Days", sleep, groups="Subject", backend="pymc")
+    assert str(default.value) == want
 
 
 def test_auto_sampler_falls_back_to_pymc_without_nutpie(monkeypatch):

@@ -235,8 +235,9 @@ def test_idata_groups_and_loo(bayes, sleep):
     np.testing.assert_allclose(ll.to_numpy()[0, 0], expect, rtol=1e-10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loo = az.loo(idata)
+        loo = az.loo(idata, var_name="Reaction")  # the per-observation (conditional) variable
     assert np.isfinite(loo.elpd_loo) and -900 < loo.elpd_loo < -820
+    assert bayes.loo().elpd_loo == loo.elpd_loo
 
 
 def test_summary_and_confint(bayes):
@@ -259,14 +260,15 @@ def test_summary_and_confint(bayes):
 def test_compare_reml_and_pymc(bayes, reml):
     table = interlace.compare(reml, bayes)
     assert list(table.columns.get_level_values(0).unique()) == ["reml", "pymc"]
-    assert list(table.columns.get_level_values(1).unique()) == ["estimate", "se", "lower", "upper"]
+    assert list(table.columns.get_level_values(1).unique()) == [
+        "estimate", "se", "lower", "upper", "interval"]
     assert table.loc["Days", ("reml", "estimate")] == pytest.approx(reml.fe_params["Days"], rel=1e-12)
     assert table.loc["Days", ("pymc", "estimate")] == pytest.approx(bayes.fe_params["Days"], rel=1e-12)
     assert table.loc["Days", ("pymc", "se")] == pytest.approx(bayes.fe_bse["Days"], rel=1e-12)
     sd_reml = np.sqrt(reml.variance_components["Subject"].loc["Days", "Days"])
     assert table.loc["sd_Days|Subject", ("reml", "estimate")] == pytest.approx(sd_reml, rel=1e-10)
     assert table.loc["sigma", ("reml", "estimate")] == pytest.approx(np.sqrt(reml.scale), rel=1e-12)
-    assert np.isnan(table.loc["sigma", ("reml", "se")])
+    assert table.loc["sigma", ("reml", "interval")] == "Wald" and table.loc["sigma", ("reml", "se")] > 0
     assert table.loc["sigma", ("pymc", "estimate")] == pytest.approx(bayes.variance_draws["sigma"].mean())
     lo, hi = table.loc["sd_Days|Subject", ("pymc", "lower")], table.loc["sd_Days|Subject", ("pymc", "upper")]
     assert lo < sd_reml < hi

@@ -72,7 +72,7 @@ def test_emmeans_and_contrasts_from_the_posterior(stroop_fits):
     assert np.all(np.abs(tb["emmean"] - tr["emmean"]) < tr["SE"])
     np.testing.assert_allclose(tb["SE"], tr["SE"], rtol=0.35)
     c = interlace.contrast(e_bayes)
-    assert {"estimate", "SE", "lower_CL", "upper_CL", "pd"} <= set(c.columns) and "p_value" not in c
+    assert {"estimate", "SE", "lower", "upper", "pd"} <= set(c.columns) and "p_value" not in c
     assert c.attrs["method"] == "posterior"
     assert ((c["pd"] >= 0.5) & (c["pd"] <= 1)).all()
     cr = interlace.contrast(e_reml)

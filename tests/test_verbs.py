@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import interlace
+from interlace import datasets
 from interlace.results.verbs import VarCorr
 
 HERE = pathlib.Path(__file__).parent / "data" / "verbs"
@@ -82,8 +83,6 @@ def test_ranef_condvar(name, data):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-7)
     assert "condVar" not in m.ranef()[next(iter(re_))].attrs
-    with pytest.raises(TypeError, match="condVar"):
-        _fit("glmm", data).ranef(condVar=True)
 
 
 @pytest.mark.parametrize("name", [*LMMS, "glmm"])
@@ -189,6 +188,8 @@ def test_update(data):
     m = _fit("slopes", data)
     m2 = m.update(". ~ . - A:B")
     assert list(m2.fe_params.index) == ["(Intercept)", "A[T.a2]", "B[T.b2]", "B[T.b3]", "x"]
+    assert m2.spec.full_formula == "y ~ A + B + x + (1 + x | subj) + (1 + A | item)"  # as R's update
+    assert m.update(". ~ . - x").spec.fixed == "y ~ A + B + A:B"
     assert [t.source for t in m2.spec.random] == [t.source for t in m.spec.random]
     m3 = m.update(". ~ . - (1 + A | item) + (1 | item)")
     assert [t.source for t in m3.spec.random] == ["(1 + x | subj)", "(1 | item)"]
@@ -209,21 +210,39 @@ def test_update(data):
     assert len(data.columns) == 7  # the caller's frame untouched
 
 
-@pytest.mark.parametrize("key, method", [("print_reml", "REML"), ("print_ml", "ML")])
+@pytest.mark.parametrize("key, method", [("print_reml", "REML"), ("print_ml", "ML"), ("print_glmm", None)])
 def test_summary_and_print_read_as_r(key, method, data):
-    """lmerTest's summary and lme4's print, line for line from the criterion on (R's header,
-    ``Data:`` and ``Control:`` lines name R objects and are not compared)."""
+    """lmerTest's summary and lme4's print (glmer's for the GLMM), line for line from the
+    criterion on, and the ``Data:`` line naming the frame as the caller wrote it (R's header and
+    ``Control:`` line name R classes and objects and are not compared)."""
     ref = REF[key]
-    m = interlace.fit(ref["formula"], data, method=method)
+    d = data.copy()  # R's script names its frame d
+    m = (interlace.fit(ref["formula"], d, method=method) if method
+         else interlace.glmer(ref["formula"], d, "binomial"))
 
     def body(lines):
         start = next(i for i, s in enumerate(lines)
                      if s.startswith("REML crit") or s.strip().startswith("AIC"))
         return [s.replace("‘", "'").replace("’", "'") for s in lines[start:]]
 
-    assert body(str(m.summary()).splitlines()) == body(ref["summary"])
-    assert body(str(m).splitlines()) == body(ref["print"])
-    assert str(m).startswith("Linear mixed model fit by") and repr(m).startswith("<CrossedLMEResult")
+    for mine, theirs in ((str(m.summary()), ref["summary"]), (str(m), ref["print"])):
+        assert body(mine.splitlines()) == body(theirs)
+        data_line = next(s for s in theirs if s.lstrip().startswith("Data:"))
+        assert data_line in mine.splitlines()
+    kind = "Linear" if method else "Generalized linear"
+    assert str(m).startswith(f"{kind} mixed model fit by") and repr(m).startswith("<")
+
+
+def test_data_line_names_the_frame(data):
+    frame = data.copy()
+    m = interlace.fit("y ~ x + (1 | subj)", frame)
+    assert "   Data: frame" in str(m.summary()).splitlines()
+    assert "   Data: frame" in str(m).splitlines()
+    assert "   Data: frame" in str(m.update(". ~ . + A").summary())       # kept by update
+    half = frame.head(100)
+    assert "   Data: half" in str(m.update(data=half).summary())          # the new frame's name
+    unnamed = interlace.fit("y ~ x + (1 | subj)", data.head(50))
+    assert "   Data: <pandas.DataFrame: 50 rows, 7 columns>" in str(unnamed.summary())
 
 
 def test_summary_correlation_suppressed_past_12(data):
@@ -235,8 +254,146 @@ def test_summary_correlation_suppressed_past_12(data):
 
 
 def test_r_format_helpers():
-    from interlace.results.rformat import abbreviate, format_pvalues
+    from interlace.results.rformat import abbreviate, format_fixed, format_pvalues
+
+    # R 4.2's format(x, digits = 4): scientific when fixed notation would be wider
+    assert format_fixed([2.239e-20, 0.5], 4) == ["2.239e-20", "5.000e-01"]
+    assert format_fixed([0.0, 1.2e-10], 4) == ["0.0e+00", "1.2e-10"]
+    assert format_fixed([612.09, 35.07, 654.94], 4) == ["612.09", " 35.07", "654.94"]
 
     assert abbreviate("(Intercept)", 6) == "(Intr)" and abbreviate("Aa2:Bb2", 6) == "A2:Bb2"
     assert format_pvalues([0.63121, 0.035, 0.00508]) == ["0.63121", "0.03500", "0.00508"]
     assert format_pvalues([3.26e-6, 1e-300]) == ["3.26e-06", "< 2e-16"]
+    # R 4.2: format.pval(c(0.001068, 0.000474, 0.000182, 1.47e-9), digits = 3) and friends
+    assert format_pvalues([0.001068, 0.000474, 0.000182, 1.47e-9]) == ["0.001068", "0.000474", "0.000182",
+                                                                        "1.47e-09"]
+    assert format_pvalues([0.00012345, 0.0000012]) == ["0.000123", "1.2e-06"]
+    assert format_pvalues([0.5, 1e-300]) == ["0.5", "<2e-16"]
+    assert format_pvalues([0.0010677, 0.0004745, 0.0001818, 1.468e-9], 4) == [
+        "0.0010677", "0.0004745", "0.0001818", "1.468e-09"]
+
+
+def test_one_interval_spelling(data):
+    """Every interval interlace reports has the columns lower and upper, whatever the level."""
+    m, g = _fit("intercepts", data), _fit("glmm", data)
+    tables = {
+        "fe_conf_int": m.fe_conf_int(0.9), "conf_int": m.conf_int(0.1), "glmm fe_conf_int": g.fe_conf_int(),
+        "confint wald": m.confint("wald", level=0.8),
+        "bootstrap ci": interlace.bootstrap(m, nsim=3, seed=1, progressbar=False).ci(0.5),
+        "emmeans": interlace.emmeans(m, "B").table,
+        "contest": m.test([0, 0, 1, -1, 0]),
+    }
+    for what, table in tables.items():
+        assert {"lower", "upper"} <= set(table.columns), what
+        assert not any("%" in str(c) or "CL" in str(c) for c in table.columns), what
+    stats = set(interlace.compare(m).columns.get_level_values("statistic"))
+    assert stats == {"estimate", "se", "lower", "upper", "interval"}  # interval: which kind (Wald, profile, ...)
+    wald = m.confint("wald")
+    np.testing.assert_allclose(wald.loc[m.fe_params.index, "lower"],
+                               m.fe_params - 1.959963984540054 * m.fe_bse, rtol=1e-12)
+
+
+def test_update_simplifies_as_r():
+    """R 4.2's update(f, . ~ .) (terms.formula with simplify = TRUE) for each case."""
+    from interlace.results.verbs import _simplified
+
+    cases = {
+        "y ~ B:A + A": "y ~ A + B:A",
+        "y ~ (a + b + c)^2": "y ~ a + b + c + a:b + a:c + b:c",
+        "y ~ a/b": "y ~ a + a:b",
+        "y ~ (x - 1) + 1": "y ~ x",
+        "y ~ (A * B + x) - B": "y ~ A + x + A:B",
+        "y ~ 0 + x": "y ~ x - 1",
+        "Reaction ~ (Days) - Days": "Reaction ~ 1",
+        "y ~ poly(x, 2) * A": "y ~ poly(x, 2) + A + poly(x, 2):A",
+    }
+    for given, want in cases.items():
+        assert _simplified(given) == want, given
+
+
+REPORTS = json.loads((HERE / "reports.json").read_text())
+
+
+def _body(lines):
+    start = next(i for i, s in enumerate(lines) if s.startswith("REML crit") or s.strip().startswith("AIC"))
+    return [s.replace("‘", "'").replace("’", "'") for s in lines[start:]]
+
+
+@pytest.mark.parametrize("key", ["orthodont_ml", "sleepstudy_weighted"])
+def test_reports_on_datasets_read_as_r(key):
+    """lmerTest's summary and lme4's print, line for line: R's rounding of the residual quantiles
+    (zapsmall to 5 − log10(max) decimals), a weighted fit, an ML fit, p-values < 2e-16."""
+    ref = REPORTS[key]
+    frame = datasets.load(ref["data"])
+    kw = {"method": "ML"} if key == "orthodont_ml" else {"weights": np.tile([1.0, 2.0], 90)}
+    m = interlace.fit(ref["formula"], frame, **kw)
+    assert _body(str(m.summary()).splitlines()) == _body(ref["summary"])
+    assert _body(str(m).splitlines()) == _body(ref["print"])
+    assert "   Data: frame" in str(m.summary()).splitlines()
+
+
+def test_summary_ddf_reads_as_lmertest():
+    """lmerTest's summary(m, ddf = "Kenward-Roger") of a Satterthwaite fit: KR's df and adjusted SEs."""
+    ref = REPORTS["orthodont_kr"]
+    m = interlace.fit(ref["formula"], datasets.load("orthodont"))
+    text = str(m.summary(ddf="Kenward-Roger"))
+    assert text.startswith("Linear mixed model fit by REML. t-tests use Kenward-Roger's method")
+    mine, want = _body(text.splitlines()), _body(ref["summary"])
+    a, b = mine.index("Random effects:"), want.index("Random effects:")
+    assert mine[:a] == want[:b] and mine[a + 5 :] == want[b + 5 :]  # criterion, residuals, fixed effects
+    for got_row, want_row in zip(mine[a : a + 5], want[b : b + 5], strict=True):  # variances: last digit
+        for x, y in zip(got_row.split(), want_row.split(), strict=True):
+            assert x == y or float(x) == pytest.approx(float(y), rel=1e-4)
+    assert "Satterthwaite's method" in str(m.summary())
+    assert str(m.summary(ddf="satterthwaite")) == str(m.summary())
+    with pytest.raises(ValueError, match="ddf must be"):
+        m.summary(ddf="lme4")
+    with pytest.raises(ValueError, match="REML"):
+        interlace.fit(ref["formula"], datasets.load("orthodont"), method="ML").summary(ddf="Kenward-Roger")
+
+
+def test_gamma_glmm_report_reads_as_r():
+    """glmer's Gamma report: residual quantiles, 't value' with a dispersion, p from z. (The
+    variance rows differ on purpose: lme4 1.1-31 prints θσ-scaled variances, see glmer.md.)"""
+    ref = REPORTS["sleepstudy_gamma"]
+    g = interlace.glmer(ref["formula"], datasets.load("sleepstudy"), "Gamma", link="log")
+    mine, want = _body(str(g.summary()).splitlines()), _body(ref["summary"])
+    assert mine[:7] == want[:7]  # AIC table and scaled residuals
+    fe = want.index("Fixed effects:")
+    assert mine[mine.index("Fixed effects:") + 1] == want[fe + 1]  # Estimate Std. Error t value Pr(>|z|)
+    for got_row, want_row in zip(mine[fe + 2 : fe + 4], want[fe + 2 : fe + 4], strict=True):
+        a, b = got_row.split(), want_row.split()
+        assert a[0] == b[0] and a[-2:] == b[-2:]
+        np.testing.assert_allclose([float(x) for x in a[1:4]], [float(x) for x in b[1:4]], rtol=2e-3)
+
+
+RE_FORM = json.loads((HERE / "re_form.json").read_text())
+
+
+RE_FORM_IDS = [f"{c['model'][:12]}{c['re_form']}" for c in RE_FORM["cases"]]
+
+
+@pytest.mark.parametrize("case", RE_FORM["cases"], ids=RE_FORM_IDS)
+def test_predict_re_form_other_structures(case):
+    """A double-bar term, a nested term, a three-level factor slope (where lme4's own predict
+    fails: its reference is Xβ + the item intercepts, computed in R by hand)."""
+    if case["newdata"] == "anova":
+        data = pd.read_csv(HERE.parent / "anova" / "crossed.csv")
+        newdata = data.iloc[::7]
+    else:
+        data = datasets.load("pastes")
+        newdata = pd.concat([data.iloc[::3], pd.DataFrame({"strength": 0.0, "batch": ["A", "Z"],
+                                                          "cask": ["z", "a"], "sample": "x"})])
+    m = _fit_formula(case["model"], data)
+    np.testing.assert_allclose(m.predict(newdata, re_form=case["re_form"]), case["values"], atol=1e-5)
+    if case["re_form"] == "~(1 | cask:batch)":  # one grouping, either order
+        np.testing.assert_allclose(m.predict(newdata, re_form="~(1 | batch:cask)"), case["values"], atol=1e-5)
+    if not case["lme4_predict"]:
+        assert case["re_form"] == "~(1 | item)" and "(1 + B | subj)" in case["model"]
+
+
+def _fit_formula(formula, data):
+    key = ("formula", formula)
+    if key not in _FITS:
+        _FITS[key] = interlace.fit(formula, data)
+    return _FITS[key]

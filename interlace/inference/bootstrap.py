@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..linalg.threads import fit_blas_threads
 from ..progress import progress
 
 __all__ = ["BootstrapResult", "bootstrap"]
@@ -36,11 +37,9 @@ class BootstrapResult:
         return f"<BootstrapResult: {len(self.draws)} {what} of {list(self.draws.columns)}{tail}>"
 
     def ci(self, level: float = 0.95) -> pd.DataFrame:
-        """Percentile intervals."""
+        """Percentile intervals: columns ``lower`` and ``upper``."""
         a = (1 - level) / 2
-        return pd.DataFrame(
-            {f"{100 * a:g} %": self.draws.quantile(a), f"{100 * (1 - a):g} %": self.draws.quantile(1 - a)}
-        )
+        return pd.DataFrame({"lower": self.draws.quantile(a), "upper": self.draws.quantile(1 - a)})
 
     @property
     def bias(self) -> pd.Series:
@@ -66,7 +65,7 @@ def _refit_many(engine, ys: np.ndarray, statistic) -> tuple[list[np.ndarray], in
     out, failed, nonconverged = [], 0, 0
     for s in range(ys.shape[1]):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), fit_blas_threads():  # small dense algebra: one BLAS thread
                 warnings.simplefilter("ignore")
                 r = engine.refit(y=ys[:, s], df_method="satterthwaite")
             out.append(np.asarray(statistic(r), dtype=float))

@@ -11,6 +11,14 @@ For a PyMC fit (a result with ``fe_draws``) the same ℓ are applied to every po
 β: the estimate is the posterior mean of ℓ'β, SE its posterior SD, the interval equal-tailed
 (credible), df NaN; contrasts report ``pd``, the posterior probability of the estimate's sign,
 instead of p-values, and no multiplicity adjustment applies. ``method`` says which.
+
+For a GLMM (Laplace glmer fit) everything is on the link scale η with Wald z (df = ∞, as
+emmeans' asymptotic df), unless ``type="response"``: then each EMM is shown back-transformed,
+μ = g⁻¹(η), with the delta-method SE |dμ/dη|·SE(η) and the interval's ends back-transformed;
+pairwise contrasts of such EMMs are, for log and logit links, ratios exp(η_i − η_j) (rates or
+odds), tested on the link scale. ``EMMeans.regrid()`` (emmeans' ``regrid``) makes the response
+scale the one of the estimates: μ with covariance J L Var(β̂) L' J (J = diag dμ/dη), whose
+contrasts are differences of μ with delta-method SEs.
 """
 
 from __future__ import annotations
@@ -34,22 +42,58 @@ class EMMeans:
 
     def __init__(
         self, result, table: pd.DataFrame, L: np.ndarray, specs: list[str], by: list[str],
-        method: str = "frequentist",
+        method: str = "frequentist", type: str = "link", level: float = 0.95,
     ):
         self.result, self.table, self.L, self.specs, self.by = result, table, L, specs, by
-        self.method = method
+        self.method, self.type, self.level = method, type, level
+        self.regridded = False  # True after regrid(): estimates are μ, contrasts differences of μ
         table.attrs["method"] = method
+        table.attrs["type"] = type
+
+    def regrid(self) -> EMMeans:
+        """These EMMs on the response scale as the estimates themselves (emmeans' ``regrid``):
+        μ = g⁻¹(η), delta-method SEs; their contrasts are differences of μ."""
+        _link(self.result, "regrid")
+        if self.regridded:
+            return self
+        out = _build(self.result, self.L, self.table[self.specs + self.by].copy(), self.specs, self.by,
+                     self.level, "response")
+        out.regridded = True
+        out.table.attrs["type"] = "regrid"
+        if self.method != "posterior":  # μ is now the estimate: a symmetric interval, as emmeans
+            t = out.table
+            q = stats.t.ppf(0.5 + self.level / 2, t["df"].to_numpy())
+            mu = t[_response_name(self.result)]
+            t["lower"], t["upper"] = mu - q * t["SE"], mu + q * t["SE"]
+        return out
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
 
     def __repr__(self) -> str:
         text = self.table.to_string(index=False)
+        if self.type == "response" and not self.regridded:
+            text = (f"Back-transformed from the {self.result.family.link.name} scale (delta-method SEs, "
+                    f"interval ends transformed)\n{text}")
         if self.method == "posterior":
             n = len(self.result.fe_draws)
-            text = (f"Posterior means and SDs over {n} draws; lower_CL/upper_CL are equal-tailed "
+            text = (f"Posterior means and SDs over {n} draws; lower/upper are equal-tailed "
                     f"credible intervals\n{text}")
         return text
+
+
+def _link(result, what: str):
+    family = getattr(result, "family", None)
+    if family is None:
+        raise ValueError(f"{what} needs a GLMM (interlace.glmer): a linear mixed model has no link")
+    return family.link
+
+
+def _response_name(result) -> str:
+    """emmeans' name of a back-transformed column: prob (binomial), rate (log link), response."""
+    if result.family.name == "binomial":
+        return "prob"
+    return "rate" if result.family.link.name == "log" else "response"
 
 
 def _posterior(result) -> np.ndarray | None:
@@ -98,12 +142,19 @@ def _summarise(result, L: np.ndarray, est: np.ndarray, level: float) -> dict[str
     return {"estimate": est, "SE": se, "df": df}
 
 
-def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
-    """Estimated marginal means of the factor(s) ``specs`` (optionally within ``by``)."""
+def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> EMMeans:
+    """Estimated marginal means of the factor(s) ``specs`` (optionally within ``by``).
+
+    ``type="response"`` (a GLMM) shows them back-transformed to the response scale."""
     frame = getattr(result, "model_frame", None)
     posterior = _posterior(result)
     if frame is None or (getattr(result, "engine", None) is None and posterior is None):
-        raise TypeError("emmeans needs a fit from interlace.fit (backend='reml' or 'pymc')")
+        raise TypeError("emmeans needs a fit from interlace.fit or interlace.glmer "
+                        "(backend='reml' or 'pymc')")
+    if type not in ("link", "response"):
+        raise ValueError(f"type must be 'link' or 'response', got {type!r}")
+    if type == "response":
+        _link(result, "type='response'")
     specs, by = _as_list(specs), _as_list(by)
     d = result.design
     variables = model_variables(d.fixed_spec, [str(c) for c in frame.columns])
@@ -139,29 +190,51 @@ def emmeans(result, specs, by=None, level: float = 0.95) -> EMMeans:
             mask &= (grid[v] == lv).to_numpy()
         rows.append(Xg[mask].mean(axis=0))
         labels.append(combo)
-    L = np.vstack(rows)
-    table = pd.DataFrame(labels, columns=keys)
+    return _build(result, np.vstack(rows), pd.DataFrame(labels, columns=keys), specs, by, level, type)
+
+
+def _build(result, L: np.ndarray, table: pd.DataFrame, specs: list[str], by: list[str], level: float,
+           type: str) -> EMMeans:
+    """The EMM table of the rows L: link scale, or back-transformed (``type="response"``)."""
+    col = "emmean" if type == "link" else _response_name(result)
+    posterior = _posterior(result)
     if posterior is not None:
         E = posterior @ L.T
+        if type == "response":
+            E = result.family.link.inverse(E)
         lo, hi = np.quantile(E, [(1 - level) / 2, (1 + level) / 2], axis=0)
-        table["emmean"], table["SE"], table["df"] = E.mean(axis=0), E.std(axis=0, ddof=1), np.nan
-        table["lower_CL"], table["upper_CL"] = lo, hi
-        return EMMeans(result, table, L, specs, by, method="posterior")
+        table[col], table["SE"], table["df"] = E.mean(axis=0), E.std(axis=0, ddof=1), np.nan
+        table["lower"], table["upper"] = lo, hi
+        return EMMeans(result, table, L, specs, by, method="posterior", type=type, level=level)
     s = _summarise(result, L, L @ result.fe_params.to_numpy(), level)
     q = stats.t.ppf(0.5 + level / 2, s["df"])
-    table["emmean"] = s["estimate"]
-    table["SE"], table["df"] = s["SE"], s["df"]
-    table["lower_CL"], table["upper_CL"] = s["estimate"] - q * s["SE"], s["estimate"] + q * s["SE"]
-    return EMMeans(result, table, L, specs, by)
+    est, se = s["estimate"], s["SE"]
+    lo, hi = est - q * se, est + q * se
+    if type == "response":  # delta method; the interval's ends back-transformed (emmeans)
+        link = result.family.link
+        est, se = link.inverse(est), np.abs(link.mu_eta(est)) * se
+        lo, hi = link.inverse(lo), link.inverse(hi)
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    table[col] = est
+    table["SE"], table["df"] = se, s["df"]
+    table["lower"], table["upper"] = lo, hi
+    return EMMeans(result, table, L, specs, by, type=type, level=level)
+
+
 
 
 def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> pd.DataFrame:
-    """Pairwise differences of marginal means (within each ``by`` group), with adjusted p-values."""
+    """Pairwise differences of marginal means (within each ``by`` group), with adjusted p-values.
+
+    GLMM: z ratios (df = ∞); of ``type="response"`` EMMs with a log or logit link, ratios
+    (``ratio`` / ``odds_ratio``, emmeans' "a / b", tested on the link scale); of regridded EMMs,
+    differences of μ with delta-method SEs."""
     if method != "pairwise":
         raise ValueError(f"method must be 'pairwise', got {method!r}")
     adjust = adjust.lower()
     if adjust not in ("tukey", "holm", "bonferroni", "none"):
         raise ValueError(f"adjust must be 'tukey', 'holm', 'bonferroni' or 'none', got {adjust!r}")
+    ratio = _ratio_name(emm)
     t = emm.table
     groups = [tuple(r) for r in t[emm.by].itertuples(index=False)] if emm.by else [()] * len(t)
     out = []
@@ -170,11 +243,14 @@ def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> p
         pairs = list(itertools.combinations(idx, 2))
         if not pairs:
             continue
-        L = np.vstack([emm.L[i] - emm.L[j] for i, j in pairs])
+        L = np.vstack([_row(emm, i) - _row(emm, j) for i, j in pairs])
         if emm.method == "posterior":
-            out.extend(_posterior_contrasts(emm, g, pairs, L))
+            out.extend(_posterior_contrasts(emm, g, pairs, ratio))
             continue
         s = _summarise(emm.result, L, L @ emm.result.fe_params.to_numpy(), 0.95)
+        if emm.regridded:  # the differences of μ themselves (L holds their gradients in β)
+            mu = emm.table[_response_name(emm.result)].to_numpy()
+            s["estimate"] = np.array([mu[i] - mu[j] for i, j in pairs])
         tval = s["estimate"] / s["SE"]
         p = 2 * stats.t.sf(np.abs(tval), s["df"])
         k, m = len(idx), len(pairs)
@@ -187,29 +263,60 @@ def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> p
             adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
             p = np.empty(m)
             p[order] = np.minimum(1.0, adj)
+        stat = "z_ratio" if np.all(np.isinf(s["df"])) else "t_ratio"
         for (i, j), est, se, df, tv, pv in zip(pairs, s["estimate"], s["SE"], s["df"], tval, p, strict=True):
-            row = {"contrast": _contrast_name(emm, i, j), **dict(zip(emm.by, g, strict=True))}
-            row.update({"estimate": est, "SE": se, "df": df, "t_ratio": tv, "p_value": pv})
+            row = {"contrast": _contrast_name(emm, i, j, " / " if ratio else " - "),
+                   **dict(zip(emm.by, g, strict=True))}
+            if ratio:  # exp of the link-scale difference, delta-method SE
+                row.update({ratio: np.exp(est), "SE": np.exp(est) * se, "df": df, "null": 1.0})
+            else:
+                row.update({"estimate": est, "SE": se, "df": df})
+            row.update({stat: tv, "p_value": pv})
             out.append(row)
     table = pd.DataFrame(out)
     table.attrs["method"] = emm.method
+    table.attrs["type"] = "regrid" if emm.regridded else emm.type
     return table
 
 
-def _contrast_name(emm: EMMeans, i: int, j: int) -> str:
+def _ratio_name(emm: EMMeans) -> str | None:
+    """``odds_ratio`` / ``ratio`` for response-scale EMMs of a logit / log link, else None."""
+    if emm.type != "response" or emm.regridded:
+        return None
+    name = emm.result.family.link.name
+    return {"logit": "odds_ratio", "log": "ratio"}.get(name)
+
+
+def _row(emm: EMMeans, i: int) -> np.ndarray:
+    """The gradient in β of EMM i on its scale: ℓ_i, or dμ/dη(ℓ_i'β) ℓ_i once regridded."""
+    if not emm.regridded:
+        return emm.L[i]
+    eta = float(emm.L[i] @ emm.result.fe_params.to_numpy())
+    return float(emm.result.family.link.mu_eta(np.array([eta]))[0]) * emm.L[i]
+
+
+def _contrast_name(emm: EMMeans, i: int, j: int, sep: str = " - ") -> str:
     t = emm.table
-    return " - ".join(" ".join(_label(v, t.loc[r, v]) for v in emm.specs) for r in (i, j))
+    return sep.join(" ".join(_label(v, t.loc[r, v]) for v in emm.specs) for r in (i, j))
 
 
-def _posterior_contrasts(emm: EMMeans, g: tuple, pairs, L: np.ndarray, level: float = 0.95) -> list[dict]:
-    """Rows of posterior contrasts: mean, SD, equal-tailed interval and pd per pair."""
-    E = emm.result.fe_draws.to_numpy() @ L.T
-    lo, hi = np.quantile(E, [(1 - level) / 2, (1 + level) / 2], axis=0)
+def _posterior_contrasts(emm: EMMeans, g: tuple, pairs, ratio: str | None,
+                         level: float = 0.95) -> list[dict]:
+    """Rows of posterior contrasts: mean, SD, equal-tailed interval and pd per pair (pd of a
+    ratio: the probability that it is on the side of 1 it is on)."""
+    grid = emm.result.fe_draws.to_numpy() @ emm.L.T
+    if emm.regridded:
+        grid = emm.result.family.link.inverse(grid)
+    E = np.column_stack([grid[:, i] - grid[:, j] for i, j in pairs])
     above = (E > 0).mean(axis=0)
+    if ratio:
+        E = np.exp(E)
+    lo, hi = np.quantile(E, [(1 - level) / 2, (1 + level) / 2], axis=0)
     rows = []
     for c, (i, j) in enumerate(pairs):
-        row = {"contrast": _contrast_name(emm, i, j), **dict(zip(emm.by, g, strict=True))}
-        row.update({"estimate": E[:, c].mean(), "SE": E[:, c].std(ddof=1), "lower_CL": lo[c],
-                    "upper_CL": hi[c], "pd": max(above[c], 1 - above[c])})
+        row = {"contrast": _contrast_name(emm, i, j, " / " if ratio else " - "),
+               **dict(zip(emm.by, g, strict=True))}
+        row.update({ratio or "estimate": E[:, c].mean(), "SE": E[:, c].std(ddof=1), "lower": lo[c],
+                    "upper": hi[c], "pd": max(above[c], 1 - above[c])})
         rows.append(row)
     return rows

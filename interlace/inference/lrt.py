@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 from scipy import stats
+
+from .table import AnovaTable
 
 __all__ = ["anova"]
 
@@ -17,7 +18,7 @@ def _same_data(a, b) -> bool:
 
 
 def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = None,
-          **named) -> pd.DataFrame:
+          **named) -> AnovaTable:
     """Compare nested models by likelihood ratio: one row per model, ordered by parameter count.
 
     With one model, its ANOVA table instead: lmerTest's F tests per term (``type`` 3, 2 or 1,
@@ -27,13 +28,24 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
     Chisq = 2·max(0, Δ logLik) against the previous row with Df = Δ npar, p from χ²(Df).
     REML fits are refitted by ML first, as lme4 does; models fitted to different data are
     refused. Rows are labelled by ``names=``, by the keywords the models are passed with
-    (``anova(m0=m0, m1=m1)``), or else by each model's formula.
+    (``anova(m0=m0, m1=m1)``), or else by each model's formula. Posteriors (``backend="pymc"``)
+    are compared by ELPD-LOO instead (:func:`~interlace.results.bayes_compare.loo_compare`);
+    mixing the two kinds is refused.
     """
     if named:
         if models:
             raise TypeError("pass the models either positionally or as name=model, not both")
         names = list(named) if names is None else names
         models = tuple(named.values())
+    from ..results.bayes_compare import is_posterior, loo_compare
+
+    if any(is_posterior(m) for m in models):  # posteriors: ELPD-LOO (arviz), never an LRT
+        if type is not None or ddf is not None or len(models) == 1:
+            raise ValueError(
+                "a posterior has no F or likelihood-ratio tests: interlace.anova(b1, b2, ...) compares "
+                "posteriors by ELPD-LOO; for one posterior see to_frame() and loo()"
+            )
+        return loo_compare(*models, names=names)
     if len(models) == 1 and names is None:
         from .ftable import single_anova
 
@@ -54,10 +66,12 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
     names = list(names) if names is not None else _formula_names(models)
     if len(names) != len(models):
         raise ValueError(f"names has {len(names)} entries for {len(models)} models")
+    by_npar = sorted(range(len(models)), key=lambda i: models[i].n_params)  # R's row order
+    heading = _heading([models[i] for i in by_npar], [names[i] for i in by_npar])
     if any(m.method == "REML" for m in models):
         warnings.warn("refitting model(s) with ML (instead of REML)", stacklevel=2)
         models = tuple(m.engine.refit(method="ML") if m.method == "REML" else m for m in models)
-    order = sorted(range(len(models)), key=lambda i: models[i].n_params)
+    order = by_npar
     rows = []
     prev = None
     for i in order:
@@ -79,7 +93,22 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
             row["Pr(>Chisq)"] = stats.chi2.sf(chisq, df) if df > 0 else np.nan
         rows.append(row)
         prev = m
-    return pd.DataFrame(rows, index=[names[i] for i in order])
+    return AnovaTable(rows, index=[names[i] for i in order], heading=heading)
+
+
+def _heading(models, names: list[str]) -> str:
+    """R's lines above the table: ``Data:`` (the name the first model's data were passed under)
+    and ``Models:``, each row's label and formula (left out when the labels are the formulas)."""
+    lines = []
+    data_name = next(((getattr(m, "call", None) or {}).get("data_name") for m in models
+                      if (getattr(m, "call", None) or {}).get("data_name")), None)
+    if data_name:
+        lines.append(f"Data: {data_name}")
+    formulas = [m.spec.full_formula for m in models]
+    if any(str(n) != f for n, f in zip(names, formulas, strict=True)):
+        lines.append("Models:")
+        lines.extend(f"{n}: {f}" for n, f in zip(names, formulas, strict=True))
+    return "\n".join(lines)
 
 
 def _formula_names(models) -> list[str]:

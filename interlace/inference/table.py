@@ -10,11 +10,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["AnovaTable"]
+from ..results.rformat import format_pvalues
+
+__all__ = ["AnovaTable", "FullWidthFrame"]
 
 _P_COLUMNS = ("Pr(>F)", "Pr(>Chisq)", "Pr(>|t|)", "Pr(>|z|)")
 _INT_COLUMNS = ("NumDF", "Df", "npar", "Eliminated")
 _STARS = ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, "."))
+
+
+class FullWidthFrame(pd.DataFrame):
+    """A DataFrame that prints every row and column, one line per row (pandas' ``to_string``),
+    whatever ``display.width`` / ``display.max_columns`` say: tables such as ``compare`` and
+    ``allfit`` are read whole, never with a ``...`` in place of columns."""
+
+    @property
+    def _constructor(self):
+        return FullWidthFrame
+
+    def __repr__(self) -> str:
+        return self.to_string(line_width=None)
+
+    __str__ = __repr__
 
 
 class AnovaTable(pd.DataFrame):
@@ -69,10 +86,9 @@ def _format_column(name: str, values: np.ndarray) -> list[str]:
         return [str(v) for v in values]
     ok = np.isfinite(x)
     out = [""] * len(x)
-    if name in _P_COLUMNS:
-        for i in np.flatnonzero(ok):
-            p = x[i]
-            out[i] = "< 2.2e-16" if p < 2.2e-16 else (f"{p:.3e}" if p < 1e-4 else f"{p:.4g}")
+    if name in _P_COLUMNS:  # print.anova: format.pval with 4 digits, together
+        for i, s in zip(np.flatnonzero(ok), format_pvalues(x[ok], 4), strict=True):
+            out[i] = s
         return out
     if name in _INT_COLUMNS and np.all(x[ok] == np.round(x[ok])):
         return [f"{int(v)}" if f else "" for v, f in zip(x, ok, strict=True)]

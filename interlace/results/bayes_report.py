@@ -72,9 +72,15 @@ class BayesSummary(Report):
             if family is None
             else f"Generalized linear mixed model ({family.name}, {family.link.name} link)"
         )
+        seed = info.get("random_seed")
+        seed_text = (f"random_seed={seed}" if seed is not None
+                     else f"random_seed={info.get('seed_entropy')} (drawn: none was given)")
+        re_text = "" if family is not None else (
+            "; random effects integrated out" if info.get("marginalized") else "; non-centred")
         lines = [
-            f"{kind} fit by MCMC (backend: pymc; sampler: {info.get('sampler')}; "
-            f"{'random effects integrated out' if info.get('marginalized') else 'non-centred'})",
+            f"{kind} fit by MCMC (backend: pymc; sampler: NUTS, "
+            f"{info.get('sampler_version') or info.get('sampler')}{re_text})",
+            f"Reproduce: {seed_text}, {info.get('chains')} chains (the draws do not depend on cores)",
             f"Formula: {r.spec.full_formula}",
             f"Draws: {info.get('chains')} chains × {info.get('draws')} after {info.get('tune')} tuning; "
             f"{info.get('seconds', float('nan')):.1f} s; divergences: {info.get('divergences')}; "

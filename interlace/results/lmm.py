@@ -231,8 +231,9 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         frame, _ = to_pandas(newdata)
         return new_linear_predictor(d, frame, self._info.beta, self._info.b, offset=offset, terms=terms)
 
-    def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None):
-        """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` or ``"boot"``.
+    def confint(self, method: str | None = None, level: float = 0.95, nsim: int = 500, seed=None):
+        """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` (the
+        default) or ``"boot"``; credible intervals (``"quantile"``) for a PyMC fit.
 
         See :func:`interlace.inference.confint.confint`.
         """
@@ -304,14 +305,15 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         return table
 
     # ---- reporting -----------------------------------------------------------------------
-    def summary(self):
+    def summary(self, ddf: str | None = None):
+        """lmerTest's report; ``ddf`` ("Satterthwaite" or "Kenward-Roger") overrides ``df_method``."""
         from .summary import ModelSummary
 
-        return ModelSummary(self)
+        return ModelSummary(self, ddf=ddf)
 
     def __str__(self) -> str:
-        """lme4's short ``print(m)`` for a REML/ML fit (the one-line repr for other fits)."""
-        if self.engine is None or hasattr(self, "family"):
+        """lme4's short ``print(m)`` for a REML/ML or Laplace/AGQ fit (the one-line repr otherwise)."""
+        if self.backend != "reml" or (self.engine is None and not hasattr(self, "family")):
             return repr(self)
         from .summary import short_print
 

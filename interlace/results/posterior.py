@@ -5,9 +5,12 @@
 - ``scale`` = E[σ²] and ``theta`` chosen so that ``variance_components`` and ``varcov`` are the
   posterior means of each term's covariance σ²T T' (T = chol(E[σ²TT'] / E[σ²])).
 - ``random_effects``: posterior means of b. ``fittedvalues`` use the posterior means.
-- ``llf``: the (ML) log-likelihood log p(y | θ, σ, β) at those posterior means, so ``aic``/``bic``
-  are defined; for model comparison prefer ``az.loo(result.idata)``.
-- ``idata``: arviz InferenceData (posterior, sample_stats, observed_data, log_likelihood);
+- ``llf``, ``aic``, ``bic``, ``deviance`` do not exist (AttributeError): a posterior has no
+  maximised likelihood. Posteriors are compared by their expected log predictive density
+  (``loo()``, ``interlace.anova(b1, b2)`` = arviz's ELPD-LOO comparison). The plug-in value
+  log p(y | posterior means) is kept under its own name, ``plugin_llf``.
+- ``idata``: arviz InferenceData (posterior, sample_stats, observed_data, log_likelihood —
+  per observation, and for a Gaussian LMM per group: see :mod:`interlace.backends.pymc.logo`);
   ``diagnostics``: R-hat and ESS per parameter.
 """
 
@@ -17,11 +20,15 @@ import numpy as np
 import pandas as pd
 
 from ..data.design import DesignMatrices, tril_colwise
+from .bayes_predict import PosteriorPredict
 from .draws import posterior_arrays
 from .glmm import GLMMResult
 from .lmm import CrossedLMEResult
 
-__all__ = ["PosteriorFixedEffects", "PyMCResult", "PyMCGLMMResult", "variance_draws", "variance_names"]
+__all__ = ["PosteriorFixedEffects", "PyMCResult", "PyMCGLMMResult", "variance_draws", "variance_names",
+           "GROUP_LOGLIK_PREFIX"]
+
+GROUP_LOGLIK_PREFIX = "marginal_"  # idata.log_likelihood[GROUP_LOGLIK_PREFIX + group]: per level of group
 
 
 def variance_names(design: DesignMatrices) -> list[str]:
@@ -109,6 +116,64 @@ class PosteriorFixedEffects:
     def fe_zvalues(self):
         raise AttributeError(self._NO_TESTS.format(name="z statistics"))
 
+    # a posterior has no maximised likelihood: AttributeError pointing to LOO/WAIC
+    _NO_LIKELIHOOD = ("a posterior has no {name}: compare posteriors by ELPD with result.loo() "
+                      "(az.loo / az.waic on result.idata) or interlace.anova(b1, b2); the plug-in "
+                      "log p(y | posterior means) is result.plugin_llf")
+
+    @property
+    def llf(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="maximised log-likelihood (llf)"))
+
+    @llf.setter
+    def llf(self, value: float) -> None:  # the shared constructor stores the plug-in value here
+        self.plugin_llf = float(value)
+
+    @property
+    def aic(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="AIC"))
+
+    @property
+    def bic(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="BIC"))
+
+    @property
+    def deviance(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="deviance"))
+
+    @property
+    def method(self) -> str:
+        """What was done: ``"posterior (NUTS, <sampler> <version>)"`` — not a REML or ML fit."""
+        info = self.optimizer_info
+        return f"posterior (NUTS, {info.get('sampler_version') or info.get('sampler', 'pymc')})"
+
+    def loo(self, group: str | None = None, pointwise: bool = False):
+        """PSIS leave-one-out ELPD (``az.loo``): per observation (conditional on the fitted
+        random effects), or with ``group`` leave-one-group-out, each level of that grouping
+        factor left out with its random effects integrated out (Gaussian LMMs; see
+        :mod:`interlace.backends.pymc.logo`)."""
+        import arviz as az
+
+        return az.loo(self.idata, var_name=self.loglik_name(group), pointwise=pointwise)
+
+    def loglik_name(self, group: str | None = None) -> str:
+        """The ``idata.log_likelihood`` variable per observation (``group=None``) or per level of
+        ``group``."""
+        ll = getattr(self.idata, "log_likelihood", None)
+        if ll is None:
+            raise ValueError("this posterior has no log_likelihood group (too many draws × observations)")
+        if group is None:
+            return self.layout.response
+        name = f"{GROUP_LOGLIK_PREFIX}{group}"
+        if name not in ll:
+            k = len(GROUP_LOGLIK_PREFIX)
+            have = sorted(n[k:] for n in ll.data_vars if n.startswith(GROUP_LOGLIK_PREFIX))
+            raise KeyError(
+                f"no group-level log-likelihood for {group!r}: it exists for the grouping factors of a "
+                f"Gaussian LMM ({', '.join(have) or 'none here'})"
+            )
+        return name
+
     def to_frame(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior table of the fixed effects: term, posterior mean, posterior SD, equal-tailed
         ``level`` interval, and R-hat / bulk ESS from the sampler's diagnostics (no p-values)."""
@@ -129,7 +194,7 @@ class PosteriorFixedEffects:
         return table
 
 
-class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
+class PyMCResult(PosteriorPredict, PosteriorFixedEffects, CrossedLMEResult):
     """A Bayesian fit: the unified result plus the posterior (see the module docstring)."""
 
     def __init__(
@@ -152,11 +217,6 @@ class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
         self.layout = layout
 
     @property
-    def method(self) -> str:
-        """What was done: ``"posterior (NUTS, <sampler>)"`` — not a REML or ML fit."""
-        return f"posterior (NUTS, {self.optimizer_info.get('sampler', 'pymc')})"
-
-    @property
     def variance_draws(self) -> pd.DataFrame:
         """Posterior draws of the SDs, correlations and σ (lme4 ``confint`` names)."""
         return pd.DataFrame(self._var_draws, columns=variance_names(self.design))
@@ -174,9 +234,7 @@ class PyMCResult(PosteriorFixedEffects, CrossedLMEResult):
         draws = np.column_stack([self._var_draws, self._beta_draws])
         lo, hi = _quantiles(draws, level)
         names = variance_names(self.design) + list(self.fe_params.index)
-        return pd.DataFrame(
-            {f"{100 * (1 - level) / 2:g} %": lo, f"{100 * (1 + level) / 2:g} %": hi}, index=names
-        )
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=names)
 
     # ---- the after-fit toolkit on the posterior (see :mod:`.after_fit`) -------------------
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
@@ -235,7 +293,7 @@ def _quantiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]
     return np.quantile(draws, a, axis=0), np.quantile(draws, 1.0 - a, axis=0)
 
 
-class PyMCGLMMResult(PosteriorFixedEffects, GLMMResult):
+class PyMCGLMMResult(PosteriorPredict, PosteriorFixedEffects, GLMMResult):
     """A Bayesian GLMM: GLMMResult attributes from posterior summaries, plus ``idata``."""
 
     def __init__(self, spec, design, info, family, eta, *, n_dropped=0, idata=None, beta_draws=None,

@@ -25,11 +25,19 @@ def sig_decimals(x: float, digits: int) -> int:
 
 
 def format_fixed(values, digits: int, right: bool = True) -> list[str]:
-    """R's ``format(values, digits=)``: one number of decimals for all, the most any value needs."""
+    """R's ``format(values, digits=)``: one number of decimals for all, the most any value needs —
+    or, when that is wider than scientific notation (a variance of 2e-20 beside 0.5), scientific
+    with one mantissa length for all, as R chooses (``scipen = 0``)."""
     vals = [float(v) for v in values]
     dec = max((sig_decimals(v, digits) for v in vals), default=0)
     out = [f"{v:.{dec}f}" if np.isfinite(v) else ("NaN" if np.isnan(v) else ("Inf" if v > 0 else "-Inf"))
            for v in vals]
+    finite = [v for v in vals if np.isfinite(v)]
+    if finite:
+        sci = iter(_format_sci(finite, digits))
+        sci_out = [next(sci) if np.isfinite(v) else s for v, s in zip(vals, out, strict=True)]
+        if max(len(s) for s in out) > max(len(s) for s in sci_out):
+            out = sci_out
     width = max((len(s) for s in out), default=0)
     return [s.rjust(width) if right else s.ljust(width) for s in out]
 
@@ -44,24 +52,40 @@ def _format_sci(values: list[float], digits: int) -> list[str]:
     return [f"{v:.{mant - 1}e}" for v in values]
 
 
+def _format_r(values: list[float], digits: int) -> list[str]:
+    """R's ``format(x, digits=)`` for positive numbers: fixed notation when it is no wider than
+    scientific (``options(scipen = 0)``), else scientific, for the vector as a whole."""
+    fixed = [s.strip() for s in format_fixed(values, digits)]
+    sci = _format_sci(values, digits)
+    return fixed if max(map(len, fixed)) <= max(map(len, sci)) else sci
+
+
 def format_pvalues(p, digits: int = 3, eps: float = np.finfo(float).eps) -> list[str]:
-    """R's ``format.pval``: fixed notation (jointly) for p ≥ 1e-4ish, scientific below, ``< eps``."""
+    """R's ``format.pval``: p with exponent ≥ −3 (≥ −4 when ``digits`` > 1) formatted together,
+    the smaller ones together (each group by R's ``format``: fixed notation unless it is wider
+    than scientific), p < eps as ``< eps`` with ``digits`` − 2 digits (fewer, and no space,
+    when the other entries are narrow)."""
     p = np.asarray(p, dtype=float)
     out = [""] * len(p)
     tiny = p < eps
     expo = np.floor(np.log10(np.where(p > 0, p, 1e-50)))
-    fixp = (expo >= -3) & ~tiny
-    sci = ~fixp & ~tiny
-    if fixp.any():
-        for i, s in zip(np.flatnonzero(fixp), format_fixed(p[fixp], digits, right=False), strict=True):
-            out[i] = s.strip()
-    if sci.any():
-        for i, s in zip(np.flatnonzero(sci), _format_sci(list(p[sci]), digits), strict=True):
-            out[i] = s
+    fixp = ((expo >= -3) | ((expo == -4) & (digits > 1))) & ~tiny
+    for group in (fixp, ~fixp & ~tiny):
+        if group.any():
+            for i, s in zip(np.flatnonzero(group), _format_r(list(p[group]), digits), strict=True):
+                out[i] = s
     if tiny.any():
-        e = _format_sci([eps], max(1, digits - 2))[0]
+        d = max(1, digits - 2)
+        if (~tiny).any():
+            nc = max(len(out[i]) for i in np.flatnonzero(~tiny))
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if d == 1 and nc <= 6 else " "
+        else:
+            sep = "" if d == 1 else " "
+        e = _format_sci([eps], d)[0]
         for i in np.flatnonzero(tiny):
-            out[i] = f"< {e}"
+            out[i] = f"<{sep}{e}"
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .base import Report
 from .rformat import abbreviate, coef_table, format_fixed, named_vector
@@ -10,23 +11,12 @@ from .rformat import abbreviate, coef_table, format_fixed, named_vector
 __all__ = ["ModelSummary", "GLMMSummary", "short_print"]
 
 
-def _fmt(x: float, digits: int = 4) -> str:
-    return f"{x:.{digits}g}" if abs(x) < 1e-3 or abs(x) >= 1e6 else f"{x:.{digits}f}".rstrip("0").rstrip(".")
-
-
-def _pfmt(p: float) -> str:
-    return "< 2e-16" if p < 2e-16 else f"{p:.3g}"
-
-
-def _stars(p: float) -> str:
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
-
-
 class ModelSummary(Report):
     """The report as text (``str()``), shown in full by ``repr`` and ``print``."""
 
-    def __init__(self, result):
+    def __init__(self, result, ddf: str | None = None):
         self.result = result
+        self.ddf = ddf
         self.text = self._render()
 
     def __str__(self) -> str:
@@ -39,17 +29,17 @@ class ModelSummary(Report):
         random effects, fixed effects with df and p (R's ``printCoefmat``, 4 digits) and the
         correlation of the fixed effects (not shown past 12 coefficients, as lme4)."""
         r = self.result
-        df_name = "Satterthwaite" if r.df_method == "satterthwaite" else "Kenward-Roger"
+        df_name = self._ddf()
         info = r.optimizer_info
         iterative = info.get("solver") == "iterative"
         tests = "Wald z-tests (df = ∞)" if iterative else f"t-tests use {df_name}'s method"
         lines = [f"Linear mixed model fit by {_kind(r)}. {tests} (backend: {r.backend})",
-                 f"Formula: {r.spec.full_formula}", ""]
+                 f"Formula: {r.spec.full_formula}", *_data_line(r), ""]
         if iterative:  # what is exact and what is estimated (docs/scalable.md)
             se = ", ".join(f"{g} {v:.1e}" for g, v in info.get("vc_mc_rel_se", {}).items())
-            lines[2:2] = [f"Solver: iterative. Exact: {info['exact']}.",
-                          f"Estimated: {info['estimated']} (Monte-Carlo relative SE of the variances: {se}).",
-                          f"Not computed: {info['not_computed']}."]
+            lines[-1:-1] = [f"Solver: iterative. Exact: {info['exact']}.",
+                            f"Estimated: {info['estimated']} (Monte-Carlo relative SE of the variances: "
+                            f"{se}).", f"Not computed: {info['not_computed']}."]
         lines.extend(_criterion(r, 1))
         lines.append("")
         if r.resid is not None:
@@ -83,11 +73,36 @@ class ModelSummary(Report):
     def _random_table(self, comp=("Variance", "Std.Dev.")) -> list[str]:
         return self.result.VarCorr().format(digits=4, comp=comp).splitlines()
 
+    def _ddf(self) -> str:
+        """The df method of the t-tests: ``ddf=`` (lmerTest's ``summary(m, ddf = )``) or the fit's."""
+        if self.ddf is None:
+            return "Satterthwaite" if self.result.df_method == "satterthwaite" else "Kenward-Roger"
+        from ..inference.contest import ddf_method
+
+        return ddf_method(self.result, self.ddf)
+
     def _fixed_table(self) -> list[str]:
         r = self.result
-        cs = np.column_stack([r.fe_params, r.fe_bse, r.fe_df])
-        return coef_table(list(r.fe_params.index), cs, ["Estimate", "Std. Error", "df"],
-                          r.fe_tvalues.to_numpy(), "t value", r.fe_pvalues.to_numpy(), "Pr(>|t|)")
+        names = list(r.fe_params.index)
+        if self.ddf is None:
+            est, se, df = r.fe_params.to_numpy(), r.fe_bse.to_numpy(), r.fe_df.to_numpy()
+            t, p = r.fe_tvalues.to_numpy(), r.fe_pvalues.to_numpy()
+        else:  # each coefficient's t test with that method (Kenward-Roger: adjusted SEs too)
+            from ..inference.contest import contest
+
+            tab = contest(r, pd.DataFrame(np.eye(len(names)), index=names, columns=names), joint=False,
+                          ddf=self._ddf())
+            cols = ("Estimate", "Std. Error", "df", "t value", "Pr(>|t|)")
+            est, se, df, t, p = (tab[c].to_numpy() for c in cols)
+        return coef_table(names, np.column_stack([est, se, df]), ["Estimate", "Std. Error", "df"],
+                          t, "t value", p, "Pr(>|t|)")
+
+
+def _data_line(r) -> list[str]:
+    """lme4's ``Data:`` line: the name the data were passed under (see :func:`.verbs.data_label`);
+    none for a refit that has no call (ranova's, anova's ML refits)."""
+    name = (getattr(r, "call", None) or {}).get("data_name")
+    return [f"   Data: {name}"] if name else []
 
 
 def _kind(r) -> str:
@@ -99,7 +114,7 @@ def _criterion(r, digits: int) -> list[str]:
     line, rounded to ``digits`` decimals (1 in ``summary``, 4 in ``print``)."""
     if not np.isfinite(r.llf):
         return ["REML criterion / log-likelihood: not computed (iterative solver)"]
-    if r.method == "REML":
+    if getattr(r, "family", None) is None and r.method == "REML":
         return [f"REML criterion at convergence: {round(r.deviance, digits):.7g}"]
     vals = [round(v, digits) for v in (r.aic, r.bic, r.llf, r.deviance)]
     cells = [*(v.strip() for v in format_fixed(vals, 7)), str(int(r.nobs - r.n_params))]
@@ -109,13 +124,17 @@ def _criterion(r, digits: int) -> list[str]:
 
 
 def _scaled_residuals(r) -> list[str]:
-    """Quantiles of the Pearson residuals √w (y − ŷ) / σ (R's type-7 quantiles), 4 digits."""
+    """Quantiles of the scaled Pearson residuals √w (y − μ̂) / √(V(μ̂) σ²) (R's type-7 quantiles,
+    4 digits): V ≡ 1 for an LMM; σ² = 1 for a GLMM family without a dispersion."""
     w = np.ones(len(r.resid)) if r.design.weights is None else r.design.weights
-    z = np.sqrt(w) * np.asarray(r.resid) / np.sqrt(r.scale)
+    family = getattr(r, "family", None)
+    var = 1.0 if family is None else family.variance(np.asarray(r.fittedvalues))
+    scale = r.scale if family is None or family.has_scale else 1.0
+    z = np.sqrt(w) * np.asarray(r.resid) / np.sqrt(var * scale)
     q = np.quantile(z, [0, 0.25, 0.5, 0.75, 1])
     mx = float(np.max(np.abs(q)))
-    if mx > 0:  # R's zapsmall(q, 6), as lme4 prints them
-        q = np.round(q, max(0, 6 - int(np.ceil(np.log10(mx)))))
+    if mx > 0:  # lme4's zapsmall(q, digits + 1): R 4.2 rounds to 5 − log10(max|q|) decimals,
+        q = np.round(q, max(0, int(np.floor(5 - np.log10(mx) + 0.5))))  # round() taking ⌊d + ½⌋
     vals = format_fixed(q, 4)
     names = ["Min", "1Q", "Median", "3Q", "Max"]
     width = max(len(v) for v in vals)
@@ -157,7 +176,11 @@ def _fixef_correlation(r, max_p: int = 12) -> list[str]:
 
 def short_print(r) -> str:
     """lme4's ``print(m)``: criterion, random-effect SDs, number of observations, β̂."""
-    lines = [f"Linear mixed model fit by {_kind(r)}", f"Formula: {r.spec.full_formula}"]
+    if getattr(r, "family", None) is not None:
+        lines = [_glmm_title(r), _family_line(r)]
+    else:
+        lines = [f"Linear mixed model fit by {_kind(r)}"]
+    lines.extend([f"Formula: {r.spec.full_formula}", *_data_line(r)])
     lines.extend(_criterion(r, 4))
     lines.append("Random effects:")
     lines.extend(r.VarCorr().format(digits=4, comp=("Std.Dev.",)).splitlines())
@@ -168,34 +191,51 @@ def short_print(r) -> str:
     return "\n".join(lines)
 
 
+def _glmm_title(r) -> str:
+    approx = ("Laplace Approximation" if r.nagq <= 1
+              else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {r.nagq}")
+    return f"Generalized linear mixed model fit by maximum likelihood ({approx})"
+
+
+def _family_line(r) -> str:
+    return f" Family: {r.family.label}  ( {r.family.link.name} )"
+
+
 class GLMMSummary(ModelSummary):
-    """lme4's glmer report: family and link, Laplace or AGQ, z tests."""
+    """lme4's ``summary`` of a glmer fit: family and link, Laplace or AGQ, the AIC table, scaled
+    Pearson residuals, random effects (with the residual row for a family with a dispersion),
+    z tests laid out by R's ``printCoefmat`` and the correlation of the fixed effects."""
 
     def _render(self) -> str:
         r = self.result
-        approx = (
-            "Laplace Approximation" if r.nagq <= 1 else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {r.nagq})"
-        )
-        lines = [
-            f"Generalized linear mixed model fit by maximum likelihood ({approx})",
-            f" Family: {r.family.label}  ( {r.family.link.name} )",
-            f"Formula: {r.spec.full_formula}",
-            f"     AIC      BIC   logLik deviance\n {r.aic:8.2f} {r.bic:8.2f} {r.llf:8.2f} {r.deviance:8.2f}",
-            "",
-            "Random effects:",
-        ]
-        rand = self._random_table()
-        lines.extend(line for line in rand if not line.lstrip().startswith("Residual"))
-        if r.family.has_scale:
-            lines.append(f"Dispersion (sigma): {np.sqrt(r.scale):.4g}")
+        lines = [_glmm_title(r), _family_line(r), f"Formula: {r.spec.full_formula}", *_data_line(r), ""]
+        lines.extend(_criterion(r, 1))
+        lines.append("")
+        if r.resid is not None:
+            lines.append("Scaled residuals: ")
+            lines.extend(_scaled_residuals(r))
+            lines.append("")
+        lines.append("Random effects:")
+        lines.extend(self._random_table())
         lines.append(_nobs_line(r))
+        if r.n_dropped:
+            lines.append(f"  ({r.n_dropped} observation(s) deleted due to missingness)")
         lines.append("")
         lines.append("Fixed effects:")
-        names = list(r.fe_params.index)
-        w = max(11, *(len(n) for n in names))
-        lines.append(f"{'':<{w}} {'Estimate':>10} {'Std. Error':>10} {'z value':>8} {'Pr(>|z|)':>9}")
-        for n, est, se, z, p in zip(names, r.fe_params, r.fe_bse, r.fe_zvalues, r.fe_pvalues, strict=True):
-            lines.append(f"{n:<{w}} {est:10.4g} {se:10.4g} {z:8.3f} {_pfmt(p):>9} {_stars(p)}".rstrip())
+        cs = np.column_stack([r.fe_params, r.fe_bse])
+        tst = "t value" if r.family.has_scale else "z value"  # lme4: t with a dispersion, p from z
+        lines.extend(coef_table(list(r.fe_params.index), cs, ["Estimate", "Std. Error"],
+                                r.fe_zvalues.to_numpy(), tst, r.fe_pvalues.to_numpy(), "Pr(>|z|)"))
+        corr = _fixef_correlation(r)
+        if corr:
+            lines.append("")
+            lines.extend(corr)
+        notes = []
         if r.is_singular:
-            lines.append("boundary (singular) fit: see is_singular")
+            notes.append("boundary (singular) fit: see is_singular")
+        if not r.converged:
+            notes.append(f"model failed to converge ({r.optimizer_info.get('message', '')})")
+        if notes:
+            lines.append("")
+            lines.extend(notes)
         return "\n".join(lines)

@@ -11,15 +11,37 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..model.formula import RandomTerm, _formula_terms, parse_random, split_formula
+from ..model.rformula import Node, deparse, parse
 from .rformat import format_fixed
 
-__all__ = ["ResultVerbs", "VarCorr", "resolve_re_form"]
+__all__ = ["ResultVerbs", "VarCorr", "data_label", "resolve_re_form"]
+
+
+# ---- the Data: line -------------------------------------------------------------------------
+def data_label(data, frame) -> str:
+    """What lme4's ``Data:`` line shows for ``data``: R prints the argument as written
+    (``deparse(substitute(data))``); Python passes objects, not expressions, so this is the name
+    the calling scope ``frame`` binds to this very object (its locals, then its globals; names
+    starting with ``_`` skipped), else a description of the frame (type and shape)."""
+    try:
+        for scope in (frame.f_locals, frame.f_globals) if frame is not None else ():
+            for name, value in list(scope.items()):
+                if value is data and not name.startswith("_"):
+                    return name
+    finally:
+        del frame
+    kind = f"{type(data).__module__.split('.')[0]}.{type(data).__name__}"
+    shape = getattr(data, "shape", None)
+    if isinstance(shape, tuple) and len(shape) == 2:
+        return f"<{kind}: {shape[0]} rows, {shape[1]} columns>"
+    return f"<{kind}>"
 
 
 # ---- re_form --------------------------------------------------------------------------------
@@ -30,8 +52,10 @@ def _is_na(value: Any) -> bool:
 
 
 def _term_key(expr: str, factors: tuple[str, ...], source: str) -> tuple:
+    """A random term's identity: its grouping (``a:b`` and ``b:a`` are one grouping), whether it
+    has an intercept, and its other columns."""
     parts = _formula_terms(expr, source)
-    return tuple(factors), "1" in parts, frozenset(p for p in parts if p != "1")
+    return frozenset(factors), "1" in parts, frozenset(p for p in parts if p != "1")
 
 
 def resolve_re_form(design, re_form, include_re: bool = True) -> list | None:
@@ -269,6 +293,7 @@ class ResultVerbs:
                             f"{type(self).__name__} keeps no call")
         args = dict(call)
         func = args.pop("call_function")
+        data_name = args.pop("data_name", None)
         unknown = [k for k in kwargs if k not in args]
         if unknown:
             raise TypeError(f"update() got argument(s) {unknown} that "
@@ -280,7 +305,10 @@ class ResultVerbs:
             args["groups"] = None
             args["random"] = None
         args.update(kwargs)
-        return func(**args)
+        result = func(**args)
+        if getattr(result, "call", None) is not None:  # the Data: line names what the user gave
+            result.call["data_name"] = data_name if data is None else data_label(data, sys._getframe(1))
+        return result
 
 
 def _updated_formula(spec, new: str) -> str:
@@ -296,6 +324,7 @@ def _updated_formula(spec, new: str) -> str:
     has_dot = bool(dot.search(rhs))
     rhs = dot.sub(lambda _: f"({old_rhs.strip()})", rhs)
     fixed, bars = split_formula(f"{lhs} ~ {rhs}" if rhs.strip() else f"{lhs} ~ 1")
+    fixed = _simplified(fixed)
     new_terms = parse_random(bars)
     # `.` keeps the old terms and adds the written ones; without `.`, written terms replace them
     terms: list[RandomTerm] = list(spec.random) + new_terms if has_dot else (new_terms or list(spec.random))
@@ -306,3 +335,94 @@ def _updated_formula(spec, new: str) -> str:
     kept = [t for t in terms if _term_key(t.expr, t.factors, t.source) not in gone]
     sources = list(dict.fromkeys(t.source for t in kept))
     return " + ".join([fixed] + [s if s.startswith("(") else f"({s})" for s in sources])
+
+
+# ---- R's terms.formula, for update's simplify = TRUE ------------------------------------------
+def _chain(node: Node, sign: int = 1):
+    """The signed summands of a +/- chain, parentheses looked through."""
+    if node.kind == "bin" and node.value in ("+", "-"):
+        yield from _chain(node.args[0], sign)
+        yield from _chain(node.args[1], sign if node.value == "+" else -sign)
+    elif node.kind == "un" and node.value in ("+", "-"):
+        yield from _chain(node.args[0], sign if node.value == "+" else -sign)
+    elif node.kind == "paren":
+        yield from _chain(node.args[0], sign)
+    else:
+        yield sign, node
+
+
+def _sum_terms(node: Node) -> tuple[list[frozenset], bool]:
+    """(terms, intercept) of a formula side: ``+`` adds, ``-`` removes, ``1``/``0`` set the intercept."""
+    terms: list[frozenset] = []
+    intercept = True
+    for sign, part in _chain(node):
+        if part.kind == "num" and part.value in ("0", "1"):
+            intercept = (part.value == "1") == (sign > 0)
+            continue
+        for t in _product_terms(part):
+            if sign > 0 and t not in terms:
+                terms.append(t)
+            elif sign < 0 and t in terms:
+                terms.remove(t)
+    return terms, intercept
+
+
+def _cross(a: list[frozenset], b: list[frozenset]) -> list[frozenset]:
+    return list(dict.fromkeys(x | y for x in a for y in b))
+
+
+def _product_terms(node: Node) -> list[frozenset]:
+    """R's expansion of ``:``/``%in%`` (crossing), ``*`` (a + b + a:b), ``/`` (a + all of a : b)
+    and ``^n`` (crossings up to order n); any other expression is one variable."""
+    if node.kind == "bin" and node.value in (":", "%in%", "*", "/"):
+        a, b = _product_terms(node.args[0]), _product_terms(node.args[1])
+        if node.value in (":", "%in%"):
+            return _cross(a, b)
+        if node.value == "*":
+            return list(dict.fromkeys(a + b + _cross(a, b)))
+        return list(dict.fromkeys(a + _cross([frozenset().union(*a)], b)))
+    if node.kind == "bin" and node.value == "^" and node.args[1].kind == "num":
+        base = _product_terms(node.args[0])
+        out = list(base)
+        for _ in range(int(float(node.args[1].value.rstrip("L"))) - 1):
+            out = list(dict.fromkeys(out + _cross(out, base)))
+        return out
+    if node.kind in ("paren", "un") or (node.kind == "bin" and node.value in ("+", "-")):
+        return _sum_terms(node)[0]
+    if node.kind == "num":  # an intercept inside a product adds no variable
+        return []
+    return [frozenset([deparse(node)])]
+
+
+def _first_seen(node: Node, out: dict[str, int]) -> None:
+    """Each variable's position of first appearance (R's order of ``variables``)."""
+    if node.kind == "bin" and node.value in _R_FORMULA_OPS or node.kind in ("paren", "un"):
+        for a in node.args:
+            _first_seen(a, out)
+    elif node.kind != "num":
+        out.setdefault(deparse(node), len(out))
+
+
+_R_FORMULA_OPS = {"+", "-", ":", "%in%", "*", "/", "^"}
+
+
+def _simplified(fixed: str) -> str:
+    """``lhs ~ rhs`` with the right side written as R's ``update.formula`` writes it
+    (``simplify = TRUE``): its terms expanded, those removed with ``-`` gone, ordered by degree
+    then appearance, ``- 1`` for a removed intercept. Text it cannot read is returned unchanged
+    (the fit then names the problem)."""
+    lhs, _, rhs = fixed.partition("~")
+    try:
+        node = parse(rhs if rhs.strip() else "1", "formula")
+        terms, intercept = _sum_terms(node)
+    except ValueError:
+        return fixed
+    seen: dict[str, int] = {}
+    _first_seen(node, seen)
+    ordered = sorted(terms, key=lambda t: (len(t), terms.index(t)))
+    labels = [":".join(sorted(t, key=lambda v: seen.get(v, len(seen)))) for t in ordered]
+    if not labels:
+        body = "1" if intercept else "0"
+    else:
+        body = " + ".join(labels) + ("" if intercept else " - 1")
+    return f"{lhs.strip()} ~ {body}"

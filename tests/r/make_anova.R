@@ -45,7 +45,9 @@ py_formula <- function(f, cod) if (cod == "sum") gsub("\\b([AB])\\b", "C(\\1, co
 lmm_models <- list(
   ab_x = list(fixed = "y ~ A * B + x", random = "(1 + x | subj) + (1 | item)", reml = TRUE),
   ax_b = list(fixed = "y ~ A * x + B", random = "(1 | subj) + (1 | item)", reml = TRUE),
-  ab_x_ml = list(fixed = "y ~ A * B + x", random = "(1 | subj) + (1 | item)", reml = FALSE)
+  ab_x_ml = list(fixed = "y ~ A * B + x", random = "(1 | subj) + (1 | item)", reml = FALSE),
+  # crossed random slopes, one of them a factor slope
+  ab_slopes = list(fixed = "y ~ A * B + x", random = "(1 + A | subj) + (1 + x | item)", reml = TRUE)
 )
 for (cod in names(coding)) {
   options(contrasts = coding[[cod]])
@@ -105,6 +107,7 @@ add_ranova <- function(name, form, reml = TRUE, reduce = TRUE) {
 add_ranova("slope_and_item", y ~ A * B + x + (1 + x | subj) + (1 | item))
 add_ranova("slope_and_item_complete", y ~ A * B + x + (1 + x | subj) + (1 | item), reduce = FALSE)
 add_ranova("slope_and_item_ml", y ~ A * B + x + (1 + x | subj) + (1 | item), reml = FALSE)
+add_ranova("crossed_slopes", y ~ A * B + x + (1 + A | subj) + (1 + x | item))
 add_ranova("double_bar", y ~ A + B + x + (x || subj) + (1 | item))
 add_ranova("single_term_to_lm", y ~ A * B + x + (1 | subj))
 add_ranova("single_term_to_lm_ml", y ~ A * B + x + (1 | subj), reml = FALSE)

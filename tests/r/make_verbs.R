@@ -117,5 +117,9 @@ res$glmm <- list(
     `(1 | item)` = I(num(predict(g, newdata = nd_r, re.form = ~(1 | item), allow.new.levels = TRUE))),
     `(1 | subj) response` = I(num(predict(g, newdata = nd_r, re.form = ~(1 | subj), allow.new.levels = TRUE,
                                           type = "response")))))
+# glmer's printed reports (summary and print) for a model whose coefficient names R and interlace share
+gp <- glmer(yb ~ x + (1 | subj) + (1 | item), data = d, family = binomial, control = gctrl)
+res$print_glmm <- list(formula = "yb ~ x + (1 | subj) + (1 | item)",
+                       summary = I(capture.output(print(summary(gp)))), print = I(capture.output(print(gp))))
 write.csv(nd, file.path(out, "newdata.csv"), row.names = FALSE)
 write_json(res, file.path(out, "verbs.json"), digits = NA, auto_unbox = TRUE, pretty = TRUE, na = "null")

@@ -15,7 +15,7 @@ from ...data.design import DesignMatrices
 from ...extras import require
 from ...model.spec import ModelSpec
 from .priors import Prior, PriorSet, default_priors, resolve_priors
-from .sampling import SamplerOptions
+from .sampling import DEFAULT_SAMPLER, SamplerOptions
 
 __all__ = [
     "fit", "fit_glmm", "require_pymc", "Prior", "PriorSet", "default_priors", "SamplerOptions", "MARGINALIZE",
@@ -56,7 +56,7 @@ def fit(
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "auto",
+    sampler: str = DEFAULT_SAMPLER,
     priors: dict | None = None,
     marginalize="auto",
     target_accept: float = 0.8,
@@ -67,6 +67,7 @@ def fit(
     ``marginalize`` ("auto" = True for these Gaussian models) integrates b out analytically.
     """
     require_pymc()
+    from .direct import direct_model
     from .model import build_model
     from .posterior import complete_idata
     from .result import make_result
@@ -100,15 +101,18 @@ def fit(
     t0 = time.perf_counter()
     prior_set = resolve_priors(design, priors)
     model, layout = build_model(design, prior_set, marginal)
-    idata, used, seconds = run_sampler(model, opts)
+    idata, ran, seconds = run_sampler(
+        model, opts, direct=lambda: direct_model(model, design, layout, prior_set)
+    )
     response = layout.response
-    complete_idata(design, layout, idata, response, seed=opts.random_seed)
+    complete_idata(design, layout, idata, response, rng=ran.pop("after"))
     names = ["beta", "sigma"] + [tl.sd_name for tl in layout.terms]
     names += [tl.corr_name for tl in layout.terms if tl.corr_name is not None]
     diag = diagnostics(idata, names)
     converged = warn_if_unconverged(diag, opts.chains)
     info = {
-        "sampler": used,
+        **ran,
+        "random_seed": opts.random_seed,
         "marginalized": marginal,
         "beta_integrated": layout.beta_prior is not None,
         "draws": opts.draws,

@@ -35,13 +35,15 @@ class FlatModel:
     dims: dict[str, tuple[str, ...]]
     coords: dict[str, pd.Index]
     start: np.ndarray  # unjittered starting point
+    expand: Any = None  # x -> [logp, gradient, *stored]; when set, fn returns [logp, gradient] only
 
     def initial_point(self, seed) -> np.ndarray:
         rng = np.random.default_rng(seed)
         return self.start + rng.uniform(-1.0, 1.0, size=self.ndim)
 
-    def nutpie_model(self):
-        """The model for ``nutpie.sample`` (one copy of the compiled function per chain)."""
+    def nutpie_model(self, on_iteration=None):
+        """The model for ``nutpie.sample`` (one copy of the compiled function per chain);
+        ``on_iteration()`` is called once per sampler iteration, tuning included."""
         from nutpie.compiled_pyfunc import from_pyfunc
 
         lock = threading.Lock()
@@ -59,6 +61,8 @@ class FlatModel:
             def logp(x, **_shared):
                 fn, seen = chain_state()
                 out = fn(x)
+                if self.expand is not None:  # stored variables are computed per draw instead
+                    return float(out[0]), np.asarray(out[1], dtype="float64", order="C")
                 if len(seen) > 4096:  # expand runs in another thread: keep the cache bounded
                     seen.clear()
                 seen[x.tobytes()] = [np.array(v) for v in out[2:]]
@@ -68,10 +72,12 @@ class FlatModel:
 
         def make_expand_fn(seed1, seed2, chain):
             def run(x, **_shared):
+                if on_iteration is not None:
+                    on_iteration()
                 fn, seen = chain_state()
                 vals = seen.get(x.tobytes())
                 if vals is None:
-                    vals = fn(x)[2:]
+                    vals = (self.expand or fn)(x)[2:]
                 seen.clear()
                 return {
                     n: np.asarray(v, dtype="float64", order="C").reshape(s)
@@ -158,4 +164,8 @@ def flatten_model(model) -> FlatModel:
     dims = {n: tuple(model.named_vars_to_dims[n]) for n in names if n in model.named_vars_to_dims}
     used = {d for ds in dims.values() for d in ds}
     coords = {k: pd.Index(list(v)) for k, v in model.coords.items() if k in used and v is not None}
+    for n, shape in zip(names, out_shapes, strict=True):  # nutpie needs every dim's size (one chain)
+        if n not in dims and shape:
+            dims[n] = tuple(f"{n}_dim_{i}" for i in range(len(shape)))
+            coords.update({d: pd.RangeIndex(size) for d, size in zip(dims[n], shape, strict=True)})
     return FlatModel(ndim=ndim, fn=fn, names=names, shapes=out_shapes, dims=dims, coords=coords, start=start)

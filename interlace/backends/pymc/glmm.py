@@ -40,7 +40,14 @@ from .model import (
 )
 from .posterior import MAX_LOGLIK_ENTRIES
 from .priors import resolve_priors
-from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
+from .sampling import (
+    DEFAULT_SAMPLER,
+    SamplerOptions,
+    check_options,
+    diagnostics,
+    run_sampler,
+    warn_if_unconverged,
+)
 
 __all__ = ["fit_glmm", "PyMCGLMMResult"]
 
@@ -107,7 +114,7 @@ def _pointwise_loglik(family: Family, design: DesignMatrices, mu: np.ndarray, ex
 
 def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped: int = 0, *,
              draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
-             random_seed: int | None = None, progressbar: bool = True, sampler: str = "auto",
+             random_seed: int | None = None, progressbar: bool = True, sampler: str = DEFAULT_SAMPLER,
              priors: dict | None = None, target_accept: float = 0.8,
              plugin_loglik=None) -> PyMCGLMMResult:
     """Sample the GLMM's posterior and summarise it as a GLMMResult (see the module docstring)."""
@@ -124,7 +131,8 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
     t0 = time.perf_counter()
     prior_set = resolve_priors(design, priors, family)
     model, layout = build_glmm_model(design, family, prior_set)
-    idata, used, seconds = run_sampler(model, opts)
+    idata, ran, seconds = run_sampler(model, opts)
+    ran.pop("after")  # nothing is drawn after sampling here
 
     beta_d = posterior_arrays(idata, "beta")
     theta_d = posterior_arrays(idata, "theta")
@@ -157,7 +165,8 @@ def fit_glmm(spec: ModelSpec, design: DesignMatrices, family: Family, n_dropped:
         cov_beta=np.atleast_2d(np.cov(beta_d, rowvar=False)), fe_df=np.full(design.p, np.inf),
         fitted=mu, resid=design.y - mu, converged=converged,
         is_singular=False,
-        optimizer_info={"sampler": used, "draws": opts.draws, "tune": opts.tune, "chains": opts.chains,
+        optimizer_info={**ran, "random_seed": opts.random_seed, "draws": opts.draws, "tune": opts.tune,
+                        "chains": opts.chains,
                         "sampling_seconds": seconds, "divergences": diag.divergences,
                         "max_rhat": diag.max_rhat, "min_ess_bulk": diag.min_ess_bulk,
                         "priors": prior_set, "seconds": time.perf_counter() - t0,

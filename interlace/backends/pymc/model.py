@@ -24,6 +24,7 @@ import pytensor.sparse as psparse
 import pytensor.tensor as pt
 
 from ...data.design import DesignMatrices, TermBlock, tril_colwise
+from .dense import DenseMarginalLMM
 from .marginal import GaussianPrior, MarginalBase, MarginalLMM
 from .op import IntegratedLogpOp, MarginalLogpOp
 from .priors import Prior, PriorSet, sd_key
@@ -175,8 +176,11 @@ def layout_of(design: DesignMatrices, marginal: bool) -> ModelLayout:
 
 
 def marginal_density(design: DesignMatrices) -> MarginalBase:
-    """The level-wise evaluator for one grouping factor, else the general blocked one."""
-    return SingleTermLMM(design) if SingleTermLMM.applies(design) else MarginalLMM(design)
+    """The level-wise evaluator for one grouping factor, a dense factor for a few hundred random
+    effects (:mod:`.dense`), else the general blocked one."""
+    if SingleTermLMM.applies(design):
+        return SingleTermLMM(design)
+    return DenseMarginalLMM(design) if DenseMarginalLMM.applies(design) else MarginalLMM(design)
 
 
 def gaussian_beta_prior(design: DesignMatrices, priors: PriorSet) -> GaussianPrior | None:

@@ -4,9 +4,11 @@
   integrated out) and of b | y, θ, σ, β (see :class:`~.marginal.MarginalBase`), stored as
   ``beta`` and per group as ``b_<group>`` with dims (group level, effect) — the same variables
   the non-centred model has.
-- ``observed_data``: the response. ``log_likelihood``: the pointwise conditional log-density
-  log N(yᵢ | xᵢ'β + zᵢ'b + oᵢ, σ²/wᵢ) per draw, so ``az.loo``/``az.waic`` work (the usual
-  conditional LOO of a hierarchical model, as bambi reports it).
+- ``observed_data``: the response. ``log_likelihood``: under the response's name the pointwise
+  conditional log-density log N(yᵢ | xᵢ'β + zᵢ'b + oᵢ, σ²/wᵢ) per draw (the usual conditional
+  LOO of a hierarchical model, as bambi reports it), and per grouping factor g,
+  ``marginal_<g>``: per level, the log-density of its rows with its random effects integrated
+  out (:mod:`.logo`), for leave-one-group-out. ``az.loo(idata, var_name=...)`` picks one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import xarray as xr
 
 from ...data.design import DesignMatrices
 from ...results.draws import flat_b, posterior_arrays
+from ...results.posterior import GROUP_LOGLIK_PREFIX
+from .logo import group_loglik
 from .model import FIXED_DIM, OBS_DIM, ModelLayout
 
 __all__ = ["complete_idata", "posterior_arrays", "MAX_LOGLIK_ENTRIES"]
@@ -60,12 +64,13 @@ def _loglik(design: DesignMatrices, beta: np.ndarray, sigma: np.ndarray, b: np.n
     return -0.5 * (np.log(2 * np.pi * var) + r * r / var)
 
 
-def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response: str, seed=None):
-    """Add b (marginal model), observed_data and log_likelihood to ``idata`` in place; returns it."""
+def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response: str, rng=None):
+    """Add b (marginal model), observed_data and log_likelihood to ``idata`` in place; returns it.
+    ``rng`` (a Generator, or a seed) drives the exact conditional draws."""
     post = idata.posterior
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     if layout.marginal:
-        beta, b = _conditional_draws(design, layout, idata, np.random.default_rng(seed))
+        beta, b = _conditional_draws(design, layout, idata, np.random.default_rng(rng))
         extra = {}
         if layout.beta_prior is not None:
             extra["beta"] = xr.DataArray(
@@ -105,15 +110,16 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
         return idata
     beta = posterior_arrays(idata, "beta")
     sigma = posterior_arrays(idata, "sigma")
-    ll = _loglik(design, beta, sigma, b.reshape(nc * nd, design.q)).reshape(nc, nd, design.n)
-    lik = xr.Dataset(
-        {
-            response: xr.DataArray(
-                ll,
-                dims=("chain", "draw", OBS_DIM),
-                coords={"chain": post.chain, "draw": post.draw, OBS_DIM: layout.coords[OBS_DIM]},
-            )
-        }
-    )
-    idata.add_groups(log_likelihood=lik)
+    b = b.reshape(nc * nd, design.q)
+    ll = _loglik(design, beta, sigma, b).reshape(nc, nd, design.n)
+    cc = {"chain": post.chain, "draw": post.draw}
+    per_obs = {**cc, OBS_DIM: layout.coords[OBS_DIM]}
+    lik = {response: xr.DataArray(ll, dims=("chain", "draw", OBS_DIM), coords=per_obs)}
+    theta = posterior_arrays(idata, "theta")
+    for g in layout.groups:  # per level, its random effects integrated out (leave-one-group-out)
+        lg = group_loglik(design, g, beta, sigma, theta, b).reshape(nc, nd, -1)
+        lik[f"{GROUP_LOGLIK_PREFIX}{g}"] = xr.DataArray(
+            lg, dims=("chain", "draw", g), coords={**cc, g: layout.coords[g]}
+        )
+    idata.add_groups(log_likelihood=xr.Dataset(lik))
     return idata

@@ -1,4 +1,16 @@
-"""Running NUTS: PyMC's own sampler or nutpie's, and the convergence diagnostics of the draws."""
+"""Running NUTS: nutpie's sampler (the default) or PyMC's, and the convergence diagnostics.
+
+Reproducibility: ``random_seed`` seeds one :class:`numpy.random.SeedSequence`; it spawns one
+child per chain (and one more for the exact conditional draws made after sampling), and each
+chain is sampled from its own child's seed by either sampler. A chain's draws therefore depend
+on the seed and the chain's index only — not on ``cores``, on how the chains are split across
+processes, or on the machine. Without a seed, fresh entropy is drawn and recorded in the
+result (``optimizer_info["seed_entropy"]``), so that run can be repeated too.
+
+The default sampler is nutpie, whatever else is installed (it comes with the ``pymc`` extra);
+``sampler="pymc"`` picks PyMC's own NUTS, and ``"auto"`` nutpie when it can be imported, else
+PyMC's. The result records the sampler that ran and its version.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +24,8 @@ from ...extras import MissingExtraError, require
 
 __all__ = ["SAMPLERS", "SamplerOptions", "choose_sampler", "run_sampler", "diagnostics", "Diagnostics"]
 
-SAMPLERS = ("auto", "pymc", "nutpie")
+SAMPLERS = ("nutpie", "pymc", "auto")
+DEFAULT_SAMPLER = "nutpie"
 RHAT_WARN = 1.01
 
 
@@ -26,7 +39,7 @@ class SamplerOptions:
     cores: int | None = None
     random_seed: int | None = None
     progressbar: bool = True
-    sampler: str = "auto"
+    sampler: str = DEFAULT_SAMPLER
     target_accept: float = 0.8
     extra: dict = field(default_factory=dict)
 
@@ -51,13 +64,22 @@ def check_options(opts: SamplerOptions) -> SamplerOptions:
     if not isinstance(opts.sampler, str) or opts.sampler.lower() not in SAMPLERS:
         raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {opts.sampler!r}")
     opts.sampler = opts.sampler.lower()
-    if opts.sampler == "nutpie":
-        require("sampler='nutpie'", "nutpie", "nutpie")
+    choose_sampler(opts.sampler)  # a missing nutpie is reported before the model is built
     return opts
 
 
+def _require_nutpie() -> None:
+    try:
+        require("sampler='nutpie'", "nutpie", "nutpie")
+    except MissingExtraError as ex:
+        raise MissingExtraError(
+            f"{ex}; nutpie is the default sampler (it comes with interlace[pymc]) — or pass "
+            "sampler='pymc' for PyMC's own NUTS"
+        ) from None
+
+
 def choose_sampler(requested: str) -> str:
-    """``"auto"`` → nutpie when importable, else PyMC's NUTS; ``"nutpie"`` requires nutpie."""
+    """``"nutpie"`` (the default) requires nutpie; ``"auto"`` → nutpie when importable, else PyMC's."""
     if requested == "auto":
         try:
             require("sampler='nutpie'", "nutpie", "nutpie")
@@ -65,17 +87,62 @@ def choose_sampler(requested: str) -> str:
             return "pymc"
         return "nutpie"
     if requested == "nutpie":
-        require("sampler='nutpie'", "nutpie", "nutpie")
+        _require_nutpie()
     return requested
 
 
-def run_sampler(model, opts: SamplerOptions) -> tuple[object, str, float]:
-    """Sample ``model``; returns (InferenceData with posterior and sample_stats, sampler, seconds)."""
+def sampler_version(sampler: str) -> str:
+    """``"nutpie 0.16.8"`` / ``"pymc 5.28.5"``: the sampler's package and version."""
+    import importlib.metadata
+
+    return f"{sampler} {importlib.metadata.version(sampler)}"
+
+
+@dataclass
+class Seeds:
+    """One seed per chain and a generator for the draws made after sampling, from one SeedSequence."""
+
+    chains: list[int]
+    after: np.random.Generator
+    entropy: int
+
+
+def spawn_seeds(random_seed: int | None, chains: int) -> Seeds:
+    """Spawn ``chains + 1`` children of ``SeedSequence(random_seed)``: with nutpie chain c samples
+    with the first 32-bit word of child c (whichever process or core runs it); PyMC's sampler,
+    handed a generator on the same SeedSequence, spawns the same child c for chain c. The last
+    child seeds the exact conditional draws made afterwards."""
+    root = np.random.SeedSequence(random_seed)
+    kids = root.spawn(chains + 1)
+    return Seeds(
+        chains=[int(k.generate_state(1, dtype=np.uint32)[0]) for k in kids[:chains]],
+        after=np.random.default_rng(kids[chains]),
+        entropy=int(root.entropy),
+    )
+
+
+def default_cores(chains: int) -> int:
+    """Chains run in parallel on up to this many cores: min(chains, available CPUs). The draws
+    do not depend on it (one seed per chain), only the wall time does."""
+    return min(chains, _cpu_count())
+
+
+def run_sampler(model, opts: SamplerOptions, direct=None) -> tuple[object, dict, float]:
+    """Sample ``model``; returns (InferenceData with posterior and sample_stats, what ran, seconds).
+
+    What ran: ``sampler``, ``sampler_version``, ``cores``, ``seed_entropy`` (the SeedSequence
+    entropy: ``random_seed``, or the fresh entropy used without one), ``chain_seeds`` (nutpie's
+    per-chain seeds; None for PyMC, which derives its own from the same children) and the
+    generator ``after`` for the draws made after sampling (not for the result's record), and
+    ``log_density``: how nutpie evaluated the model — ``"direct"`` when ``direct()`` returned a
+    :class:`~.flat.FlatModel` (:mod:`.direct`), else ``"compiled"`` (pytensor, :mod:`.flat`).
+    """
     sampler = choose_sampler(opts.sampler)
-    cores = opts.cores if opts.cores is not None else min(opts.chains, _cpu_count())
+    cores = opts.cores if opts.cores is not None else default_cores(opts.chains)
+    seeds = spawn_seeds(opts.random_seed, opts.chains)
     t0 = time.perf_counter()
     workers = max(1, min(cores, opts.chains))
-    with _blas_threads(max(1, _cpu_count() // workers)), warnings.catch_warnings():
+    with _blas_threads(max(1, _cpu_count() // workers)), warnings.catch_warnings(), _quiet(opts.progressbar):
         # pytensor's note that it found no BLAS (irrelevant for these small graphs), and numpy's
         # floating-point notes for proposals NUTS rejects anyway (divergences are counted and
         # reported by the result); every other warning is shown
@@ -88,22 +155,59 @@ def run_sampler(model, opts: SamplerOptions) -> tuple[object, str, float]:
             from .flat import flatten_model
             from .parallel import sample_nutpie
 
-            idata = sample_nutpie(flatten_model(model), opts, cores)
+            flat = direct() if direct is not None else None
+            how = "direct" if flat is not None else "compiled"
+            idata = sample_nutpie(flat or flatten_model(model), opts, cores, seeds.chains)
         else:
             import pymc as pm
 
+            how = "pymc"
             idata = pm.sample(
                 model=model,
                 draws=opts.draws,
                 tune=opts.tune,
                 chains=opts.chains,
                 cores=cores,
-                random_seed=opts.random_seed,
+                # PyMC spawns chain c's generator as child c of this SeedSequence, as above
+                random_seed=np.random.default_rng(np.random.SeedSequence(seeds.entropy)),
                 progressbar=opts.progressbar,
                 compute_convergence_checks=False,
                 target_accept=opts.target_accept,
             )
-    return idata, sampler, time.perf_counter() - t0
+    ran = {
+        "sampler": sampler,
+        "sampler_version": sampler_version(sampler),
+        "cores": cores,
+        "log_density": how,
+        "seed_entropy": seeds.entropy,
+        "chain_seeds": list(seeds.chains) if sampler == "nutpie" else None,
+        "after": seeds.after,
+    }
+    return idata, ran, time.perf_counter() - t0
+
+
+class _quiet:
+    """With ``progressbar=False`` nothing is printed: PyMC's informational log lines ("Sampling
+    2 chains …") are held back for the duration (warnings and errors still show)."""
+
+    def __init__(self, progressbar: bool):
+        self.active = not progressbar
+        self.saved: list[tuple[object, int]] = []
+
+    def __enter__(self):
+        if self.active:
+            import logging
+
+            for name in ("pymc", "pymc.sampling.mcmc", "pymc.stats.convergence"):
+                lg = logging.getLogger(name)
+                self.saved.append((lg, lg.level))
+                lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+        return self
+
+    def __exit__(self, *exc):
+        for lg, level in self.saved:
+            lg.setLevel(level)
+        return False
 
 
 def _blas_threads(n: int):
@@ -139,10 +243,18 @@ def diagnostics(idata, var_names: list[str]) -> Diagnostics:
     """Convergence summary over ``var_names`` (constant entries such as a correlation matrix's
     diagonal are skipped)."""
     import arviz as az
+    from arviz.utils import Numba
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = az.summary(idata, var_names=var_names, kind="diagnostics")
+    # arviz's numba path compiles its ESS kernels in every new process (about a second, more
+    # than the numpy path takes on these few parameters): use numpy here, and restore the flag
+    flag = Numba.numba_flag
+    Numba.numba_flag = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = az.summary(idata, var_names=var_names, kind="diagnostics")
+    finally:
+        Numba.numba_flag = flag
     rhat = table["r_hat"].to_numpy(dtype=float)
     ok = np.isfinite(rhat)
     stats = idata.sample_stats

@@ -1,0 +1,108 @@
+"""The marginal log-density on one dense q × q factor, for models with few random effects.
+
+For several grouping factors (crossed or nested) with a small total number q of random effects
+— a subject × item experiment has a few hundred — one dense Cholesky factor of
+A = Λ'Z'WZΛ + I costs less than the blocked factor's many small per-block operations. With
+M = [Z X y]'W[Z X y] (offset removed) computed once, B = Λ'M_zz, A = LL' and R = Λ'M_z,xy:
+
+    ℓ = log|A| = 2 Σ log L_ii,   Ũ = A⁻¹R,   S = M_xy,xy − R'Ũ,   Ξ = M_z,xy − M_zzΛŨ,
+
+and, for θᵢ = T[r, c] of a term (Λᵢ = I_m ⊗ E_rc on its block), ∂ℓ/∂θᵢ = 2 tr(A⁻¹BΛᵢ)
+= 2 Σ_l [A⁻¹B]_(l,c),(l,r) over the term's levels l — the same quantities the blocked
+evaluator of :mod:`.marginal` returns, so the log-density, its gradient in (θ, σ[, β]) and the
+exact conditional draws (u = Ũc + σL⁻ᵀz, b = Λu) follow from :class:`.marginal.MarginalBase`.
+Λ is applied term by term (I_m ⊗ T_t on the term's columns), never formed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+from ...data.design import DesignMatrices, tril_colwise
+from .marginal import MarginalBase, Pieces
+
+__all__ = ["DenseMarginalLMM", "MAX_DENSE_Q"]
+
+MAX_DENSE_Q = 200  # above this the blocked factor is used (the dense one costs ~q³ per evaluation)
+
+
+class DenseMarginalLMM(MarginalBase):
+    """log p(y | θ, σ, β), its gradient and exact draws of b on a dense factor of A."""
+
+    @staticmethod
+    def applies(design: DesignMatrices) -> bool:
+        return 0 < design.q <= MAX_DENSE_Q
+
+    def __init__(self, design: DesignMatrices):
+        self._setup(design)
+        q = design.q
+        w = np.ones(design.n) if design.weights is None else design.weights
+        XY = np.column_stack([design.X, design.y - design.offset])
+        Zw = design.Z.multiply(w[:, None]).tocsc()
+        self.Mzz = np.asarray((design.Z.T @ Zw).toarray())
+        self.Mzxy = np.asarray(Zw.T @ XY)
+        self.Mxy = XY.T @ (XY * w[:, None])
+        self._eye = np.eye(q)
+        self._blocks = [(t.z_start, t.z_start + t.q, t.m, t.k, t) for t in design.terms]
+
+    def _T(self, theta: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for *_, k, t in self._blocks:
+            rows, cols = self._tri[k]
+            T = np.zeros((k, k))
+            T[rows, cols] = theta[t.theta_slice]
+            out.append(T)
+        return out
+
+    def _lam(self, Ts: list[np.ndarray], V: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """ΛV (or Λ'V) for V with q rows."""
+        out = np.empty_like(V)
+        for (a, b, m, k, _), T in zip(self._blocks, Ts, strict=True):
+            M = T.T if transpose else T
+            if k == 1:
+                out[a:b] = M[0, 0] * V[a:b]
+            else:  # level by level: rows (l, ·) of the block ← M @ rows (l, ·)
+                out[a:b] = np.matmul(M, V[a:b].reshape(m, k, -1)).reshape(b - a, -1)
+        return out
+
+    def _factor(self, theta: np.ndarray):
+        Ts = self._T(np.asarray(theta, dtype=float))
+        B = self._lam(Ts, self.Mzz, transpose=True)  # Λ'M_zz
+        A = self._lam(Ts, B.T, transpose=True) + self._eye  # Λ'M_zzΛ + I (symmetric)
+        L = np.linalg.cholesky(A)
+        R = self._lam(Ts, self.Mzxy, transpose=True)
+        U = sla.cho_solve((L, True), R, check_finite=False)
+        return Ts, B, L, R, U
+
+    def pieces(self, theta: np.ndarray, gradient: bool = True) -> Pieces:
+        Ts, B, L, R, U = self._factor(theta)
+        S = self.Mxy - R.T @ U
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(L))))
+        if not gradient:
+            return Pieces(S, logdet, np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)))
+        P = sla.cho_solve((L, True), B, check_finite=False)  # A⁻¹Λ'M_zz
+        g = np.zeros(self.n_theta)
+        for a, b, m, k, t in self._blocks:
+            blk = P[a:b, a:b].reshape(m, k, m, k)
+            K = np.einsum("lclr->cr", blk)
+            rows, cols = tril_colwise(k)
+            g[t.theta_slice] = 2.0 * K[cols, rows]
+        Xi = self.Mzxy - self.Mzz @ self._lam(Ts, U)
+        return Pieces(S, logdet, g, U, Xi)
+
+    def draw_b(
+        self, theta: np.ndarray, sigma: float, beta: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """One exact draw of b = Λu, u ~ N(Ũc, σ²A⁻¹) (Z's column order)."""
+        Ts, _, L, _, U = self._factor(theta)
+        c = np.append(-np.asarray(beta, dtype=float), 1.0)
+        z = rng.standard_normal(self.design.q)
+        u = U @ c + float(sigma) * sla.solve_triangular(L, z, lower=True, trans="T", check_finite=False)
+        return self._lam(Ts, u[:, None])[:, 0]
+
+    def conditional_mean_b(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """E[b | y, θ, β] = ΛŨc."""
+        Ts, _, _, _, U = self._factor(theta)
+        c = np.append(-np.asarray(beta, dtype=float), 1.0)
+        return self._lam(Ts, (U @ c)[:, None])[:, 0]

@@ -1,0 +1,368 @@
+"""The marginal model's log-density written out directly, for nutpie: no pytensor graph per step.
+
+With β and b integrated out (the default for Gaussian LMMs with Normal fixed-effect priors) the
+sampler moves in σ and the random-effect scales only: σ (log scale), per scalar term its SD
+(log scale), per vector term the packed Cholesky factor L of its covariance (PyMC's
+``LKJCholeskyCov`` with the log transform on its diagonal). The unnormalised log-density in
+those unconstrained coordinates x is
+
+    log p(y | θ, σ) + log p(σ) + Σ_t log p(L_t) + log-Jacobians,   θ_t = L_t[rows, cols] / σ,
+
+with log p(L) the LKJ Cholesky-covariance density as PyMC writes it (Lewandowski, Kurowicka &
+Joe 2009): with sd_i = ‖L_i·‖ (row norms) and n = k,
+
+    Σ_i [log p_sd(sd_i) + (2η − 3 + n − i) log(L_ii / sd_i) + log(L_ii / sd_i) − i log sd_i],
+
+up to a constant (which NUTS never needs). Its gradient is by hand, the likelihood's from
+:class:`~.marginal.MarginalBase` (∂/∂θ, ∂/∂σ) by the chain rule through θ = L/σ. A compiled
+pytensor function of the same model costs about five times the likelihood itself per
+evaluation (the LKJ graph); this one adds a few microseconds of numpy. The priors of σ and of
+the SDs must be among :data:`SUPPORTED` with numeric parameters; otherwise, and for every other
+model, :func:`direct_model` returns None and the compiled graph is used. Tested against PyMC's
+own log-density and gradient (tests/test_pymc_repro.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...data.design import DesignMatrices, tril_colwise
+from .flat import FlatModel, _numeric_start
+from .priors import PriorSet, sd_key
+
+__all__ = ["direct_model", "SUPPORTED"]
+
+SUPPORTED = ("HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential")
+
+
+class _Positive:
+    """log p(u) (up to a constant) and d/du for a positive prior, vectorised over parameters."""
+
+    def __init__(self, priors):
+        names = {p.dist for p in priors}
+        if len(names) != 1 or next(iter(names)) not in SUPPORTED:
+            raise ValueError("unsupported prior")
+        self.dist = next(iter(names))
+        keys = {"HalfNormal": ("sigma",), "HalfStudentT": ("nu", "sigma"), "HalfCauchy": ("beta",),
+                "Exponential": ("lam",)}[self.dist]
+        for p in priors:
+            if set(p.params) != set(keys):
+                raise ValueError("unsupported parameters")
+        self.p = {k: np.array([float(p.params[k]) for p in priors]) for k in keys}
+
+    def __call__(self, u: np.ndarray) -> tuple[float, np.ndarray]:
+        p = self.p
+        if self.dist == "HalfNormal":
+            s2 = p["sigma"] ** 2
+            return float(np.sum(-0.5 * u * u / s2)), -u / s2
+        if self.dist == "HalfStudentT":
+            nu, s2 = p["nu"], p["sigma"] ** 2
+            return (float(np.sum(-0.5 * (nu + 1) * np.log1p(u * u / (nu * s2)))),
+                    -(nu + 1) * u / (nu * s2 + u * u))
+        if self.dist == "HalfCauchy":
+            b2 = p["beta"] ** 2
+            return float(np.sum(-np.log1p(u * u / b2))), -2 * u / (b2 + u * u)
+        return float(np.sum(-p["lam"] * u)), -p["lam"] * np.ones_like(u)
+
+
+class _Fn:
+    """x ↦ [log-density, gradient, *stored variables]; ``copy()`` as a pytensor function has."""
+
+    def __init__(self, parts, lmm, prior, sigma_prior, names, n_theta):
+        self.parts, self.lmm, self.prior, self.sigma_prior = parts, lmm, prior, sigma_prior
+        self.names, self.n_theta = names, n_theta
+
+    def copy(self):
+        return self
+
+    def __call__(self, x: np.ndarray) -> list:
+        x = np.asarray(x, dtype=float)
+        grad = np.zeros_like(x)
+        stored: dict[str, np.ndarray] = {}
+        theta = np.zeros(self.n_theta)
+        Ls = []
+        logp = 0.0
+        sigma = None
+        for kind, name, sl, extra in self.parts:
+            v = x[sl]
+            if kind == "sigma":
+                sigma = float(np.exp(v[0]))
+                lp, d = self.sigma_prior(np.array([sigma]))
+                logp += lp + v[0]
+                grad[sl] = d * sigma + 1.0
+                stored["sigma"] = np.array(sigma)
+            elif kind == "sd":  # scalar term: its SD on the log scale
+                sd = np.exp(v)
+                lp, d = extra["prior"](sd)
+                logp += lp + float(v[0])
+                grad[sl] = d * sd + 1.0
+                stored[name] = sd.reshape(())
+                Ls.append((extra, sd.reshape(1, 1), sl))
+            else:  # packed Cholesky factor of a vector term
+                k, diag = extra["k"], extra["diag"]
+                packed = v.copy()
+                packed[diag] = np.exp(v[diag])
+                L = np.zeros((k, k))
+                L[extra["tril"]] = packed
+                sd = np.sqrt(np.sum(L * L, axis=1))
+                Ldiag = np.diagonal(L)
+                lp, dsd = extra["prior"](sd)
+                a = extra["a"]
+                logp += lp + float(np.sum((a + 1) * np.log(Ldiag) - (a + 1 + extra["i"]) * np.log(sd)))
+                logp += float(np.sum(v[diag]))  # the log transform's Jacobian
+                dL = ((dsd - (a + 1 + extra["i"]) / sd) / sd)[:, None] * L
+                dL[extra["ii"], extra["ii"]] += (a + 1) / Ldiag
+                g = dL[extra["tril"]]
+                g[diag] = g[diag] * packed[diag] + 1.0
+                grad[sl] = g
+                stored[name] = packed
+                corr = (L @ L.T) / np.outer(sd, sd)
+                stored[extra["sd_name"]] = sd
+                stored[extra["corr_name"]] = corr
+                Ls.append((extra, L, sl))
+        for extra, L, _ in Ls:
+            rows, cols = extra["rc"]
+            theta[extra["theta"]] = L[rows, cols] / sigma
+        parts = self.lmm.logp_integrated(theta, sigma, self.prior)
+        stored["theta"] = theta
+        if not np.isfinite(parts.logp):
+            return [-np.inf, np.zeros_like(x), *[stored[n] for n in self.names]]
+        logp += parts.logp
+        gt = parts.g_theta
+        g_sigma = parts.g_sigma - float(gt @ theta) / sigma
+        for kind, _, sl, _ in self.parts:
+            if kind == "sigma":
+                grad[sl] += g_sigma * sigma
+        for extra, L, sl in Ls:
+            k = L.shape[0]
+            rows, cols = extra["rc"]
+            dL = np.zeros((k, k))
+            dL[rows, cols] = gt[extra["theta"]] / sigma
+            g = dL[extra["tril"]] if k > 1 else dL.ravel()
+            if k > 1:
+                g[extra["diag"]] *= L[extra["ii"], extra["ii"]]
+            else:
+                g = g * L.ravel()
+            grad[sl] += g
+        return [logp, grad, *[stored[n] for n in self.names]]
+
+
+def direct_model(model, design: DesignMatrices, layout, priors: PriorSet) -> FlatModel | None:
+    """A :class:`~.flat.FlatModel` of the integrated marginal model without pytensor, or None
+    when the model or its priors are outside what is written out here (see the module doc)."""
+    if not layout.marginal or layout.beta_prior is None or layout.lmm is None:
+        return None
+    try:
+        sigma_prior = _Positive([priors.sigma])
+        by_label = {tl.label: (t, tl) for t, tl in zip(design.terms, layout.terms, strict=True)}
+        start_vals = _numeric_start(model)
+        if start_vals is None:
+            return None
+        parts, pos = [], 0
+        for rv, sv in zip(model.free_RVs, start_vals, strict=True):
+            sl = slice(pos, pos + sv.size)
+            pos += sv.size
+            if rv.name == "sigma":
+                parts.append(("sigma", "sigma", sl, None))
+                continue
+            label = rv.name.split("_", 1)[1]
+            t, tl = by_label[label]
+            extra = {
+                "prior": _Positive([priors.sd[sd_key(t.group, c)] for c in t.columns]),
+                "theta": t.theta_slice,
+                "rc": tril_colwise(t.k),
+                "ii": np.arange(t.k),
+            }
+            if rv.name == tl.sd_name and t.k == 1:
+                parts.append(("sd", rv.name, sl, extra))
+            elif rv.name == f"chol_{label}":
+                k = t.k
+                i = np.arange(k, dtype=float)
+                extra.update(k=k, diag=np.cumsum(np.arange(1, k + 1)) - 1, tril=np.tril_indices(k), i=i,
+                             a=2 * float(priors.eta) - 3 + k - i, sd_name=tl.sd_name, corr_name=tl.corr_name)
+                parts.append(("chol", rv.name, sl, extra))
+            else:
+                return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    names = [v.name for v in model.free_RVs] + [v.name for v in model.deterministics]
+    fn = _Fn(parts, layout.lmm, layout.beta_prior, sigma_prior, names, design.n_theta)
+    start = np.concatenate([s.ravel() for s in start_vals])
+    try:
+        out = fn(start)
+    except KeyError:  # a stored variable this function does not produce
+        return None
+    shapes = [tuple(np.shape(o)) for o in out[2:]]
+    import pandas as pd
+
+    dims = {n: tuple(model.named_vars_to_dims[n]) for n in names if n in model.named_vars_to_dims}
+    used = {d for ds in dims.values() for d in ds}
+    coords = {k: pd.Index(list(v)) for k, v in model.coords.items() if k in used and v is not None}
+    for n, shape in zip(names, shapes, strict=True):
+        if n not in dims and shape:
+            dims[n] = tuple(f"{n}_dim_{j}" for j in range(len(shape)))
+            coords.update({d: pd.RangeIndex(s) for d, s in zip(dims[n], shape, strict=True)})
+    fast = _fast(fn, float(priors.eta))
+    return FlatModel(ndim=start.size, fn=fast or fn, names=names, shapes=shapes, dims=dims, coords=coords,
+                     start=start, expand=fn if fast is not None else None)
+
+
+# ---- the same density as compiled loops (numba), for the sampler's inner loop -----------------------
+FAMILY_CODE = {"HalfNormal": 0, "HalfStudentT": 1, "HalfCauchy": 2, "Exponential": 3}
+
+
+def _lp(fam, p1, p2, u):
+    """log p(u) up to a constant and its derivative, for the family code ``fam``."""
+    if fam == 0:
+        return -0.5 * u * u / (p1 * p1), -u / (p1 * p1)
+    if fam == 1:
+        s2 = p2 * p2
+        return -0.5 * (p1 + 1.0) * np.log1p(u * u / (p1 * s2)), -(p1 + 1.0) * u / (p1 * s2 + u * u)
+    if fam == 2:
+        return -np.log1p(u * u / (p1 * p1)), -2.0 * u / (p1 * p1 + u * u)
+    return -p1 * u, -p1
+
+
+def _prior_pass(x, sig_off, sig_fam, sig_p1, sig_p2, kind, ks, xoff, toff, coff, fam, p1, p2, eta,
+                n_theta):
+    """Priors, transforms and their Jacobians: (log-density part, gradient part, θ, σ)."""
+    grad = np.zeros(x.size)
+    theta = np.zeros(n_theta)
+    sigma = np.exp(x[sig_off])
+    lp, d = _lp(sig_fam, sig_p1, sig_p2, sigma)
+    logp = lp + x[sig_off]
+    grad[sig_off] = d * sigma + 1.0
+    for t in range(kind.size):
+        k, xo, to, co = ks[t], xoff[t], toff[t], coff[t]
+        if kind[t] == 0:
+            sd = np.exp(x[xo])
+            lp, d = _lp(fam[co], p1[co], p2[co], sd)
+            logp += lp + x[xo]
+            grad[xo] = d * sd + 1.0
+            theta[to] = sd / sigma
+            continue
+        L = np.zeros((k, k))
+        pos = xo
+        for i in range(k):
+            for j in range(i + 1):
+                v = x[pos]
+                if i == j:
+                    logp += v
+                    v = np.exp(v)
+                L[i, j] = v
+                pos += 1
+        pos = xo
+        for i in range(k):
+            s = 0.0
+            for j in range(i + 1):
+                s += L[i, j] * L[i, j]
+            sd = np.sqrt(s)
+            a = 2.0 * eta - 3.0 + k - i
+            lp, d = _lp(fam[co + i], p1[co + i], p2[co + i], sd)
+            logp += lp + (a + 1.0) * np.log(L[i, i]) - (a + 1.0 + i) * np.log(sd)
+            coef = (d - (a + 1.0 + i) / sd) / sd
+            for j in range(i + 1):
+                g = coef * L[i, j]
+                if i == j:
+                    g = (g + (a + 1.0) / L[i, i]) * L[i, i] + 1.0
+                grad[pos] = g
+                pos += 1
+        m = to
+        for c in range(k):
+            for r in range(c, k):
+                theta[m] = L[r, c] / sigma
+                m += 1
+    return logp, grad, theta, sigma
+
+
+def _chain_rule(x, grad, theta, sigma, g_theta, g_sigma, sig_off, kind, ks, xoff, toff):
+    """Add the likelihood's gradient (in θ, σ) to ``grad`` through θ = L/σ and the transforms."""
+    total = g_sigma
+    for m in range(theta.size):
+        total -= g_theta[m] * theta[m] / sigma
+    grad[sig_off] += total * sigma
+    for t in range(kind.size):
+        k, xo, to = ks[t], xoff[t], toff[t]
+        if kind[t] == 0:
+            grad[xo] += g_theta[to] * theta[to]  # ∂/∂log sd = (g/σ)·sd = g·θ
+            continue
+        m = to
+        for c in range(k):
+            for r in range(c, k):
+                val = g_theta[m] / sigma
+                pos = xo + r * (r + 1) // 2 + c
+                if r == c:
+                    val *= np.exp(x[pos])
+                grad[pos] += val
+                m += 1
+
+
+try:
+    from numba import njit
+
+    _lp = njit(cache=True)(_lp)
+    _prior_pass = njit(cache=True)(_prior_pass)
+    _chain_rule = njit(cache=True)(_chain_rule)
+except ImportError:  # pragma: no cover - numba ships with pytensor
+    pass
+
+
+class _FastFn:
+    """x ↦ [log-density, gradient] through the compiled passes around the likelihood."""
+
+    def __init__(self, slow: _Fn, arrays: tuple):
+        self.slow, self.arrays = slow, arrays
+        self.lmm, self.prior = slow.lmm, slow.prior
+
+    def copy(self):
+        return self
+
+    def __call__(self, x: np.ndarray) -> list:
+        a = self.arrays
+        x = np.asarray(x, dtype=np.float64)
+        logp, grad, theta, sigma = _prior_pass(x, *a)
+        parts = self.lmm.logp_integrated(theta, sigma, self.prior)
+        if not np.isfinite(parts.logp):
+            return [-np.inf, np.zeros_like(x)]
+        _chain_rule(x, grad, theta, sigma, parts.g_theta, float(parts.g_sigma), a[0], a[4], a[5], a[6], a[7])
+        return [logp + parts.logp, grad]
+
+
+def _fast(slow: _Fn, eta: float) -> _FastFn | None:
+    """The compiled version of ``slow`` (same parts), or None if a prior has no family code."""
+    kind, ks, xoff, toff, coff, fam, p1, p2 = [], [], [], [], [], [], [], []
+    sig = None
+    for part_kind, _, sl, extra in slow.parts:
+        if part_kind == "sigma":
+            sp = slow.sigma_prior
+            sig = (sl.start, FAMILY_CODE[sp.dist], *_params(sp, 0))
+            continue
+        pr = extra["prior"]
+        kind.append(0 if part_kind == "sd" else 1)
+        ks.append(extra.get("k", 1))
+        xoff.append(sl.start)
+        toff.append(extra["theta"].start)
+        coff.append(len(fam))
+        for j in range(len(next(iter(pr.p.values())))):
+            fam.append(FAMILY_CODE[pr.dist])
+            a, b = _params(pr, j)
+            p1.append(a)
+            p2.append(b)
+    if sig is None:
+        return None
+    ints = [np.asarray(v, dtype=np.int64) for v in (kind, ks, xoff, toff, coff, fam)]
+    arrays = (int(sig[0]), int(sig[1]), float(sig[2]), float(sig[3]), *ints[:5], ints[5],
+              np.asarray(p1, dtype=float), np.asarray(p2, dtype=float), float(eta), int(slow.n_theta))
+    return _FastFn(slow, arrays)
+
+
+def _params(prior: _Positive, j: int) -> tuple[float, float]:
+    """(p1, p2) of column j in :func:`_lp`'s convention."""
+    p = prior.p
+    if prior.dist == "HalfNormal":
+        return float(p["sigma"][j]), 0.0
+    if prior.dist == "HalfStudentT":
+        return float(p["nu"][j]), float(p["sigma"][j])
+    if prior.dist == "HalfCauchy":
+        return float(p["beta"][j]), 0.0
+    return float(p["lam"][j]), 0.0
