@@ -10,6 +10,8 @@ from .backends import reml
 from .backends.reml.glmer import fit_glmm
 from .backends.reml.glmm import LaplaceObjective
 from .backends.reml.glmm_engine import make_glmm_result
+from .backends.reml.iterative import SOLVERS, choose_solver, exact_footprint
+from .backends.reml.iterative_fit import check_iterative_spec, fit_iterative_design
 from .backends.reml.lazy_fit import fit_lazy
 from .data.build import glmm_model, lmm_model
 from .data.lazy import is_lazy
@@ -23,7 +25,7 @@ from .results.verbs import data_label
 __all__ = ["fit", "glmer", "clmm", "coxme"]
 
 
-_REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast"}
+_REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast", "solver"}
 _SAMPLER_ONLY = {"draws", "tune", "chains", "cores", "random_seed", "sampler", "priors", "marginalize",
                  "target_accept", "progressbar"}
 
@@ -84,6 +86,7 @@ def fit(
     marginalize="auto",
     target_accept: float = 0.8,
     verbose: bool = False,
+    solver: str = "auto",
 ) -> CrossedLMEResult:
     """Fit a linear mixed model y = Xβ + Zb + ε, b ~ N(0, σ²ΛΛ'), ε ~ N(0, σ²W⁻¹).
 
@@ -93,22 +96,38 @@ def fit(
     denominator df of the t-tests. Rows with missing values in used columns are dropped.
     ``backend="pymc"`` samples the same model with NUTS instead (see ``docs/pymc.md``); the
     keyword-only arguments ``draws`` … ``target_accept`` configure that sampler. ``verbose=True``
-    reports each REML/ML deviance evaluation on standard error.
+    reports each REML/ML deviance evaluation on standard error. ``solver`` picks the REML engine:
+    ``"exact"`` (blocked Cholesky), ``"iterative"`` (O(nnz) conjugate gradients with Monte-Carlo
+    traces, for crossed/nested random intercepts with very many levels) or ``"auto"`` (iterative
+    only when the exact factor would exceed a memory budget; ``docs/scalable.md``).
     """
     call = {**locals(), "call_function": fit, "data_name": data_label(data, sys._getframe(1))}  # update()
     method = _choice("method", method, METHODS, upper=True)
     optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
+    solver = _choice("solver", solver, SOLVERS)
     _refuse_unused(backend, method=(method, "REML"), df_method=(df_method, "satterthwaite"),
-                   optimizer=(optimizer, "lbfgsb"), theta0=(theta0, None), verbose=(verbose, False),
+                   solver=(solver, "auto"), optimizer=(optimizer, "lbfgsb"), theta0=(theta0, None),
+                   verbose=(verbose, False),
                    draws=(draws, 1000), tune=(tune, 1000), chains=(chains, 4), cores=(cores, None),
                    random_seed=(random_seed, None), sampler=(sampler, "nutpie"), priors=(priors, None),
                    marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8),
                    progressbar=(progressbar, True))
 
-    def sample(spec, design, n_dropped):  # backend="pymc" on the model fit() built
+    def sample(spec, design, n_dropped):  # backend="pymc" on the model fit() built (eager or lazy)
         from .backends import pymc as pymc_backend
+
+        if choose_solver(solver, design.terms, design.p) == "iterative":
+            q2, size = exact_footprint(design.terms, design.p)
+            raise ValueError(
+                f"backend='pymc' refuses this model: {design.q} random effects, {q2} of them crossed "
+                f"with the largest term (the exact factor would need ~{size / 2**30:.1f} GiB). NUTS on such "
+                "a posterior costs O(nnz) per gradient and mixes slowly across crossed factors with many "
+                "levels (the O(N) collapsed Gibbs sampler of Papaspiliopoulos, Roberts & Zanella, "
+                "Biometrika 2020, is not implemented). Fit it with backend='reml', which picks the "
+                "iterative solver"
+            )
 
         return pymc_backend.fit(
             spec, design, n_dropped=n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
@@ -118,7 +137,8 @@ def fit(
 
     if is_lazy(data):
         result = fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation,
-                          df_method, theta0, backend, sample=sample if backend == "pymc" else None)
+                          df_method, theta0, backend, sample=sample if backend == "pymc" else None,
+                          solver=solver)
         result.call = call
         return result
     if df_method == "kenward-roger" and method != "REML":
@@ -135,12 +155,18 @@ def fit(
 
     spec, design, mf = lmm_model(formula, data, groups, random, method, optimizer, weights, offset,
                                  correlation, df_method, theta0, verbose)
+    chosen = choose_solver(solver, design.terms, design.p)
     if backend == "pymc":
         result = sample(spec, design, mf.n_dropped)
+    elif chosen == "iterative":
+        check_iterative_spec(spec, correlation)
+        with fit_blas_threads():
+            result = fit_iterative_design(spec, design, n_dropped=mf.n_dropped)
     else:
 
         with fit_blas_threads():  # the whole fit, SEs and df included: see linalg.threads
             result = reml.fit(spec, design, n_dropped=mf.n_dropped)
+        result.optimizer_info["solver"] = "exact"
     result.call = call
     return result
 

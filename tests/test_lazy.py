@@ -98,8 +98,47 @@ def test_lazy_refuses_what_needs_rows(kwargs, exc, match):
         interlace.fit(formula, pl.from_pandas(df).lazy(), groups="Subject", **kwargs)
 
 
+def _counting_source(frames: list[pl.DataFrame]) -> tuple[pl.LazyFrame, list[int]]:
+    """A polars lazy frame whose every scan is counted; scan i reads frames[min(i, last)]
+    (so a list of several frames is a source that changes between reads)."""
+    from polars.io.plugins import register_io_source
+
+    reads: list[int] = []
+
+    def source(with_columns, predicate, n_rows, batch_size):
+        df = frames[min(len(reads), len(frames) - 1)]
+        reads.append(1)
+        if with_columns is not None:
+            df = df.select(with_columns)
+        if predicate is not None:
+            df = df.filter(predicate)
+        yield df if n_rows is None else df.head(n_rows)
+
+    return register_io_source(source, schema=frames[0].schema), reads
+
+
+def _crossed_frame(seed: int = 3, n: int = 2000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"a": [f"a{i}" for i in rng.integers(0, 80, n)],
+                       "b": [f"b{i}" for i in rng.integers(0, 30, n)], "x": rng.normal(size=n)})
+    df["y"] = 1 + 0.3 * df["x"] + rng.normal(size=n)
+    return df
+
+
+def test_lazy_reads_the_source_twice():
+    """A census and one group-by over all keys: two reads of the source, whatever the terms."""
+    df = _crossed_frame()
+    eager = interlace.fit("y ~ x", df, random=["(1 | a)", "(1 + x | b)"])
+    lf, reads = _counting_source([pl.from_pandas(df)])
+    r = interlace.fit("y ~ x", lf, random=["(1 | a)", "(1 + x | b)"])
+    assert len(reads) == 2
+    assert r.llf == pytest.approx(eager.llf, rel=1e-10)
+    np.testing.assert_allclose(r.fe_params, eager.fe_params, rtol=1e-8)
+
+
 def test_sliced_cross_classification_equals_one_pass(monkeypatch):
-    """Large cross-classifications are aggregated in slices of levels: same cross-products."""
+    """Many rows are aggregated in slices of the first factor's levels: same cross-products,
+    one read per slice plus the census."""
     if "penicillin_crossed_reml" not in CASES:
         pytest.skip("reference fixtures not found")
     import interlace.data.lazy as lazy_mod
@@ -108,14 +147,35 @@ def test_sliced_cross_classification_equals_one_pass(monkeypatch):
     df = _plain(load_data(case))
     kw = {k: v for k, v in case["interlace"].items() if k not in ("fn", "formula")}
     one = interlace.fit(case["interlace"]["formula"], pl.from_pandas(df).lazy(), **kw)
-    monkeypatch.setattr(lazy_mod, "PAIR_GROUPS_PER_PASS", 7)  # 144 plate × sample cells: 21 passes
-    calls = []
-    original = lazy_mod._group_sums
-    monkeypatch.setattr(lazy_mod, "_group_sums", lambda *a: calls.append(a[1]) or original(*a))
-    sliced = interlace.fit(case["interlace"]["formula"], pl.from_pandas(df).lazy(), **kw)
-    assert sum(len(k) == 2 for k in calls) > 10  # the pair group-by really ran in slices
+    monkeypatch.setattr(lazy_mod, "PAIR_GROUPS_PER_PASS", 30)  # 144 rows: 5 slices
+    lf, reads = _counting_source([pl.from_pandas(df)])
+    sliced = interlace.fit(case["interlace"]["formula"], lf, **kw)
+    assert len(reads) == 1 + 5
     assert sliced.llf == pytest.approx(one.llf, rel=1e-12)
     np.testing.assert_allclose(sliced.fe_params, one.fe_params, rtol=1e-10)
+
+
+@pytest.mark.parametrize("change", ["replaced", "appended"])
+@pytest.mark.parametrize("slices", [False, True])
+def test_source_changing_between_passes_is_reported(monkeypatch, change, slices):
+    import interlace.data.lazy as lazy_mod
+
+    df = _crossed_frame()
+    first = pl.from_pandas(df)
+    if change == "replaced":  # same rows and levels, another response
+        later = first.with_columns(pl.col("y") + 0.01)
+    else:
+        later = pl.concat([first, first.head(5)])
+    if slices:
+        monkeypatch.setattr(lazy_mod, "PAIR_GROUPS_PER_PASS", 500)
+    lf, reads = _counting_source([first, later])
+    with pytest.raises(ValueError, match="data changed between passes"):
+        interlace.fit("y ~ x", lf, random=["(1 | a)", "(1 | b)"])
+    # a source that changes only after the fit is fitted as it was read
+    n_reads = 1 + (-(-len(df) // 500) if slices else 1)
+    lf, reads = _counting_source([first] * n_reads + [later])
+    r = interlace.fit("y ~ x", lf, random=["(1 | a)", "(1 | b)"])
+    assert r.nobs == len(df) and len(reads) == n_reads
 
 
 @pytest.mark.parametrize("random", [["(1|a)", "(1 + x|b)", "(1|c)"], ["(1 + x|a)", "(1|b)", "(x||c)"]])

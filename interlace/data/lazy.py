@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import narwhals as nw
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from formulaic import Formula
 
@@ -92,14 +93,6 @@ def _term_columns(term: RandomTerm) -> tuple[bool, list[str]]:
     return intercept, cols
 
 
-def _levels(lf: nw.LazyFrame, cols: list[str]) -> list[tuple]:
-    table = _collect(lf.group_by(cols).agg(nw.len().alias("__n"))).to_pandas()
-    tuples = list(table[cols].itertuples(index=False, name=None))
-    per = [sorted({t[i] for t in tuples}, key=_sort_key) for i in range(len(cols))]
-    pos = [{v: k for k, v in enumerate(p)} for p in per]
-    return sorted(tuples, key=lambda t: tuple(pos[i][v] for i, v in enumerate(t)))
-
-
 def _sort_key(v):
     return (0, v, "") if isinstance(v, int | float | np.integer | np.floating) else (1, 0, str(v))
 
@@ -112,69 +105,21 @@ def _collect(frame):
     return frame.collect()
 
 
-def _persist(lf):
-    """A Dask frame is kept in the cluster's memory after its first read, so the dozen group-bys
-    that follow do not each read the source again (nothing comes to this process)."""
-    if lf.implementation.is_dask():
-        return nw.from_native(lf.to_native().persist())
-    return lf
-
-
-def _codes(table, keys: list[str], index: dict) -> np.ndarray:
-    """Level positions of each row of an aggregated table (vectorised lookup)."""
-    import pandas as pd
-
-    if len(keys) == 1:  # an index lookup: no merged copy of the table
-        found = pd.Index([lv[0] for lv in index]).get_indexer(table[keys[0]])
-        return np.fromiter(index.values(), dtype=np.int64, count=len(index))[found]
-    lv = pd.DataFrame(list(index.keys()), columns=keys)
-    lv["__code"] = list(index.values())
-    merged = table[keys].merge(lv, on=keys, how="left", sort=False)
-    return merged["__code"].to_numpy(dtype=np.int64)
-
-
-def _group_sums(lf, keys: list[str], pairs: list[tuple[str, str]]):
-    """Σ w·a·b per group of ``keys`` for each (a, b) in ``pairs`` ('1' is the constant).
-
-    The products are formed as columns first and then summed: the plain column sums are the
-    aggregations every backend (Dask included) supports inside a group-by.
-    """
-
-    def product(a: str, b: str):
-        e = nw.col("__w")
-        for c in (a, b):
-            if c != "1":
-                e = e * nw.col(c)
-        return e
-
-    names = [f"__s{i}" for i in range(len(pairs))]
-    cols = [product(a, b).alias(nm) for (a, b), nm in zip(pairs, names, strict=True)]
-    frame = lf.with_columns(*cols)
-    aggs = [nw.col(nm).sum() for nm in names]
-    if keys:
-        return _collect(frame.group_by(keys).agg(*aggs)).to_pandas()
-    return _collect(frame.select(*aggs)).to_pandas()
-
-
-PAIR_GROUPS_PER_PASS = 4_000_000  # groups of a cross-classification aggregated per pass
-
-
-def _sliced_group_sums(lf, keys: list[str], pairs, split: list[str], levels: list[tuple], slices: int):
-    """``_group_sums`` in ``slices`` passes, each over a contiguous share of the levels of the
-    single column ``split`` (one pass if ``split`` has several columns)."""
-    if slices <= 1 or len(split) != 1:
-        yield _group_sums(lf, keys, pairs)
-        return
-    values = [lv[0] for lv in levels]
-    for part in np.array_split(np.arange(len(values)), slices):
-        chunk = [values[i] for i in part]
-        yield _group_sums(lf.filter(nw.col(split[0]).is_in(chunk)), keys, pairs)
+PAIR_GROUPS_PER_PASS = 4_000_000  # rows (so at most as many groups) aggregated per pass
 
 
 def lazy_crossproducts(
     data, fixed: str, random: list[RandomTerm], weights: str | None = None
 ) -> CrossProducts:
-    """Aggregate the cross-products of ``fixed`` + ``random`` over a lazy frame."""
+    """Aggregate the cross-products of ``fixed`` + ``random`` over a lazy frame.
+
+    Passes over the source: one census (rows, Σwy and Σwy² per level of the first term's
+    factor, rows with missing values counted apart), then one group-by over every key (the
+    grouping factors and the categorical fixed factors) with all the sums Σw·a·b, in as many
+    slices of the first factor's levels as ``PAIR_GROUPS_PER_PASS`` rows per pass need
+    (usually one). Each slice's rows, Σwy and Σwy² must equal the census's over its levels:
+    a source that changes while it is read raises a ValueError saying so.
+    """
     lf = nw.from_native(data)
     schema = lf.collect_schema()
     response, intercept, fixed_cols = _fixed_terms(fixed)
@@ -194,142 +139,243 @@ def lazy_crossproducts(
     for c in [response, *(z for _, _, zs in term_specs for z in zs)] + ([weights] if weights else []):
         if not numeric[c]:
             raise TypeError(f"column {c!r} must be numeric for a lazy fit")
-    n_total = int(_collect(lf.select(nw.len())).to_pandas().iloc[0, 0])
-    lf = lf.select(used).drop_nulls()
-    lf = lf.with_columns((nw.col(weights) if weights else nw.lit(1.0)).cast(nw.Float64).alias("__w"))
-    lf = _persist(lf)
-    n = int(_collect(lf.select(nw.len())).to_pandas().iloc[0, 0])
+    cat_fixed = [c for c in fixed_cols if not numeric[c]]
+    num_fixed = [c for c in fixed_cols if numeric[c]]
+    keys = list(dict.fromkeys(cat_fixed + [f for t, _, _ in term_specs for f in t.factors]))
+    zcols_all = [z for _, _, zs in term_specs for z in zs]
+    U = list(dict.fromkeys(["1", *num_fixed, *zcols_all, response]))
+    pairs = list(itertools.combinations_with_replacement(U, 2))
+    ok = nw.all_horizontal(*[~nw.col(c).is_null() for c in used], ignore_nulls=False)
+    w = (nw.col(weights) if weights else nw.lit(1.0)).cast(nw.Float64)
+    base = lf.select(used).with_columns(ok.alias("__ok"), w.alias("__w"))
+
+    # pass 1: the census
+    split = list(term_specs[0][0].factors)
+    census = _aggregate(base, split + ["__ok"], [("1", response), (response, response)])
+    n_total = int(census["__n"].sum())
+    census = census[census["__ok"].astype(bool)].reset_index(drop=True)
+    n = int(census["__n"].sum())
     if n == 0:
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
 
-    cat_fixed = [c for c in fixed_cols if not numeric[c]]
-    num_fixed = [c for c in fixed_cols if numeric[c]]
-    fixed_levels = {c: [v[0] for v in _levels(lf, [c])] for c in cat_fixed}
-    # X columns: (name, numeric part, {factor: level} indicator conditions)
+    # passes 2…: every sum, grouped by every key, in slices of the split factor's levels
+    rows = base.filter(nw.col("__ok"))
+    if weights is not None:
+        rows = rows.with_columns(nw.col("__w").log().alias("__lw"))
+    codes = {c: _Registry() for c in keys}
+    parts: list[dict[str, np.ndarray]] = []
+    for chunk, expect in _slices(census, split, n):
+        frame = rows if chunk is None else rows.filter(nw.col(split[0]).is_in(chunk))
+        g = _aggregate(frame, keys, pairs, log_w=weights is not None)
+        _check_pass(g, expect, len(parts) + 2, response_key=f"__s{pairs.index(('1', response))}",
+                    square_key=f"__s{pairs.index((response, response))}")
+        part = {c: codes[c].encode(g[c]).astype(np.int32) for c in keys}
+        for col in g.columns:
+            if col.startswith("__s") or col == "__lw":
+                part[col] = g[col].to_numpy(dtype=float)
+        parts.append(part)
+        del g
+    T = {}  # one column at a time, each slice's copy freed as it is joined
+    for k in list(parts[0]):
+        T[k] = np.concatenate([p.pop(k) for p in parts])
+    del parts
+    ranks = {c: codes[c].ranks() for c in keys}
+    for c in keys:  # codes in the sorted order of each column's values
+        T[c] = ranks[c][0].astype(np.int32)[T[c]]
+    return _assemble(T, ranks, pairs, U, term_specs, cat_fixed, num_fixed, fixed_cols, intercept,
+                     numeric, response, n, n_total, weights is not None)
+
+
+def _aggregate(frame, keys: list[str], pairs: list[tuple[str, str]], log_w: bool = False):
+    """Rows (``__n``) and Σ w·a·b (``__s{i}`` for the i-th of ``pairs``; '1' is the constant)
+    per group of ``keys``, collected as a pandas frame.
+
+    The products are formed as columns first and then summed: the plain column sums are the
+    aggregations every backend (Dask included) supports inside a group-by.
+    """
+
+    def product(a: str, b: str):
+        e = nw.col("__w")
+        for c in (a, b):
+            if c != "1":
+                e = e * nw.col(c)
+        return e
+
+    names = [f"__s{i}" for i in range(len(pairs))]
+    cols = [product(a, b).alias(nm) for (a, b), nm in zip(pairs, names, strict=True)]
+    frame = frame.with_columns(*cols)
+    aggs = [nw.len().alias("__n"), *(nw.col(nm).sum() for nm in names)]
+    if log_w:
+        aggs.append(nw.col("__lw").sum())
+    return _collect(frame.group_by(keys).agg(*aggs)).to_pandas()
+
+
+class _Registry:
+    """Integer codes for the values of one key column, grown slice by slice."""
+
+    def __init__(self):
+        self.index: pd.Index | None = None
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        if self.index is None:
+            self.index = pd.Index(pd.unique(values))
+        pos = self.index.get_indexer(values)
+        if (pos < 0).any():
+            self.index = self.index.append(pd.Index(pd.unique(values[pos < 0])))
+            pos = self.index.get_indexer(values)
+        return pos.astype(np.int64)
+
+    def ranks(self) -> tuple[np.ndarray, list]:
+        """(rank of each code in sorted value order, the sorted values)."""
+        vals = self.index.to_numpy()
+        if self.index.dtype.kind in "iufb":
+            order = np.argsort(vals, kind="stable")
+        elif all(isinstance(v, str) for v in vals):
+            order = np.argsort(vals.astype(str), kind="stable")
+        else:
+            order = np.array(sorted(range(len(vals)), key=lambda i: _sort_key(vals[i])), dtype=np.int64)
+        rank = np.empty(len(vals), dtype=np.int64)
+        rank[order] = np.arange(len(vals))
+        return rank, [vals[i].item() if hasattr(vals[i], "item") else vals[i] for i in order]
+
+
+def _slices(census, split: list[str], n: int):
+    """(levels of ``split`` to keep or None for all, the census totals over them) per pass."""
+
+    def totals(rows) -> tuple[int, float, float]:
+        return int(rows["__n"].sum()), float(rows["__s0"].sum()), float(rows["__s1"].sum())
+
+    n_slices = -(-n // PAIR_GROUPS_PER_PASS)
+    if n_slices <= 1 or len(split) != 1:
+        yield None, totals(census)
+        return
+    cum = np.cumsum(census["__n"].to_numpy()) - census["__n"].to_numpy()
+    which = np.minimum((cum * n_slices) // n, n_slices - 1)
+    for s in range(n_slices):
+        rows = census[which == s]
+        if len(rows):
+            yield rows[split[0]].tolist(), totals(rows)
+
+
+def _check_pass(g, expect: tuple[int, float, float], k: int, response_key: str, square_key: str) -> None:
+    """Did pass ``k`` see the rows the census saw? (row count, Σwy and Σwy² over its levels)"""
+    n_e, sy_e, syy_e = expect
+    n_g, sy_g, syy_g = int(g["__n"].sum()), float(g[response_key].sum()), float(g[square_key].sum())
+    tol = 1e-9 * (np.sqrt(max(n_e, 1) * abs(syy_e)) + abs(sy_e)) + 1e-300
+    if n_g != n_e or abs(sy_g - sy_e) > tol or abs(syy_g - syy_e) > 1e-9 * abs(syy_e) + 1e-300:
+        raise ValueError(
+            f"the data changed between passes over the lazy frame: pass {k} saw {n_g} complete rows "
+            f"(sum of the response {sy_g:.10g}) where the first pass saw {n_e} ({sy_e:.10g}); the source "
+            "was modified (a file replaced or appended to) while interlace read it. Fit again on a source "
+            "that stays fixed during the fit (e.g. a copy or a snapshot)."
+        )
+
+
+def _assemble(T: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fixed, fixed_cols, intercept,
+              numeric, response, n: int, n_total: int, weighted: bool) -> CrossProducts:
+    """The blocks of Σ w u u' from the aggregated table T (one row per group of all keys)."""
+
+    def col(a: str, b: str) -> np.ndarray:
+        i, j = sorted((U.index(a), U.index(b)))
+        return T[f"__s{pairs.index((U[i], U[j]))}"]
+
+    fixed_levels = {c: ranks[c][1] for c in cat_fixed}
+    # X columns: (name, numeric part, {factor: level position} indicator conditions)
     xcols: list[tuple[str, str, dict]] = [("(Intercept)", "1", {})] if intercept else []
     for c in fixed_cols:
         if numeric[c]:
             xcols.append((c, c, {}))
         else:
-            levels = (
-                fixed_levels[c][1:]
-                if intercept or any(not numeric[d] for d in fixed_cols[: fixed_cols.index(c)])
-                else fixed_levels[c]
-            )
-            xcols.extend((f"{c}[T.{lv}]" if lv is not None else c, "1", {c: lv}) for lv in levels)
-    nums = ["1", *num_fixed, response]
-    npair = list(itertools.combinations_with_replacement(nums, 2))
+            start = 1 if intercept or any(not numeric[d] for d in fixed_cols[: fixed_cols.index(c)]) else 0
+            xcols.extend((f"{c}[T.{lv}]", "1", {c: i}) for i, lv in enumerate(fixed_levels[c]) if i >= start)
+    rows_all = np.ones(len(T["__s0"]), dtype=bool)
 
-    def x_value(table, col, num_b):
-        """Σ over groups: (indicator of col) × Σ w·(col's numeric)·num_b."""
-        name, num_a, cond = col
-        key = f"__s{npair.index(tuple(sorted((num_a, num_b), key=nums.index)))}"
-        mask = np.ones(len(table), dtype=bool)
-        for f, lv in cond.items():
-            mask &= (table[f] == lv).to_numpy()
-        return float(table.loc[mask, key].sum())
+    def mask(*conds: dict) -> np.ndarray | None:
+        merged: dict = {}
+        for cond in conds:
+            for f, i in cond.items():
+                if merged.get(f, i) != i:
+                    return None  # two different levels of one factor: never both
+                merged[f] = i
+        m = rows_all
+        for f, i in merged.items():
+            m = m & (T[f] == i)
+        return m
 
-    # X'WX, X'Wy, y'Wy from one group-by over the categorical fixed factors
-    tab = _group_sums(lf, cat_fixed, npair)
     p = len(xcols)
     XytXy = np.zeros((p + 1, p + 1))
-    for i, ci in enumerate(xcols):
-        for j, cj in enumerate(xcols[: i + 1]):
-            merged = (cj[0], cj[1], {**ci[2], **cj[2]})
-            conflict = any(f in ci[2] and f in cj[2] and ci[2][f] != cj[2][f] for f in ci[2])
-            XytXy[i, j] = XytXy[j, i] = 0.0 if conflict else x_value(tab, (ci[0], ci[1], merged[2]), cj[1])
-        XytXy[i, p] = XytXy[p, i] = x_value(tab, ci, response)
-    XytXy[p, p] = x_value(tab, ("y", response, {}), response)
+    targets = xcols + [("y", response, {})]
+    for i, ci in enumerate(targets):
+        for j, cj in enumerate(targets[: i + 1]):
+            m = mask(ci[2], cj[2])
+            XytXy[i, j] = XytXy[j, i] = 0.0 if m is None else float(col(ci[1], cj[1])[m].sum())
 
-    # random-effects terms, sorted as the eager design sorts them
+    # random-effects terms: levels, sorted as the eager design sorts them
     blocks = []
     for t, has_int, zcols in term_specs:
-        keys = list(t.factors)
-        levels = _levels(lf, keys)
-        cols = (["1"] if has_int else []) + zcols
-        names = (["(Intercept)"] if has_int else []) + zcols
-        blocks.append((t, keys, levels, cols, names))
-    for t, _, levels, cols, _ in blocks:
-        if len(levels) < 2 or len(levels) >= n or len(levels) * len(cols) >= n:
+        fs = list(t.factors)
+        if len(fs) == 1:
+            codes, labels = T[fs[0]], list(ranks[fs[0]][1])
+        else:
+            combined = np.zeros(len(T["__s0"]), dtype=np.int64)
+            for f in fs:
+                combined = combined * len(ranks[f][1]) + T[f]
+            present, codes = np.unique(combined, return_inverse=True)
+            digits, rest = [], present
+            for f in reversed(fs):
+                digits.append(rest % len(ranks[f][1]))
+                rest = rest // len(ranks[f][1])
+            digits.reverse()
+            labels = [":".join(str(ranks[f][1][d[i]]) for f, d in zip(fs, digits, strict=True))
+                      for i in range(present.size)]
+        zc = (["1"] if has_int else []) + zcols
+        blocks.append((t, np.asarray(codes, dtype=np.int64), labels, zc,
+                       (["(Intercept)"] if has_int else []) + zcols))
+    for t, _, labels, zc, _ in blocks:
+        if len(labels) < 2 or len(labels) >= n or len(labels) * len(zc) >= n:
             raise ValueError(
-                f"grouping factor {t.group!r} in {t.source!r} has {len(levels)} levels for {n} rows"
+                f"grouping factor {t.group!r} in {t.source!r} has {len(labels)} levels for {n} rows"
             )
     order = sorted(range(len(blocks)), key=lambda i: -len(blocks[i][2]))
     terms: list[TermBlock] = []
     z0 = th0 = 0
     for i in order:
-        t, keys, levels, cols, names = blocks[i]
-        labels = [v[0] for v in levels] if len(keys) == 1 else [":".join(map(str, v)) for v in levels]
-        tb = TermBlock(
-            group=t.group,
-            factors=t.factors,
-            expr=t.expr,
-            columns=names,
-            levels=labels,
-            codes=np.zeros(0, dtype=np.int64),
-            z_start=z0,
-            theta_start=th0,
-        )
+        t, _, labels, _, names = blocks[i]
+        tb = TermBlock(group=t.group, factors=t.factors, expr=t.expr, columns=names, levels=labels,
+                       codes=np.zeros(0, dtype=np.int64), z_start=z0, theta_start=th0)
         terms.append(tb)
         z0 += tb.q
         th0 += tb.n_theta
     q = z0
     ordered = [blocks[i] for i in order]
-    index = [{lv: k for k, lv in enumerate(b[2])} for b in ordered]
 
     ZtXy = np.zeros((q, p + 1))
     diag: list = []  # (rows, cols, values) of Z_a'WZ_a
-    lower: list = []  # ... of Z_a'WZ_b, a > b: stored once, mirrored at the end
-    for a, (_ta, keys_a, _, zc_a, _) in enumerate(ordered):
+    lower: list = []  # ... of Z_a'WZ_b, a > b: stored once, mirrored by the engine
+    for a, (_t, la, _, zc_a, _) in enumerate(ordered):
         tb_a = terms[a]
-        # Z_a'WX and Z_a'Wy: group by the term's keys and the categorical fixed factors
-        gkeys = list(dict.fromkeys(keys_a + cat_fixed))
-        pairs = [(z, m) for z in zc_a for m in nums]
-        g = _group_sums(lf, gkeys, pairs)
-        lvl = _codes(g, keys_a, index[a])
-        for j, z in enumerate(zc_a):
-            for xi, (_name, num, cond) in enumerate(xcols + [("y", response, {})]):
-                key = f"__s{pairs.index((z, num))}"
-                mask = np.ones(len(g), dtype=bool)
-                for f, lv in cond.items():
-                    mask &= (g[f] == lv).to_numpy()
-                contrib = np.bincount(lvl[mask], weights=g.loc[mask, key].to_numpy(), minlength=tb_a.m)
-                ZtXy[tb_a.z_start + np.arange(tb_a.m) * tb_a.k + j, xi] = contrib
-        # Z_a'WZ_b for b ≤ a (a == b gives the diagonal blocks)
-        for b in range(a + 1):
-            tb_b = terms[b]
-            keys_b, zc_b = ordered[b][1], ordered[b][3]
-            gk = list(dict.fromkeys(keys_a + keys_b))
-            pairs = [(za, zb) for za in zc_a for zb in zc_b]
-            # a cross-classification can have as many groups as rows: aggregate it in slices of
-            # term a's levels so that no single group-by result is large
-            slices = 1 if a == b else -(-min(n, tb_a.m * tb_b.m) // PAIR_GROUPS_PER_PASS)
-            for g in _sliced_group_sums(lf, gk, pairs, keys_a, ordered[a][2], slices):
-                la = _codes(g, keys_a, index[a])
-                lb = _codes(g, keys_b, index[b])
-                for k, (za, zb) in enumerate(pairs):
-                    ja, jb = zc_a.index(za), zc_b.index(zb)
+        for ja, z in enumerate(zc_a):
+            for xi, (_name, num, cond) in enumerate(targets):
+                m = mask(cond)
+                ZtXy[tb_a.z_start + np.arange(tb_a.m) * tb_a.k + ja, xi] = np.bincount(
+                    la[m], weights=col(z, num)[m], minlength=tb_a.m)
+            for jb, zb in enumerate(zc_a):
+                base = tb_a.z_start + np.arange(tb_a.m, dtype=np.int64) * tb_a.k
+                v = np.bincount(la, weights=col(z, zb), minlength=tb_a.m)
+                diag.append(((base + ja).astype(np.int32), (base + jb).astype(np.int32), v))
+        for b in range(a):
+            tb_b, lb, zc_b = terms[b], ordered[b][1], ordered[b][3]
+            for ja, za in enumerate(zc_a):
+                for jb, zb in enumerate(zc_b):
                     r_idx = (tb_a.z_start + la * tb_a.k + ja).astype(np.int32)
                     c_idx = (tb_b.z_start + lb * tb_b.k + jb).astype(np.int32)
-                    v = g[f"__s{k}"].to_numpy(dtype=float)
-                    (diag if a == b else lower).append((r_idx, c_idx, v))
-                del g, la, lb
+                    lower.append((r_idx, c_idx, col(za, zb)))
     ZtZ = _block_lower_sparse(diag, lower, q)
     del diag, lower
-    sum_log_w = 0.0
-    if weights is not None:
-        sum_log_w = float(_collect(lf.select(nw.col("__w").log().sum())).to_pandas().iloc[0, 0])
     return CrossProducts(
-        ZtZ=ZtZ,
-        ZtXy=ZtXy,
-        XytXy=XytXy,
-        n=n,
-        n_dropped=n_total - n,
-        sum_log_w=sum_log_w,
-        X_names=[c[0] for c in xcols],
-        terms=terms,
-        response=response,
-        fixed_levels=fixed_levels,
+        ZtZ=ZtZ, ZtXy=ZtXy, XytXy=XytXy, n=n, n_dropped=n_total - n,
+        sum_log_w=float(T["__lw"].sum()) if weighted else 0.0,
+        X_names=[c[0] for c in xcols], terms=terms, response=response, fixed_levels=fixed_levels,
     )
 
 

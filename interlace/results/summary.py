@@ -30,9 +30,16 @@ class ModelSummary(Report):
         correlation of the fixed effects (not shown past 12 coefficients, as lme4)."""
         r = self.result
         df_name = self._ddf()
-        lines = [f"Linear mixed model fit by {_kind(r)}. t-tests use {df_name}'s method "
-                 f"(backend: {r.backend})",
+        info = r.optimizer_info
+        iterative = info.get("solver") == "iterative"
+        tests = "Wald z-tests (df = ∞)" if iterative else f"t-tests use {df_name}'s method"
+        lines = [f"Linear mixed model fit by {_kind(r)}. {tests} (backend: {r.backend})",
                  f"Formula: {r.spec.full_formula}", *_data_line(r), ""]
+        if iterative:  # what is exact and what is estimated (docs/scalable.md)
+            se = ", ".join(f"{g} {v:.1e}" for g, v in info.get("vc_mc_rel_se", {}).items())
+            lines[-1:-1] = [f"Solver: iterative. Exact: {info['exact']}.",
+                            f"Estimated: {info['estimated']} (Monte-Carlo relative SE of the variances: "
+                            f"{se}).", f"Not computed: {info['not_computed']}."]
         lines.extend(_criterion(r, 1))
         lines.append("")
         if r.resid is not None:
@@ -105,6 +112,8 @@ def _kind(r) -> str:
 def _criterion(r, digits: int) -> list[str]:
     """lme4's ``.prt.aictab``: the REML criterion, or for ML the AIC/BIC/logLik/deviance/df.resid
     line, rounded to ``digits`` decimals (1 in ``summary``, 4 in ``print``)."""
+    if not np.isfinite(r.llf):
+        return ["REML criterion / log-likelihood: not computed (iterative solver)"]
     if getattr(r, "family", None) is None and r.method == "REML":
         return [f"REML criterion at convergence: {round(r.deviance, digits):.7g}"]
     vals = [round(v, digits) for v in (r.aic, r.bic, r.llf, r.deviance)]

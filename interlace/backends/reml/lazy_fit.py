@@ -23,6 +23,8 @@ from ...model.rformula import parse_fixed
 from ...model.spec import ModelSpec
 from ...results.lmm import CrossedLMEResult
 from .engine import make_result
+from .iterative import choose_solver, symmetric_from_lower
+from .iterative_fit import check_iterative_spec, iterative_result
 from .lmm import fit_lmm
 
 __all__ = ["crossproduct_design", "fit_lazy"]
@@ -52,7 +54,7 @@ def crossproduct_design(
 
 
 def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, correlation, df_method,
-              theta0, backend, sample=None) -> CrossedLMEResult:
+              theta0, backend, sample=None, solver: str = "auto") -> CrossedLMEResult:
     """fit() on a lazy frame: aggregate the cross-products where the data live, then fit — or,
     with ``sample(spec, design, n_dropped)`` (backend='pymc'), sample from them."""
     if backend != "reml" and sample is None:
@@ -91,7 +93,13 @@ def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, 
     design = crossproduct_design(cp.ZtZ, cp.ZtXy, cp.XytXy, cp.terms, cp.X_names, cp.response, cp.n)
     if sample is not None:
         return sample(spec, design, cp.n_dropped)
+    if choose_solver(solver, cp.terms, len(cp.X_names)) == "iterative":
+        check_iterative_spec(spec)
+        return iterative_result(spec, design, symmetric_from_lower(cp.ZtZ), cp.ZtXy, cp.XytXy, cp.n,
+                                cp.n_dropped, rows=False)
     est = fit_lmm(design, spec)
     est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
     est.fitted = est.resid = None  # no row-level data were collected
-    return make_result(spec, design, est, n_dropped=cp.n_dropped)
+    result = make_result(spec, design, est, n_dropped=cp.n_dropped)
+    result.optimizer_info["solver"] = "exact"
+    return result
