@@ -10,12 +10,15 @@ from .backends import reml
 from .backends.reml.glmer import fit_glmm
 from .backends.reml.glmm import LaplaceObjective
 from .backends.reml.glmm_engine import make_glmm_result
-from .backends.reml.iterative import SOLVERS, choose_solver, exact_footprint
+from .backends.reml.iterative import SOLVERS, choose_solver, refuse_pymc_at_scale
 from .backends.reml.iterative_fit import check_iterative_spec, fit_iterative_design
 from .backends.reml.lazy_fit import fit_lazy
 from .data.build import glmm_model, lmm_model
 from .data.lazy import is_lazy
 from .linalg.threads import fit_blas_threads
+from .model.arguments import choice as _choice
+from .model.arguments import refuse_unused as _refuse_unused
+from .model.arguments import sampler_arguments as _sampler_arguments
 from .model.correlation import AR1, CompoundSymmetry
 from .model.families import get_family
 from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS
@@ -23,42 +26,6 @@ from .results.lmm import CrossedLMEResult
 from .results.verbs import data_label
 
 __all__ = ["fit", "glmer", "clmm", "coxme"]
-
-
-_REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast", "solver"}
-_SAMPLER_ONLY = {"draws", "tune", "chains", "cores", "random_seed", "sampler", "priors", "marginalize",
-                 "target_accept", "progressbar"}
-
-
-def _refuse_unused(backend: str, **given) -> None:
-    """An argument that means nothing on ``backend`` is refused, never silently ignored.
-
-    ``given`` maps each argument name to (value, default); only values that differ from the
-    default were chosen by the caller.
-    """
-    for name, (value, default) in given.items():
-        if value is default or (default is not None and isinstance(value, str | int | float)
-                                and value == default):
-            continue
-        if backend == "pymc" and name in _REML_ONLY:
-            raise ValueError(
-                f"{name}={value!r} has no meaning for backend='pymc': it samples the posterior, with no "
-                "REML/ML optimisation or t-test degrees of freedom; drop it, or use backend='reml'"
-            )
-        if backend == "reml" and name in _SAMPLER_ONLY:
-            raise ValueError(
-                f"{name}={value!r} configures the PyMC sampler and has no meaning for backend='reml'; "
-                "drop it, or pass backend='pymc'"
-            )
-
-
-def _choice(name: str, value, allowed: tuple[str, ...], upper: bool = False) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    v = value.upper() if upper else value.lower().replace("_", "-")
-    if v not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return v
 
 
 def fit(
@@ -118,17 +85,7 @@ def fit(
     def sample(spec, design, n_dropped):  # backend="pymc" on the model fit() built (eager or lazy)
         from .backends import pymc as pymc_backend
 
-        if choose_solver(solver, design.terms, design.p) == "iterative":
-            q2, size = exact_footprint(design.terms, design.p)
-            raise ValueError(
-                f"backend='pymc' refuses this model: {design.q} random effects, {q2} of them crossed "
-                f"with the largest term (the exact factor would need ~{size / 2**30:.1f} GiB). NUTS on such "
-                "a posterior costs O(nnz) per gradient and mixes slowly across crossed factors with many "
-                "levels (the O(N) collapsed Gibbs sampler of Papaspiliopoulos, Roberts & Zanella, "
-                "Biometrika 2020, is not implemented). Fit it with backend='reml', which picks the "
-                "iterative solver"
-            )
-
+        refuse_pymc_at_scale(solver, design)
         return pymc_backend.fit(
             spec, design, n_dropped=n_dropped, draws=draws, tune=tune, chains=chains, cores=cores,
             random_seed=random_seed, progressbar=progressbar, sampler=sampler, priors=priors,
@@ -249,15 +206,6 @@ def glmer(
                               n_dropped=mf.n_dropped)
     result.call = call
     return result
-
-
-def _sampler_arguments(backend, **given) -> dict | None:
-    """The PyMC sampler's arguments for backend='pymc' (None for 'reml', refusing any given)."""
-    backend = _choice("backend", backend, BACKENDS)
-    defaults = {"draws": 1000, "tune": 1000, "chains": 4, "cores": None, "random_seed": None,
-                "progressbar": True, "sampler": "nutpie", "priors": None, "target_accept": 0.8}
-    _refuse_unused(backend, **{k: (v, defaults[k]) for k, v in given.items() if k != "progressbar"})
-    return given if backend == "pymc" else None
 
 
 def clmm(

@@ -89,6 +89,22 @@ def choose_solver(solver: str, terms, p: int) -> str:
     return "iterative" if why is None and exact_footprint(terms, p)[1] > EXACT_MEMORY_BUDGET else "exact"
 
 
+def refuse_pymc_at_scale(solver: str, design) -> None:
+    """backend='pymc' is refused where fit() would pick the iterative solver (the exact factor is
+    too large): NUTS would cost O(nnz) per gradient and mix slowly across huge crossed factors."""
+    if choose_solver(solver, design.terms, design.p) != "iterative":
+        return
+    q2, size = exact_footprint(design.terms, design.p)
+    raise ValueError(
+        f"backend='pymc' refuses this model: {design.q} random effects, {q2} of them crossed "
+        f"with the largest term (the exact factor would need ~{size / 2**30:.1f} GiB). NUTS on such "
+        "a posterior costs O(nnz) per gradient and mixes slowly across crossed factors with many "
+        "levels (the O(N) collapsed Gibbs sampler of Papaspiliopoulos, Roberts & Zanella, "
+        "Biometrika 2020, is not implemented). Fit it with backend='reml', which picks the "
+        "iterative solver"
+    )
+
+
 def gram_from_design(design) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """(Z'WZ, Z'W[X y], [X y]'W[X y]) of an in-memory design (offset subtracted), O(nnz)."""
     w = np.ones(design.n) if design.weights is None else np.asarray(design.weights, dtype=float)
