@@ -441,11 +441,8 @@ def build_design(
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
     ff = spec.fixed_formula or parse_fixed(spec.fixed, list(frame.columns))
     where = f"formula {spec.formula!r}"
-    mm = formula_matrix(ff.formulaic, frame, where)
-    if mm.lhs is None or mm.lhs.shape[1] != 1:
-        raise ValueError(f"{where} must have exactly one numeric response column")
+    y, rhs = _fixed_matrices(ff, frame, where)
     response = ff.response
-    y = np.asarray(mm.lhs, dtype=float).ravel()
     if ff.cbind is not None:
         y, trials = _cbind_response(ff, frame, where)
         if weights is not None:
@@ -456,8 +453,8 @@ def build_design(
         weights = trials
     if not np.all(np.isfinite(y)):
         raise ValueError(f"response {response!r} has infinite values; remove or fix those rows")
-    X_full = np.asarray(mm.rhs, dtype=float)
-    names_full = r_labels([_rename(c) for c in mm.rhs.columns], ff.labels)
+    X_full = np.asarray(rhs, dtype=float)
+    names_full = r_labels([_rename(c) for c in rhs.columns], ff.labels)
     if not np.all(np.isfinite(X_full)):
         bad = [names_full[j] for j in range(X_full.shape[1]) if not np.all(np.isfinite(X_full[:, j]))]
         raise ValueError(
@@ -520,11 +517,25 @@ def build_design(
         layout = correlation_layout(spec.correlation, frame, group)
     return DesignMatrices(
         y=y, X=X, X_names=X_names, Z=Z, terms=terms, weights=weights, offset=off,
-        response=response, fixed_spec=mm.rhs.model_spec, dropped_columns=dropped,
+        response=response, fixed_spec=rhs.model_spec, dropped_columns=dropped,
         correlation=spec.correlation, corr_layout=layout, offset_column=spec.offset_column,
         offset_array=given_offset and spec.offset_column is None, formula_offsets=ff.offsets,
         labels=dict(ff.labels), frame=frame, input_namespace=input_namespace,
     )
+
+
+def _fixed_matrices(ff: FixedFormula, frame: pd.DataFrame, where: str):
+    """(y, formulaic's fixed-effects model matrix). A response that is a numeric column is read
+    directly and formulaic builds the right side only (its model spec is the same either way):
+    a second materialization for the left side is a quarter of the design's time on small data."""
+    lhs_text = ff.formulaic.split("~", 1)[0].strip()
+    col = frame[lhs_text] if lhs_text == ff.response and lhs_text in frame.columns else None
+    if col is not None and pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=float), formula_matrix(ff.rhs, frame, where)
+    mm = formula_matrix(ff.formulaic, frame, where)
+    if mm.lhs is None or mm.lhs.shape[1] != 1:
+        raise ValueError(f"{where} must have exactly one numeric response column")
+    return np.asarray(mm.lhs, dtype=float).ravel(), mm.rhs
 
 
 def _cbind_response(ff: FixedFormula, frame: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
