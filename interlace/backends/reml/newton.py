@@ -46,7 +46,7 @@ STEP_SE = 1e-5  # converged once every step component is below this many standar
 SE_TOL = 1e-5  # ... or once the SEs at the next iterate are predicted within this of the current
 H_SE = 5e-3  # finite-difference step as a fraction of the standard error
 FWD_SE = 1.5e-5  # ... of the one-sided Hessian that confirms the quasi-Newton optimum
-BFGS_SE = 1e-6  # BFGS (before the central Hessian) stops once its step is below this many SEs
+BFGS_SE = 1e-6  # BFGS (before the confirming Hessian) stops once its step is below this many SEs
 
 
 @dataclass
@@ -205,7 +205,7 @@ def newton_minimize(
     and analytic gradient) the Hessian is the central difference of the gradients, and the
     one-sided first Hessian (its trailing block ``h_tail`` if given, see
     :func:`fd_hessian_from_grad`) starts BFGS (:func:`quasi_newton`, one gradient per step) to
-    the optimum, where one central Hessian confirms it and gives the SEs."""
+    the optimum, where one (one-sided) Hessian confirms it and gives the SEs."""
     x = np.maximum(np.asarray(x0, dtype=float), lower)
     h = np.asarray(h0, dtype=float).copy()
     n_evals = 0
