@@ -1,6 +1,6 @@
 """Benchmark interlace.glmer against lme4 (and glmmTMB) on crossed GLMMs.
 
-    python benchmarks/glmer.py [--quick] [--no-r] [--only NAME ...] [--r-1m]
+    python benchmarks/glmer.py [--quick] [--no-r] [--only NAME ...] [--r-1m] [--repeat K]
 
 Each model is fitted by interlace in a fresh subprocess (the default ``glmer``: Laplace, SEs
 from the Hessian of the deviance), which reports wall and CPU time of the call, deviance
@@ -13,7 +13,9 @@ and runs only with ``--r-1m``. The table gives time ratios and the largest relat
 of the fixed effects, their SEs, θ and the log-likelihood against the tight reference; the
 machine's load average is recorded, since the benchmark machine is shared. A full run writes
 benchmarks/results-glmer.md and the table in docs/performance.md (``--quick`` skips the
-1,000,000-row design and ``--only`` runs print only).
+1,000,000-row design and ``--only`` runs print only). ``--repeat K`` times K fits on each side
+(interlace and lme4's default glmer) and reports the medians, for the small models whose single
+fits take milliseconds.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def design_list(quick: bool) -> dict:
 
 
 # ---- the interlace side (a subprocess per model) ----------------------------------------------
-def worker(name: str, csv: str | None) -> dict:
+def worker(name: str, csv: str | None, repeat: int = 1) -> dict:
     import warnings
 
     import interlace
@@ -104,11 +106,15 @@ def worker(name: str, csv: str | None) -> dict:
     weights = design.extra.get("weights")
     warm = _cbpp().data  # load and warm the code paths (R has lme4 loaded before timing, too)
     interlace.glmer("prop ~ period", warm, "binomial", groups="herd", weights="size")
-    t0, c0 = time.perf_counter(), time.process_time()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        r = interlace.glmer(design.formula, df, fam, random=design.random, weights=weights)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    walls, cpus = [], []
+    for _ in range(max(1, repeat)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = interlace.glmer(design.formula, df, fam, random=design.random, weights=weights)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    seconds, cpu = float(np.median(walls)), float(np.median(cpus))
     return {
         "name": name, "n": len(df), "levels": design.levels, "notes": design.notes, "family": fam,
         "seconds": seconds, "cpu": cpu, "evals": int(r.optimizer_info["n_evals"]),
@@ -121,8 +127,8 @@ def worker(name: str, csv: str | None) -> dict:
     }
 
 
-def run_interlace(name: str, csv: str | None) -> dict:
-    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", name]
+def run_interlace(name: str, csv: str | None, repeat: int = 1) -> dict:
+    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", name, "--repeat", str(repeat)]
     if csv:
         cmd += ["--csv", csv]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -141,6 +147,7 @@ for (f in strsplit(args[3], ",")[[1]]) d[[f]] <- factor(d[[f]])
 form <- as.formula(args[2])
 fam <- get(args[4])()
 d$.w <- if (nzchar(args[5])) d[[args[5]]] else rep(1, nrow(d))
+k <- if (length(args) >= 6) as.integer(args[6]) else 1L
 summ <- function(m) list(fixef = unname(fixef(m)), se = unname(sqrt(diag(as.matrix(vcov(m))))),
                          theta = unname(getME(m, "theta")), loglik = as.numeric(logLik(m)),
                          evals = m@optinfo$feval, warnings = m@optinfo$conv$lme4$messages)
@@ -156,7 +163,9 @@ if (has_tmb) invisible(glmmTMB::glmmTMB(cbind(incidence, size - incidence) ~ per
 res <- list()
 part <- function(key, value) cat("PART ", toJSON(setNames(list(value), key), auto_unbox = TRUE, digits = NA,
                                                   null = "null"), "\n", sep = "")
-f <- timed(glmer(form, d, family = fam, weights = .w))
+reps <- lapply(seq_len(k), function(i) timed(glmer(form, d, family = fam, weights = .w)))
+f <- reps[[1]]
+f$seconds <- median(sapply(reps, function(x) x$seconds)); f$cpu <- median(sapply(reps, function(x) x$cpu))
 res$lme4 <- c(summ(f$m), list(seconds = f$seconds, cpu = f$cpu))
 part("lme4", res$lme4)
 if (has_tmb) {
@@ -179,11 +188,11 @@ cat("RESULT ", toJSON(res, auto_unbox = TRUE, digits = NA, null = "null"), "\n",
 """
 
 
-def run_r(csv: str, res: dict, timeout: float) -> dict:
+def run_r(csv: str, res: dict, timeout: float, repeat: int = 1) -> dict:
     script = pathlib.Path(csv).with_suffix(".R")
     script.write_text(R_FIT)
     factors = ",".join(res["factors"])
-    cmd = ["Rscript", str(script), csv, res["r_formula"], factors, res["family"], res["weights"]]
+    cmd = ["Rscript", str(script), csv, res["r_formula"], factors, res["family"], res["weights"], str(repeat)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         stdout, err = out.stdout, (out.stderr.strip().splitlines() or ["failed"])[-1]
@@ -242,6 +251,7 @@ def table(rows: list[dict]) -> str:
 def write_reports(rows: list[dict], args, with_r: bool, load: tuple) -> str:
     stamp = time.strftime("%Y-%m-%d")
     cmd = "python benchmarks/glmer.py" + (" --quick" if args.quick else "") + (" --r-1m" if args.r_1m else "")
+    cmd += f" --repeat {args.repeat}" if args.repeat > 1 else ""
     body = table(rows)
     info = (
         f"Measured {stamp} with `{cmd}` on {machine()}; {versions(with_r)}. Load average (1 min) "
@@ -249,7 +259,7 @@ def write_reports(rows: list[dict], args, with_r: bool, load: tuple) -> str:
         "jobs, so elapsed times are inflated by the load of the moment; CPU times (in parentheses: "
         "the process's for interlace, user + system of the call for R) are less affected.\n\n"
         "interlace: the default `interlace.glmer` (Laplace; L-BFGS-B with the analytic gradient, then "
-        "BFGS and one central Hessian; SEs from that Hessian of the deviance) from a DataFrame, in a "
+        "BFGS and one one-sided Hessian; SEs from that Hessian of the deviance) from a DataFrame, in a "
         "fresh process after "
         "one warm-up fit of cbpp (R fits cbpp with lme4 and glmmTMB before timing, too); *evals* = "
         "deviance evaluations; *peak RSS* is that process's peak "
@@ -282,11 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--r-1m", action="store_true", help="run lme4 on the 1,000,000-row design too (slow)")
     ap.add_argument("--only", nargs="*", help="run only these models (reports are not rewritten)")
     ap.add_argument("--r-timeout", type=float, default=7200.0, help="seconds allowed per R script")
+    ap.add_argument("--repeat", type=int, default=1, help="timed fits per model and side (medians reported)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--csv", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.csv)), flush=True)
+        print("RESULT " + json.dumps(worker(args.worker, args.csv, args.repeat)), flush=True)
         return 0
     with_r = not args.no_r and r_available()
     if with_r and not (DATA / "verbagg.csv").exists():
@@ -301,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             use_r = with_r and (name != "crossed_bern_1m" or args.r_1m)
             csv = str(tmp / f"{name}.csv") if use_r else None
-            res = run_interlace(name, csv)
+            res = run_interlace(name, csv, args.repeat)
             if use_r:
-                res["r"] = run_r(csv, res, args.r_timeout)
+                res["r"] = run_r(csv, res, args.r_timeout, args.repeat)
             rows.append(res)
             lm = res.get("r", {}).get("lme4", {})
             ratio = ""

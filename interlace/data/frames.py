@@ -35,8 +35,9 @@ def to_pandas(data, columns: list[str] | None = None) -> tuple[pd.DataFrame, str
     if isinstance(data, dict):
         data = pd.DataFrame(data)
     if isinstance(data, pd.DataFrame):
-        frame = data if columns is None else data.loc[:, columns]
-        return frame.copy().reset_index(drop=True), "pandas"
+        frame = (data if columns is None else data.loc[:, columns]).copy()
+        frame.index = pd.RangeIndex(len(frame))  # our copy: no second copy by reset_index
+        return frame, "pandas"
     try:
         nw_frame = nw.from_native(data, eager_only=True)
     except TypeError as ex:
@@ -79,9 +80,7 @@ def model_frame(data, columns: list[str], arrays: dict[str, np.ndarray] | None =
         )
     frame, namespace = to_pandas(data, list(dict.fromkeys(columns)))
     n = len(frame)
-    keep = np.ones(n, dtype=bool)
-    for c in frame.columns:
-        keep &= ~frame[c].isna().to_numpy()
+    keep = ~frame.isna().to_numpy().any(axis=1) if len(frame.columns) else np.ones(n, dtype=bool)
     for name, arr in (arrays or {}).items():
         if arr is None:
             continue
@@ -96,5 +95,5 @@ def model_frame(data, columns: list[str], arrays: dict[str, np.ndarray] | None =
             f"no rows left to fit: every row has a missing value in {where}; rows with missing "
             "values are dropped as R's na.omit does"
         )
-    out = frame.loc[keep].reset_index(drop=True)
+    out = frame if keep.all() else frame.loc[keep].reset_index(drop=True)  # frame is our copy
     return ModelFrame(data=out, keep=keep, n_input=n, native_namespace=namespace)

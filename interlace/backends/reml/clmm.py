@@ -117,9 +117,14 @@ def fit_clmm(
     converged = bool(res.success)
     free = np.r_[np.ones(k + p, dtype=bool), np.exp(nat[k + p :]) >= BOUNDARY]
     H = None
+    at_nat = None  # (ℓ, gradient, modes) at nat when the accepted trial step already gave them
     for _ in range(4):  # Newton steps with one Hessian (BFGS ends close: it barely changes)
-        ll, g = grad_natural(nat)
-        u_nat = prob.u.copy()  # the modes at nat (the Hessian's evaluations move them)
+        if at_nat is None:
+            ll, g = grad_natural(nat)
+            u_nat = prob.u.copy()  # the modes at nat (the Hessian's evaluations move them)
+        else:
+            ll, g, u_nat = at_nat
+            prob.u = u_nat.copy()
         if H is None:
             H = _jacobian(lambda v: grad_natural(v)[1], nat, free, g)
             H = 0.5 * (H + H.T)
@@ -132,14 +137,16 @@ def fit_clmm(
             break
         trial = nat.copy()
         trial[free] -= step
-        if np.any(np.diff(trial[:k]) <= 0) or prob.evaluate(trial[:k], trial[k : k + p],
-                                                            np.exp(trial[k + p :]), False)[0] < ll - 1e-9:
+        if np.any(np.diff(trial[:k]) <= 0):
             break
-        nat = trial
-        ll = None
-    if ll is None:  # moved since the last gradient
-        ll, g = grad_natural(nat)
-        u_nat = prob.u.copy()
+        try:  # ℓ with its gradient at the trial: the next step's, if the trial is accepted
+            ll_t, g_t = grad_natural(trial)
+        except FloatingPointError:
+            break
+        if ll_t < ll - 1e-9:
+            break
+        nat, at_nat = trial, (ll_t, g_t, prob.u.copy())
+        ll, g, u_nat = at_nat
     converged = converged or bool(np.max(np.abs(g[free])) < 1e-4)
     cov = np.linalg.inv(-H)[: k + p, : k + p]
     alpha, beta, lam = nat[:k], nat[k : k + p], np.exp(nat[k + p :])

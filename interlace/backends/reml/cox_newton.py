@@ -138,6 +138,7 @@ class PenalizedCox:
         self.term_pos = [pos[t.z_start : t.z_start + t.q].reshape(t.m, t.k) for t in terms]
         self.null_loglik = rs.null_loglik(self.offset)
         self.n_info = 0
+        self._pen_pos: list | None = None  # see _penalty_positions
 
     # ---- penalty -------------------------------------------------------------------------
     def penalty(self, theta: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -145,7 +146,7 @@ class PenalizedCox:
         out, logdet, at = [], 0.0, 0
         for t in self.terms:
             Sig, ld = term_covariance(theta[at : at + t.n_theta], t.k)
-            out.append(np.linalg.inv(Sig))
+            out.append(1.0 / Sig if t.k == 1 else np.linalg.inv(Sig))
             logdet += t.m * ld
             at += t.n_theta
         return out, logdet
@@ -265,24 +266,36 @@ class PenalizedCox:
         ``shift`` is added to H̃_SS (see :meth:`offdiag_rowsums`). Raises ``LinAlgError`` when
         H̃ is not positive definite, which coxme's sparse approximation can make it.
         """
-        nS = self.nS
         hSS, hSD, hDD = inf.hSS.copy(), inf.hSD.copy(), inf.hDD.copy()
-        for P, Si in zip(self.term_pos, Sinv, strict=True):
-            k = P.shape[1]
-            for i in range(k):
-                for j in range(k):
-                    r, c = P[:, i], P[:, j]
-                    rS, cS = r < nS, c < nS
-                    if i == j:
-                        hSS[r[rS]] += Si[i, i]
-                    hSD[r[rS & ~cS], c[rS & ~cS] - nS] += Si[i, j]
-                    both = ~rS & ~cS
-                    hDD[r[both] - nS, c[both] - nS] += Si[i, j]
+        for pos, Si in zip(self._penalty_positions(), Sinv, strict=True):
+            for i, j, ss, sd, dd in pos:
+                if ss is not None:
+                    hSS[ss] += Si[i, i]
+                hSD[sd] += Si[i, j]
+                hDD[dd] += Si[i, j]
         if shift is not None:
             hSS = hSS + shift
         if np.any(hSS <= 0):
             raise LinAlgError("the penalized information is not positive definite")
         return hSS, hSD, cho_factor(hDD - (hSD.T / hSS) @ hSD, lower=True, check_finite=False), hDD
+
+    def _penalty_positions(self) -> list:
+        """Where K⁻¹'s entry (i, j) of each term goes in the [S, D] blocks: per term, tuples
+        (i, j, SS indices or None, SD index pair, DD index pair) — fixed by the layout."""
+        if self._pen_pos is None:
+            nS, out = self.nS, []
+            for P in self.term_pos:
+                k, per = P.shape[1], []
+                for i in range(k):
+                    for j in range(k):
+                        r, c = P[:, i], P[:, j]
+                        rS, cS = r < nS, c < nS
+                        sd, dd = rS & ~cS, ~rS & ~cS
+                        per.append((i, j, r[rS] if i == j else None, (r[sd], c[sd] - nS),
+                                    (r[dd] - nS, c[dd] - nS)))
+                out.append(per)
+            self._pen_pos = out
+        return self._pen_pos
 
     def offdiag_rowsums(self, inf: _Info) -> np.ndarray:
         """Row sums of the entries coxme's approximation drops (off-diagonal Z_S'RR'Z_S ≥ 0).

@@ -79,6 +79,17 @@ class CSR:
         _sparsetools.csr_matvec(n, m, self.indptr, self.indices, self.data, np.ascontiguousarray(x, float), y)
         return y
 
+    def mul_dense(self, M: np.ndarray) -> np.ndarray:
+        """A M for a dense matrix M (columns × k)."""
+        n, m = self.shape
+        if _sparsetools is None:
+            return self.matrix() @ M
+        k = M.shape[1]
+        out = np.zeros((n, k))
+        _sparsetools.csr_matvecs(n, m, k, self.indptr, self.indices, self.data,
+                                 np.ascontiguousarray(M, dtype=float).ravel(), out.ravel())
+        return out
+
     def tmul(self, x: np.ndarray) -> np.ndarray:
         """A'x for a vector x."""
         n, m = self.shape
@@ -189,6 +200,8 @@ class GLMMBlocks:
         self._d_index = (self.codes1[:, None] * (k1 * k1) + np.arange(k1 * k1)[None, :]).ravel()
         self._d_coef = (self.x1[:, a] * self.x1[:, b]).ravel()
         self._z1_index = [self.codes1 * k1 + a for a in range(k1)]  # Z₁'s column of each row
+        # Z₁'WX by (level, column of X) in one pass: flat positions level·p + column
+        self._bx_index = (self.codes1[:, None] * self.p + np.arange(self.p)[None, :]).ravel()
         self.rest_diag = None
         self.product_cost = 0.0
         self.n_cells = 0
@@ -227,6 +240,7 @@ class GLMMBlocks:
         self._e_obs = obs
         self._e_col = coo.col.astype(np.int64)
         self._e_val = coo.data
+        self._ex_index = (self._e_col[:, None] * self.p + np.arange(self.p)[None, :]).ravel()
         counts = np.bincount(self.cell_row, minlength=q2) * k1
         self._indptr = np.zeros(q2 + 1, dtype=np.int64)
         np.cumsum(counts, out=self._indptr[1:])
@@ -346,20 +360,17 @@ class GLMMBlocks:
             WX = X * W[:, None]
             BX = np.empty((p, m1, k1))  # Z₁'WX by level and column, as rows of X
             for a in range(k1):
-                xa = self.x1[:, a]
-                for c in range(p):
-                    BX[c, :, a] = np.bincount(self.codes1, weights=WX[:, c] * xa, minlength=m1)
+                wxa = (WX * self.x1[:, a : a + 1]).ravel()
+                BX[:, :, a] = np.bincount(self._bx_index, weights=wxa, minlength=m1 * p).reshape(m1, p).T
             if k1 == 1:
                 BXt = BX[:, :, 0] * R[:, 0, 0][None, :]
             else:
                 BXt = np.einsum("jab,xja->xjb", R, BX).reshape(p, q1)
             G[q2:, q2:] = X.T @ WX - BXt @ BXt.T
             if q2:
-                WXe = WX[self._e_obs] * self._e_val[:, None]
-                ZrWX = np.column_stack(
-                    [np.bincount(self._e_col, weights=WXe[:, c], minlength=q2) for c in range(p)]
-                )
-                cross = ZrWX - (Bt @ BXt.T if isinstance(Bt, np.ndarray) else Bt.matrix() @ BXt.T)
+                WXe = (WX[self._e_obs] * self._e_val[:, None]).ravel()
+                ZrWX = np.bincount(self._ex_index, weights=WXe, minlength=q2 * p).reshape(q2, p)
+                cross = ZrWX - (Bt @ BXt.T if isinstance(Bt, np.ndarray) else Bt.mul_dense(BXt.T))
                 G[:q2, q2:] = cross
                 G[q2:, :q2] = cross.T
         if N:
