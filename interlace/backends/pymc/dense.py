@@ -11,13 +11,16 @@ and, for θᵢ = T[r, c] of a term (Λᵢ = I_m ⊗ E_rc on its block), ∂ℓ/�
 = 2 Σ_l [A⁻¹B]_(l,c),(l,r) over the term's levels l — the same quantities the blocked
 evaluator of :mod:`.marginal` returns, so the log-density, its gradient in (θ, σ[, β]) and the
 exact conditional draws (u = Ũc + σL⁻ᵀz, b = Λu) follow from :class:`.marginal.MarginalBase`.
-Λ is applied term by term (I_m ⊗ T_t on the term's columns), never formed.
+Λ is applied term by term (I_m ⊗ T_t on the term's columns), never formed. M is read from the
+design's cross-products (``design.gram``: a lazy frame's, or an eager design's order-free ones)
+when it has them, else formed from the rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from ...data.design import DesignMatrices, tril_colwise
 from .marginal import MarginalBase, Pieces
@@ -37,12 +40,24 @@ class DenseMarginalLMM(MarginalBase):
     def __init__(self, design: DesignMatrices):
         self._setup(design)
         q = design.q
-        w = np.ones(design.n) if design.weights is None else design.weights
-        XY = np.column_stack([design.X, design.y - design.offset])
-        Zw = design.Z.multiply(w[:, None]).tocsc()
-        self.Mzz = np.asarray((design.Z.T @ Zw).toarray())
-        self.Mzxy = np.asarray(Zw.T @ XY)
-        self.Mxy = XY.T @ (XY * w[:, None])
+        if design.gram is not None:  # Z'WZ's lower block triangle (diagonal blocks whole), mirrored
+            ZtZ, ZtXy, XytXy = design.gram
+            L = sp.coo_matrix(ZtZ)
+            term = np.zeros(q, dtype=np.int64)
+            for i, t in enumerate(design.terms):
+                term[t.z_start : t.z_start + t.q] = i
+            below = term[L.row] > term[L.col]
+            self.Mzz = L.toarray()
+            self.Mzz[L.col[below], L.row[below]] = L.data[below]
+            self.Mzxy = np.array(ZtXy, dtype=float)
+            self.Mxy = np.array(XytXy, dtype=float)
+        else:
+            w = np.ones(design.n) if design.weights is None else design.weights
+            XY = np.column_stack([design.X, design.y - design.offset])
+            Zw = design.Z.multiply(w[:, None]).tocsc()
+            self.Mzz = np.asarray((design.Z.T @ Zw).toarray())
+            self.Mzxy = np.asarray(Zw.T @ XY)
+            self.Mxy = XY.T @ (XY * w[:, None])
         self._eye = np.eye(q)
         self._blocks = [(t.z_start, t.z_start + t.q, t.m, t.k, t) for t in design.terms]
 
