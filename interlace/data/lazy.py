@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from formulaic import Formula
 
 from ..model.formula import RandomTerm
+from .canonical import exponent, shift
 from .design import TermBlock
 
 __all__ = ["CrossProducts", "lazy_crossproducts", "is_lazy"]
@@ -109,7 +110,7 @@ PAIR_GROUPS_PER_PASS = 4_000_000  # rows (so at most as many groups) aggregated 
 
 
 def lazy_crossproducts(
-    data, fixed: str, random: list[RandomTerm], weights: str | None = None
+    data, fixed: str, random: list[RandomTerm], weights: str | None = None, canonical: bool = False
 ) -> CrossProducts:
     """Aggregate the cross-products of ``fixed`` + ``random`` over a lazy frame.
 
@@ -118,7 +119,9 @@ def lazy_crossproducts(
     grouping factors and the categorical fixed factors) with all the sums Σw·a·b, in as many
     slices of the first factor's levels as ``PAIR_GROUPS_PER_PASS`` rows per pass need
     (usually one). Each slice's rows, Σwy and Σwy² must equal the census's over its levels:
-    a source that changes while it is read raises a ValueError saying so.
+    a source that changes while it is read raises a ValueError saying so. ``canonical`` puts every
+    product on the grid of :mod:`.canonical` (the census also takes max |column|), so the sums do
+    not depend on the order the backend adds the rows in.
     """
     lf = nw.from_native(data)
     schema = lf.collect_schema()
@@ -151,12 +154,17 @@ def lazy_crossproducts(
 
     # pass 1: the census
     split = list(term_specs[0][0].factors)
-    census = _aggregate(base, split + ["__ok"], [("1", response), (response, response)])
+    numeric_u = [c for c in U if c != "1"] + ["__w"]
+    census = _aggregate(base, split + ["__ok"], [("1", response), (response, response)],
+                        maxabs=numeric_u if canonical else ())
     n_total = int(census["__n"].sum())
     census = census[census["__ok"].astype(bool)].reset_index(drop=True)
     n = int(census["__n"].sum())
     if n == 0:
         raise ValueError("no rows left to fit: the data are empty after dropping missing values")
+    grid = None
+    if canonical:  # exponents of max |column| over the complete rows (a maximum is order-free)
+        grid = ({"1": exponent(1.0), **{c: exponent(census[f"__m_{c}"].max()) for c in numeric_u}}, n)
 
     # passes 2…: every sum, grouped by every key, in slices of the split factor's levels
     rows = base.filter(nw.col("__ok"))
@@ -166,7 +174,7 @@ def lazy_crossproducts(
     parts: list[dict[str, np.ndarray]] = []
     for chunk, expect in _slices(census, split, n):
         frame = rows if chunk is None else rows.filter(nw.col(split[0]).is_in(chunk))
-        g = _aggregate(frame, keys, pairs, log_w=weights is not None)
+        g = _aggregate(frame, keys, pairs, log_w=weights is not None, grid=grid)
         _check_pass(g, expect, len(parts) + 2, response_key=f"__s{pairs.index(('1', response))}",
                     square_key=f"__s{pairs.index((response, response))}")
         part = {c: codes[c].encode(g[c]).astype(np.int32) for c in keys}
@@ -186,19 +194,27 @@ def lazy_crossproducts(
                      numeric, response, n, n_total, weights is not None)
 
 
-def _aggregate(frame, keys: list[str], pairs: list[tuple[str, str]], log_w: bool = False):
+def _aggregate(frame, keys: list[str], pairs: list[tuple[str, str]], log_w: bool = False,
+               grid: tuple[dict, int] | None = None, maxabs=()):
     """Rows (``__n``) and Σ w·a·b (``__s{i}`` for the i-th of ``pairs``; '1' is the constant)
-    per group of ``keys``, collected as a pandas frame.
+    per group of ``keys``, collected as a pandas frame; with ``grid`` = (column exponents, n)
+    each product on the grid of :mod:`.canonical`, and max |c| (``__m_c``) for c in ``maxabs``.
 
     The products are formed as columns first and then summed: the plain column sums are the
     aggregations every backend (Dask included) supports inside a group-by.
     """
+
+    def grid_shift(a: str, b: str) -> int:
+        exps, n_rows = grid
+        return shift(exps[a], exps[b], n_rows) - exps["__w"]
 
     def product(a: str, b: str):
         e = nw.col("__w")
         for c in (a, b):
             if c != "1":
                 e = e * nw.col(c)
+        if grid is not None:
+            e = (e * 2.0 ** grid_shift(a, b) + 0.5).floor()
         return e
 
     names = [f"__s{i}" for i in range(len(pairs))]
@@ -207,7 +223,12 @@ def _aggregate(frame, keys: list[str], pairs: list[tuple[str, str]], log_w: bool
     aggs = [nw.len().alias("__n"), *(nw.col(nm).sum() for nm in names)]
     if log_w:
         aggs.append(nw.col("__lw").sum())
-    return _collect(frame.group_by(keys).agg(*aggs)).to_pandas()
+    aggs += [nw.col(c).abs().max().alias(f"__m_{c}") for c in maxabs]
+    table = _collect(frame.group_by(keys).agg(*aggs)).to_pandas()
+    if grid is not None:  # back from grid units: a power of two, exact
+        for (a, b), nm in zip(pairs, names, strict=True):
+            table[nm] = table[nm].to_numpy(dtype=float) * 2.0 ** -grid_shift(a, b)
+    return table
 
 
 class _Registry:

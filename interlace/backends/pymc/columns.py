@@ -9,18 +9,26 @@ sums C holds, with n the number of observations and the intercept column 1:
 
 SD² = Σx²/n − (Σx/n)² (numpy's ddof = 0). A column whose SD vanishes is scaled by its root mean
 square instead (1 for an intercept). Least-squares starting values use β = (X'X)⁻¹X'y and
-RSS = y'y − β'X'y. The two routes agree to rounding, so a lazy fit has the eager fit's priors.
+RSS = y'y − β'X'y.
+
+An eager design without weights or residual correlation, with an intercept, takes the lazy route
+too: :func:`canonical_design` attaches the cross-products of its rows, every product on the grid
+of :mod:`interlace.data.canonical` (sums that do not depend on the order of the rows), which is how
+a lazy frame's are aggregated for the PyMC backend. The marginal likelihood
+(:func:`.model.marginal_density`) and these statistics read those sums on both paths, so an eager
+and a lazy fit of the same data see the same numbers bit for bit, and one seed gives the same draws.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...data.design import DesignMatrices
 
-__all__ = ["ColumnStats", "column_stats", "row_scale"]
+__all__ = ["ColumnStats", "canonical_design", "column_stats", "row_scale"]
 
 
 @dataclass
@@ -52,8 +60,24 @@ def row_scale(x: np.ndarray) -> float:
     return s if s > 0 else 1.0
 
 
+def canonical_design(design: DesignMatrices) -> DesignMatrices:
+    """``design`` with the order-free cross-products of its rows as ``gram`` (module docstring);
+    a lazy design, or one with weights, a residual correlation or no intercept, as it is."""
+    if (design.gram is not None or design.weights is not None or design.correlation is not None
+            or "(Intercept)" not in design.X_names):
+        return design
+    cached = design.__dict__.get("_canonical_design")
+    if cached is None:
+        from ...data.canonical import row_crossproducts
+
+        cached = dataclasses.replace(design, gram=row_crossproducts(design))
+        design.__dict__["_canonical_design"] = cached
+    return cached
+
+
 def column_stats(design: DesignMatrices) -> ColumnStats:
-    """The statistics from rows, or from ``design.gram`` for a lazy frame (module docstring)."""
+    """The statistics from rows, or from cross-products (module docstring)."""
+    design = canonical_design(design)
     return _from_gram(design) if design.gram is not None else _from_rows(design)
 
 

@@ -11,20 +11,25 @@ and, for θᵢ = T[r, c] of a term (Λᵢ = I_m ⊗ E_rc on its block), ∂ℓ/�
 = 2 Σ_l [A⁻¹B]_(l,c),(l,r) over the term's levels l — the same quantities the blocked
 evaluator of :mod:`.marginal` returns, so the log-density, its gradient in (θ, σ[, β]) and the
 exact conditional draws (u = Ũc + σL⁻ᵀz, b = Λu) follow from :class:`.marginal.MarginalBase`.
-Λ is applied term by term (I_m ⊗ T_t on the term's columns), never formed.
+Λ is applied term by term (I_m ⊗ T_t on the term's columns), never formed. M is read from the
+design's cross-products (``design.gram``: a lazy frame's, or an eager design's order-free ones)
+when it has them, else formed from the rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from ...data.design import DesignMatrices, tril_colwise
-from .marginal import MarginalBase, Pieces
+from . import kernels_dense
+from .marginal import GaussianPrior, MarginalBase, MarginalParts, Pieces
 
 __all__ = ["DenseMarginalLMM", "MAX_DENSE_Q"]
 
 MAX_DENSE_Q = 200  # above this the blocked factor is used (the dense one costs ~q³ per evaluation)
+MIN_DIAG = 1e-6  # the compiled kernel needs T⁻¹: below this ratio of T's diagonal the numpy path runs
 
 
 class DenseMarginalLMM(MarginalBase):
@@ -37,14 +42,45 @@ class DenseMarginalLMM(MarginalBase):
     def __init__(self, design: DesignMatrices):
         self._setup(design)
         q = design.q
-        w = np.ones(design.n) if design.weights is None else design.weights
-        XY = np.column_stack([design.X, design.y - design.offset])
-        Zw = design.Z.multiply(w[:, None]).tocsc()
-        self.Mzz = np.asarray((design.Z.T @ Zw).toarray())
-        self.Mzxy = np.asarray(Zw.T @ XY)
-        self.Mxy = XY.T @ (XY * w[:, None])
+        if design.gram is not None:  # Z'WZ's lower block triangle (diagonal blocks whole), mirrored
+            ZtZ, ZtXy, XytXy = design.gram
+            L = sp.coo_matrix(ZtZ)
+            term = np.zeros(q, dtype=np.int64)
+            for i, t in enumerate(design.terms):
+                term[t.z_start : t.z_start + t.q] = i
+            below = term[L.row] > term[L.col]
+            self.Mzz = L.toarray()
+            self.Mzz[L.col[below], L.row[below]] = L.data[below]
+            self.Mzxy = np.array(ZtXy, dtype=float)
+            self.Mxy = np.array(XytXy, dtype=float)
+        else:
+            w = np.ones(design.n) if design.weights is None else design.weights
+            XY = np.column_stack([design.X, design.y - design.offset])
+            Zw = design.Z.multiply(w[:, None]).tocsc()
+            self.Mzz = np.asarray((design.Z.T @ Zw).toarray())
+            self.Mzxy = np.asarray(Zw.T @ XY)
+            self.Mxy = XY.T @ (XY * w[:, None])
         self._eye = np.eye(q)
         self._blocks = [(t.z_start, t.z_start + t.q, t.m, t.k, t) for t in design.terms]
+        # the compiled kernel (several terms, the first one's block first: see kernels_dense)
+        terms = design.terms
+        self._kernel = (kernels_dense.available() and len(terms) > 1 and terms[0].z_start == 0
+                        and all(a.z_start + a.q == b.z_start for a, b in zip(terms, terms[1:], strict=False)))
+        if self._kernel:
+            self._kmax = max(t.k for t in terms)
+            self._zs = np.array([t.z_start for t in terms], dtype=np.int64)
+            self._ks = np.array([t.k for t in terms], dtype=np.int64)
+            self._ms = np.array([t.m for t in terms], dtype=np.int64)
+            self.Mzz = np.ascontiguousarray(self.Mzz)
+            self.Mzxy = np.ascontiguousarray(self.Mzxy)
+            self.Mxy = np.ascontiguousarray(self.Mxy)
+            # θ → the stacked factors T (term, row, column) in one assignment
+            idx = [(i, *tril_colwise(t.k)) for i, t in enumerate(terms)]
+            self._t_idx = tuple(np.concatenate([np.full(r.size, i) if j == 0 else (r if j == 1 else c)
+                                                for i, r, c in idx]) for j in range(3))
+            self._th0 = np.array([t.theta_start for t in terms], dtype=np.int64)
+            self._rows_all = np.concatenate([tril_colwise(t.k)[0] for t in terms]).astype(np.int64)
+            self._cols_all = np.concatenate([tril_colwise(t.k)[1] for t in terms]).astype(np.int64)
 
     def _T(self, theta: np.ndarray) -> list[np.ndarray]:
         out = []
@@ -75,7 +111,49 @@ class DenseMarginalLMM(MarginalBase):
         U = sla.cho_solve((L, True), R, check_finite=False)
         return Ts, B, L, R, U
 
+    def _compiled(self, theta: np.ndarray) -> Pieces | None:
+        """The pieces from :func:`.kernels_dense.crossed_pieces`; None when T⁻¹ is unsafe."""
+        Ts = self._T(np.asarray(theta, dtype=float))
+        for T in Ts:
+            d = np.abs(np.diagonal(T))
+            if d.min() <= MIN_DIAG * max(1.0, float(np.abs(T).max())):
+                return None
+        Tall = np.zeros((len(Ts), self._kmax, self._kmax))
+        for i, T in enumerate(Ts):
+            Tall[i, : T.shape[0], : T.shape[0]] = T
+        ok, S, logdet, D, U, Xi = kernels_dense.crossed_pieces(
+            self.Mzz, self.Mzxy, self.Mxy, Tall, self._zs, self._ks, self._ms)
+        if not ok:
+            raise np.linalg.LinAlgError("A is not positive definite")
+        g = np.zeros(self.n_theta)
+        for i, ((_, _, m, k, t), T) in enumerate(zip(self._blocks, Ts, strict=True)):
+            G = (m * np.eye(k) - D[i, :k, :k]) @ np.linalg.inv(T)  # module doc of kernels_dense
+            rows, cols = tril_colwise(k)
+            g[t.theta_slice] = 2.0 * G[cols, rows]
+        return Pieces(S, float(logdet), g, U, Xi)
+
+    def logp_integrated(self, theta: np.ndarray, sigma: float, prior: GaussianPrior,
+                        gradient: bool = True) -> MarginalParts:
+        """The base formulas in one compiled call (:func:`.kernels_dense.crossed_integrated`)."""
+        if not self._kernel:
+            return super().logp_integrated(theta, sigma, prior, gradient)
+        Tall = np.zeros((len(self._blocks), self._kmax, self._kmax))
+        Tall[self._t_idx] = theta
+        status, value, g, gs = kernels_dense.crossed_integrated(
+            self.Mzz, self.Mzxy, self.Mxy, Tall, self._zs, self._ks, self._ms, self._th0, self._rows_all,
+            self._cols_all, MIN_DIAG, float(sigma), prior.precision, prior.precision @ prior.mean,
+            prior.mean, prior.logdet_cov, float(self.n), self._c_const)
+        if status == 2:
+            return super().logp_integrated(theta, sigma, prior, gradient)
+        if status == 0:
+            return MarginalParts(-np.inf, np.zeros(self.n_theta), 0.0, np.zeros(0))
+        return MarginalParts(float(value), g, float(gs), np.zeros(0))
+
     def pieces(self, theta: np.ndarray, gradient: bool = True) -> Pieces:
+        if self._kernel:
+            P = self._compiled(theta)
+            if P is not None:
+                return P
         Ts, B, L, R, U = self._factor(theta)
         S = self.Mxy - R.T @ U
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(L))))

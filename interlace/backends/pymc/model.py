@@ -26,7 +26,7 @@ import pytensor.sparse as psparse
 import pytensor.tensor as pt
 
 from ...data.design import DesignMatrices, TermBlock, tril_colwise
-from .columns import ColumnStats, column_stats
+from .columns import ColumnStats, canonical_design, column_stats
 from .dense import DenseMarginalLMM
 from .marginal import GaussianPrior, MarginalBase, MarginalLMM
 from .op import IntegratedLogpOp, MarginalLogpOp
@@ -182,7 +182,9 @@ def layout_of(design: DesignMatrices, marginal: bool) -> ModelLayout:
 
 def marginal_density(design: DesignMatrices) -> MarginalBase:
     """The level-wise evaluator for one grouping factor, a dense factor for a few hundred random
-    effects (:mod:`.dense`), else the general blocked one."""
+    effects (:mod:`.dense`), else the general blocked one; all read the order-free cross-products
+    of :func:`.columns.canonical_design` when the design has them."""
+    design = canonical_design(design)
     if SingleTermLMM.applies(design):
         return SingleTermLMM(design)
     return DenseMarginalLMM(design) if DenseMarginalLMM.applies(design) else MarginalLMM(design)

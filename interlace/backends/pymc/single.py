@@ -33,8 +33,11 @@ class SingleTermLMM(MarginalBase):
 
     @staticmethod
     def applies(design: DesignMatrices) -> bool:
-        """All terms share one grouping factor (the same level of every observation)."""
+        """All terms share one grouping factor (the same level of every observation; a lazy
+        design has no per-row codes: the same factors)."""
         terms = design.terms
+        if design.gram is not None and design.Z.shape[0] == 0:
+            return bool(terms) and all(t.factors == terms[0].factors for t in terms[1:])
         return bool(terms) and all(
             t.m == terms[0].m and np.array_equal(t.codes, terms[0].codes) for t in terms[1:]
         )

@@ -84,7 +84,8 @@ def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, 
             f"lazy fits support plain column names as fixed effects; {list(ff.labels.values())} "
             "are not (compute them as columns of the lazy frame first, or collect the frame)"
         )
-    cp = lazy_crossproducts(data, ff.formulaic, terms, weights=weights)
+    # a posterior is sampled from order-free sums: the eager fit's draws, whatever polars' order
+    cp = lazy_crossproducts(data, ff.formulaic, terms, weights=weights, canonical=sample is not None)
     spec = ModelSpec(
         formula=formula, fixed=fixed, random=tuple(terms), method=method, optimizer=optimizer,
         df_method=df_method, has_weights=weights is not None,
