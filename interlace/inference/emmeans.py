@@ -19,6 +19,11 @@ pairwise contrasts of such EMMs are, for log and logit links, ratios exp(η_i �
 odds), tested on the link scale. ``EMMeans.regrid()`` (emmeans' ``regrid``) makes the response
 scale the one of the estimates: μ with covariance J L Var(β̂) L' J (J = diag dμ/dη), whose
 contrasts are differences of μ with delta-method SEs.
+
+Offsets, as emmeans (≥ 1.8, ``recover_data``): the model's whole offset (``offset()`` terms of the
+formula plus ``offset=``) is a covariate of the grid held at its mean, so every EMM is
+ℓ'β̂ + mean(offset) on the link scale (it cancels in contrasts). For cbpp's
+``incidence ~ period + offset(log(size))`` that is mean(log size), not log(mean size).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class EMMeans:
         self.result, self.table, self.L, self.specs, self.by = result, table, L, specs, by
         self.method, self.type, self.level = method, type, level
         self.regridded = False  # True after regrid(): estimates are μ, contrasts differences of μ
+        self.offset = _grid_offset(result)  # added to every ℓ'β (link scale)
         table.attrs["method"] = method
         table.attrs["type"] = type
 
@@ -72,7 +78,10 @@ class EMMeans:
 
     def __repr__(self) -> str:
         text = self.table.to_string(index=False)
-        if self.type == "response" and not self.regridded:
+        if self.method == "posterior" and self.type == "response" and not self.regridded:
+            text = (f"Back-transformed from the {self.result.family.link.name} scale draw by draw "
+                    f"(SE: the posterior SD of {_response_name(self.result)})\n{text}")
+        elif self.type == "response" and not self.regridded:
             text = (f"Back-transformed from the {self.result.family.link.name} scale (delta-method SEs, "
                     f"interval ends transformed)\n{text}")
         if self.method == "posterior":
@@ -94,6 +103,12 @@ def _response_name(result) -> str:
     if result.family.name == "binomial":
         return "prob"
     return "rate" if result.family.link.name == "log" else "response"
+
+
+def _grid_offset(result) -> float:
+    """emmeans' ``.offset.``: the mean of the fitted offset (0 without one)."""
+    off = getattr(getattr(result, "design", None), "offset", None)
+    return 0.0 if off is None or len(off) == 0 else float(np.mean(off))
 
 
 def _posterior(result) -> np.ndarray | None:
@@ -198,15 +213,16 @@ def _build(result, L: np.ndarray, table: pd.DataFrame, specs: list[str], by: lis
     """The EMM table of the rows L: link scale, or back-transformed (``type="response"``)."""
     col = "emmean" if type == "link" else _response_name(result)
     posterior = _posterior(result)
+    off = _grid_offset(result)
     if posterior is not None:
-        E = posterior @ L.T
+        E = posterior @ L.T + off
         if type == "response":
             E = result.family.link.inverse(E)
         lo, hi = np.quantile(E, [(1 - level) / 2, (1 + level) / 2], axis=0)
         table[col], table["SE"], table["df"] = E.mean(axis=0), E.std(axis=0, ddof=1), np.nan
         table["lower"], table["upper"] = lo, hi
         return EMMeans(result, table, L, specs, by, method="posterior", type=type, level=level)
-    s = _summarise(result, L, L @ result.fe_params.to_numpy(), level)
+    s = _summarise(result, L, L @ result.fe_params.to_numpy() + off, level)
     q = stats.t.ppf(0.5 + level / 2, s["df"])
     est, se = s["estimate"], s["SE"]
     lo, hi = est - q * se, est + q * se
@@ -291,7 +307,7 @@ def _row(emm: EMMeans, i: int) -> np.ndarray:
     """The gradient in β of EMM i on its scale: ℓ_i, or dμ/dη(ℓ_i'β) ℓ_i once regridded."""
     if not emm.regridded:
         return emm.L[i]
-    eta = float(emm.L[i] @ emm.result.fe_params.to_numpy())
+    eta = float(emm.L[i] @ emm.result.fe_params.to_numpy()) + emm.offset
     return float(emm.result.family.link.mu_eta(np.array([eta]))[0]) * emm.L[i]
 
 
@@ -304,7 +320,7 @@ def _posterior_contrasts(emm: EMMeans, g: tuple, pairs, ratio: str | None,
                          level: float = 0.95) -> list[dict]:
     """Rows of posterior contrasts: mean, SD, equal-tailed interval and pd per pair (pd of a
     ratio: the probability that it is on the side of 1 it is on)."""
-    grid = emm.result.fe_draws.to_numpy() @ emm.L.T
+    grid = emm.result.fe_draws.to_numpy() @ emm.L.T + emm.offset
     if emm.regridded:
         grid = emm.result.family.link.inverse(grid)
     E = np.column_stack([grid[:, i] - grid[:, j] for i, j in pairs])
