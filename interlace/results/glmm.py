@@ -11,7 +11,7 @@ from ..data.frames import to_pandas
 from ..model.families import Family
 from ..model.spec import ModelSpec
 from .lmm import CrossedLMEResult, FitInfo, fitted_random_part, new_linear_predictor
-from .verbs import resolve_re_form
+from .verbs import RE_FORM_DEFAULT, resolve_re_form
 from .wald import WaldZ
 
 __all__ = ["GLMMResult"]
@@ -59,7 +59,8 @@ class GLMMResult(WaldZ, CrossedLMEResult):
         return pd.DataFrame({"lower": est - q * se, "upper": est + q * se}, index=self.fe_params.index)
 
     def predict(
-        self, newdata=None, include_re: bool = True, offset=None, type: str = "response", re_form=None
+        self, newdata=None, include_re: bool = True, offset=None, type: str = "response",
+        re_form=RE_FORM_DEFAULT,
     ) -> np.ndarray:
         """η̂ (``type="link"``) or μ̂ = g⁻¹(η̂) (``"response"``); unseen levels get b = 0.
 
