@@ -24,8 +24,8 @@ class GLMMResult(WaldZ, CrossedLMEResult):
     ``variance_components`` are Var(b) on the link scale, never multiplied by it. A negative
     binomial's estimated θ is ``family.nb_theta``.
 
-    ``fittedvalues`` are on the response scale (μ̂); ``resid`` are response residuals y − μ̂;
-    ``predict(type="link")`` gives η̂.
+    ``fittedvalues`` are on the response scale (μ̂); ``resid`` are response residuals y − μ̂
+    (R's ``residuals(m)`` are deviance residuals: ``residuals()``); ``predict(type="link")`` gives η̂.
     """
 
     def __init__(

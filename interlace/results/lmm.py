@@ -209,6 +209,14 @@ class CrossedLMEResult(ResultVerbs, FitResult):
             out[group] = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1)
         return out
 
+    def residuals(self, type: str | None = None, scaled: bool = False) -> np.ndarray:
+        """lme4's ``residuals(m, type, scaled)``: an LMM ``"response"`` (default, = ``resid``) or
+        ``"pearson"``; a GLMM ``"deviance"`` (default), ``"pearson"``, ``"response"`` or
+        ``"working"``. See :mod:`interlace.results.residuals`."""
+        from .residuals import residuals
+
+        return residuals(self, type, scaled)
+
     # ---- prediction ----------------------------------------------------------------------
     def predict(
         self, newdata=None, include_re: bool = True, offset=None, re_form=RE_FORM_DEFAULT
