@@ -4,8 +4,12 @@ The reference grid crosses every level of each categorical predictor, with numer
 predictors at their mean. The EMM of a combination of ``specs`` (within ``by``) is ℓ'β̂
 with ℓ the equally weighted average of the grid's model-matrix rows for that combination;
 SE = √(ℓ'Var(β̂)ℓ) and the df come from the fit's ``df_method`` (Satterthwaite or
-Kenward-Roger) for that ℓ. Pairwise contrasts are differences of EMMs, with Tukey
-(studentized range), Holm, Bonferroni or no adjustment within each ``by`` group.
+Kenward-Roger) for that ℓ. Contrasts are differences of EMMs within each ``by`` group:
+``pairwise`` (i − j, i before j), ``revpairwise`` (j − i) or ``trt.vs.ctrl`` (each level − the
+first), adjusted by Tukey (studentized range; the default for pairwise), emmeans' ``dunnettx``
+(its approximation to Dunnett's test, the default for trt.vs.ctrl), Šidák 1 − (1 − p)^m, Holm,
+Bonferroni or none. ``specs`` may be emmeans' formula: ``"~ A"``, ``"~ A + B"``, ``"~ A | B"``,
+``"pairwise ~ A"`` (then ``.contrasts`` holds the contrasts, as emmeans' ``$contrasts``).
 
 For a PyMC fit (a result with ``fe_draws``) the same ℓ are applied to every posterior draw of
 β: the estimate is the posterior mean of ℓ'β, SE its posterior SD, the interval equal-tailed
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -53,6 +58,7 @@ class EMMeans:
         self.method, self.type, self.level = method, type, level
         self.regridded = False  # True after regrid(): estimates are μ, contrasts differences of μ
         self.offset = _grid_offset(result)  # added to every ℓ'β (link scale)
+        self.contrasts: pd.DataFrame | None = None  # set by a formula spec "pairwise ~ A"
         table.attrs["method"] = method
         table.attrs["type"] = type
 
@@ -88,6 +94,8 @@ class EMMeans:
             n = len(self.result.fe_draws)
             text = (f"Posterior means and SDs over {n} draws; lower/upper are equal-tailed "
                     f"credible intervals\n{text}")
+        if self.contrasts is not None:
+            text = f"$emmeans\n{text}\n\n$contrasts\n{self.contrasts.to_string(index=False)}"
         return text
 
 
@@ -170,6 +178,9 @@ def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> 
         raise ValueError(f"type must be 'link' or 'response', got {type!r}")
     if type == "response":
         _link(result, "type='response'")
+    lhs = None
+    if isinstance(specs, str) and "~" in specs:
+        specs, by, lhs = _formula_spec(specs, by)
     specs, by = _as_list(specs), _as_list(by)
     d = result.design
     variables = model_variables(d.fixed_spec, [str(c) for c in frame.columns])
@@ -205,7 +216,25 @@ def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> 
             mask &= (grid[v] == lv).to_numpy()
         rows.append(Xg[mask].mean(axis=0))
         labels.append(combo)
-    return _build(result, np.vstack(rows), pd.DataFrame(labels, columns=keys), specs, by, level, type)
+    out = _build(result, np.vstack(rows), pd.DataFrame(labels, columns=keys), specs, by, level, type)
+    if lhs:
+        out.contrasts = contrast(out, method=lhs)
+    return out
+
+
+def _formula_spec(text: str, by) -> tuple[list[str], list[str], str]:
+    """emmeans' formula specs: ``[method] ~ A [+ B ...] [| C ...]``."""
+    lhs, rhs = (part.strip() for part in text.split("~", 1))
+    if lhs not in ("", *_METHODS):
+        raise ValueError(f"the left side of specs={text!r} must be empty or one of {list(_METHODS)}")
+    rhs, bar, by_text = rhs.partition("|")
+    if bar and by is not None:
+        raise ValueError(f"give the by-variables either after '|' in specs={text!r} or as by=, not both")
+    names = [v.strip() for v in re.split(r"[+*:]", rhs)]
+    by_names = [v.strip() for v in re.split(r"[+*:]", by_text)] if bar else _as_list(by)
+    if not all(names) or not all(by_names):
+        raise ValueError(f"specs={text!r} must name factors such as '~ A', '~ A | B' or 'pairwise ~ A'")
+    return names, by_names, lhs
 
 
 def _build(result, L: np.ndarray, table: pd.DataFrame, specs: list[str], by: list[str], level: float,
@@ -239,24 +268,69 @@ def _build(result, L: np.ndarray, table: pd.DataFrame, specs: list[str], by: lis
 
 
 
-def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> pd.DataFrame:
-    """Pairwise differences of marginal means (within each ``by`` group), with adjusted p-values.
+_METHODS = ("pairwise", "revpairwise", "trt.vs.ctrl")
+_ADJUST = ("tukey", "dunnettx", "sidak", "holm", "bonferroni", "none")
+
+
+def _pairs(idx: list[int], method: str) -> list[tuple[int, int]]:
+    """(i, j) for the contrasts i − j, in emmeans' order."""
+    if method == "pairwise":
+        return list(itertools.combinations(idx, 2))
+    if method == "revpairwise":
+        return [(idx[b], idx[a]) for b in range(len(idx)) for a in range(b)]
+    return [(i, idx[0]) for i in idx[1:]]
+
+
+def _adjust_p(p: np.ndarray, tval: np.ndarray, df: np.ndarray, adjust: str, k: int) -> np.ndarray:
+    """Adjusted p-values of m contrasts among k means (one family)."""
+    m = len(p)
+    if m == 1 or adjust == "none":
+        return p
+    if adjust == "tukey":
+        return stats.studentized_range.sf(np.abs(tval) * np.sqrt(2), k, df)
+    if adjust == "sidak":
+        return 1 - (1 - p) ** m
+    if adjust == "dunnettx":  # emmeans' .pdunnx: a Tukey/Šidák blend approximating Dunnett
+        w = (m - 1) / m
+        tukey = 1 - stats.studentized_range.sf(np.sqrt(2) * np.abs(tval), (1 + np.sqrt(1 + 8 * m)) / 2, df)
+        return 1 - (w * tukey + (1 - w) * (1 - p) ** m)
+    if adjust == "bonferroni":
+        return np.minimum(1.0, p * m)
+    order = np.argsort(p)  # holm
+    out = np.empty(m)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+def contrast(emm: EMMeans, method: str = "pairwise", adjust: str | None = None) -> pd.DataFrame:
+    """Differences of marginal means (within each ``by`` group), with adjusted p-values.
+
+    ``method``: ``"pairwise"``, ``"revpairwise"`` or ``"trt.vs.ctrl"`` (vs the first level);
+    ``adjust``: ``"tukey"`` (default for pairwise), ``"dunnettx"`` (default for trt.vs.ctrl),
+    ``"sidak"``, ``"holm"``, ``"bonferroni"`` or ``"none"``; Tukey on non-pairwise contrasts
+    becomes Šidák, as emmeans.
 
     GLMM: z ratios (df = ∞); of ``type="response"`` EMMs with a log or logit link, ratios
     (``ratio`` / ``odds_ratio``, emmeans' "a / b", tested on the link scale); of regridded EMMs,
     differences of μ with delta-method SEs."""
-    if method != "pairwise":
-        raise ValueError(f"method must be 'pairwise', got {method!r}")
-    adjust = adjust.lower()
-    if adjust not in ("tukey", "holm", "bonferroni", "none"):
-        raise ValueError(f"adjust must be 'tukey', 'holm', 'bonferroni' or 'none', got {adjust!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
+    if adjust is None:
+        adjust = "dunnettx" if method == "trt.vs.ctrl" else "tukey"
+    adjust = str(adjust).lower()
+    if adjust not in _ADJUST:
+        raise ValueError(f"adjust must be one of {list(_ADJUST)}, got {adjust!r}")
+    if adjust == "tukey" and method == "trt.vs.ctrl":
+        warnings.warn("adjust='tukey' is only for pairwise comparisons: 'sidak' used instead (as emmeans)",
+                      UserWarning, stacklevel=2)
+        adjust = "sidak"
     ratio = _ratio_name(emm)
     t = emm.table
     groups = [tuple(r) for r in t[emm.by].itertuples(index=False)] if emm.by else [()] * len(t)
     out = []
     for g in dict.fromkeys(groups):
         idx = [i for i, gi in enumerate(groups) if gi == g]
-        pairs = list(itertools.combinations(idx, 2))
+        pairs = _pairs(idx, method)
         if not pairs:
             continue
         L = np.vstack([_row(emm, i) - _row(emm, j) for i, j in pairs])
@@ -269,16 +343,7 @@ def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> p
             s["estimate"] = np.array([mu[i] - mu[j] for i, j in pairs])
         tval = s["estimate"] / s["SE"]
         p = 2 * stats.t.sf(np.abs(tval), s["df"])
-        k, m = len(idx), len(pairs)
-        if adjust == "tukey":
-            p = stats.studentized_range.sf(np.abs(tval) * np.sqrt(2), k, s["df"]) if k > 2 else p
-        elif adjust == "bonferroni":
-            p = np.minimum(1.0, p * m)
-        elif adjust == "holm":
-            order = np.argsort(p)
-            adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-            p = np.empty(m)
-            p[order] = np.minimum(1.0, adj)
+        p = _adjust_p(p, tval, s["df"], adjust, len(idx))
         stat = "z_ratio" if np.all(np.isinf(s["df"])) else "t_ratio"
         for (i, j), est, se, df, tv, pv in zip(pairs, s["estimate"], s["SE"], s["df"], tval, p, strict=True):
             row = {"contrast": _contrast_name(emm, i, j, " / " if ratio else " - "),
@@ -291,6 +356,7 @@ def contrast(emm: EMMeans, method: str = "pairwise", adjust: str = "tukey") -> p
             out.append(row)
     table = pd.DataFrame(out)
     table.attrs["method"] = emm.method
+    table.attrs["adjust"] = "none" if emm.method == "posterior" else adjust
     table.attrs["type"] = "regrid" if emm.regridded else emm.type
     return table
 
