@@ -98,3 +98,25 @@ def test_spec_and_method_errors(fits):
         interlace.contrast(emm, method="poly")
     with pytest.raises(ValueError, match="adjust must be one of"):
         interlace.contrast(emm, adjust="mvt")
+
+
+def test_at_sets_grid_values_as_emmeans():
+    cb = datasets.load("cbpp")
+    g = interlace.glmer("cbind(incidence, size - incidence) ~ period + size + (1 | herd)", cb, "binomial")
+    ref = REF["at"]
+    np.testing.assert_allclose(g.fe_params, ref["fixef"], rtol=1e-4)
+    for got, key in ((interlace.emmeans(g, "period", at={"size": [10, 25]}), "avg"),
+                     (interlace.emmeans(g, "~ size | period", at={"size": [10, 25]}), "spec"),
+                     (interlace.emmeans(g, "period", at={"period": ["3", "1"]}), "subset")):
+        want = pd.DataFrame(ref[key])
+        assert list(got.table["period"].astype(str)) == list(want["period"]), key
+        np.testing.assert_allclose(got.table["emmean"], want["emmean"], rtol=1e-4, err_msg=key)
+        np.testing.assert_allclose(got.table["SE"], want["SE"], rtol=2e-3, err_msg=key)
+    _check(interlace.contrast(interlace.emmeans(g, "period", at={"period": ["3", "1", "4"]})),
+           pd.DataFrame(ref["subset_pairs"]), "at subset pairs")
+    with pytest.raises(ValueError, match="levels \\['9'\\] of 'period'"):
+        interlace.emmeans(g, "period", at={"period": ["1", "9"]})
+    with pytest.raises(KeyError, match="at= names 'sise'"):
+        interlace.emmeans(g, "period", at={"sise": [1]})
+    with pytest.raises(ValueError, match="at=\\{'size'"):
+        interlace.emmeans(g, "size")

@@ -165,8 +165,13 @@ def _summarise(result, L: np.ndarray, est: np.ndarray, level: float) -> dict[str
     return {"estimate": est, "SE": se, "df": df}
 
 
-def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> EMMeans:
+def emmeans(
+    result, specs, by=None, level: float = 0.95, type: str = "link", at: dict | None = None
+) -> EMMeans:
     """Estimated marginal means of the factor(s) ``specs`` (optionally within ``by``).
+
+    ``at`` (emmeans' ``at``) sets grid values: ``{"x": [1, 2]}`` for a numeric predictor (which
+    may then be in ``specs``/``by``), or a subset of a factor's levels.
 
     ``type="response"`` (a GLMM) shows them back-transformed to the response scale."""
     frame = getattr(result, "model_frame", None)
@@ -191,11 +196,27 @@ def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> 
             raise KeyError(f"predictor {v!r} is not in the model frame")
         levels = _levels(frame[v], v in as_factor)
         grid_levels[v] = levels if levels is not None else [float(frame[v].mean())]
+    at = {} if at is None else at
+    if not isinstance(at, dict):
+        raise TypeError(f"at must be a dict of predictor -> values, got {at.__class__.__name__}")
+    for v, values in at.items():
+        if v not in grid_levels:
+            raise KeyError(f"at= names {v!r}, not a predictor of the model; predictors: {variables}")
+        values = [values] if np.ndim(values) == 0 else list(values)
+        levels = _levels(frame[v], v in as_factor)
+        if levels is not None and (bad := [x for x in values if x not in levels]):
+            raise ValueError(f"at= gives levels {bad} of {v!r} that it does not have; levels: {levels}")
+        if levels is None:
+            values = [float(x) for x in values]
+        if not values:
+            raise ValueError(f"at= gives no values for {v!r}")
+        grid_levels[v] = values
     for v in specs + by:
         if v not in grid_levels:
             raise KeyError(f"{v!r} is not a predictor of the model; predictors: {variables}")
-        if _levels(frame[v], v in as_factor) is None:
-            raise ValueError(f"{v!r} is numeric: emmeans takes categorical predictors in specs/by")
+        if _levels(frame[v], v in as_factor) is None and v not in at:
+            raise ValueError(f"{v!r} is numeric: emmeans takes categorical predictors in specs/by "
+                             f"(or give its values with at={{{v!r}: [...]}})")
     names = list(grid_levels)
     combos = list(itertools.product(*[grid_levels[v] for v in names]))
     grid = pd.DataFrame(combos, columns=names)

@@ -27,3 +27,13 @@ res <- list(
   wine_by = list(emmeans = tab(by$emmeans), contrasts = tab(by$contrasts),
                  plain = tab(emmeans(w, ~ temp | contact)), two = tab(emmeans(w, ~ temp + contact))))
 writeLines(toJSON(res, digits = NA, auto_unbox = TRUE), file.path(out, "emmeans_specs.json"))
+# at=: numeric values (averaged over, or in the specs) and a subset of factor levels
+gs <- glmer(cbind(incidence, size - incidence) ~ period + size + (1 | herd), cbpp, binomial, control = ctrl)
+at <- list(fixef = unname(fixef(gs)),
+           avg = tab(emmeans(gs, ~period, at = list(size = c(10, 25)))),
+           spec = tab(emmeans(gs, ~ size | period, at = list(size = c(10, 25)))),
+           subset = tab(emmeans(gs, ~period, at = list(period = c("3", "1")))),
+           subset_pairs = tab(pairs(emmeans(gs, ~period, at = list(period = c("3", "1", "4"))))))
+res <- jsonlite::fromJSON(file.path(out, "emmeans_specs.json"), simplifyVector = FALSE)
+res$at <- at
+writeLines(toJSON(res, digits = NA, auto_unbox = TRUE), file.path(out, "emmeans_specs.json"))
