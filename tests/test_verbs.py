@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import numpy as np
 import pandas as pd
@@ -165,8 +166,16 @@ def test_predict_re_form_errors(data, newdata):
     m = _fit("slopes", data)
     with pytest.raises(ValueError, match=r"\(1 \| item\)"):
         m.predict(newdata, re_form="~(1 | item)")  # the fitted term is (1 + A | item)
-    with pytest.raises(ValueError, match="not both"):
-        m.predict(newdata, re_form="~(1 + A | item)", include_re=False)
+    # include_re=False is re_form=NA: any other re_form given with it, None included, is refused
+    for rf in ("~(1 + A | item)", None):
+        msg = "include_re=False .*conflicts with re_form=" + re.escape(repr(rf))
+        with pytest.raises(ValueError, match=msg):
+            m.predict(newdata, re_form=rf, include_re=False)
+        with pytest.raises(ValueError, match="conflicts"):
+            m.predict(re_form=rf, include_re=False)
+    np.testing.assert_allclose(m.predict(newdata, re_form="~0", include_re=False),
+                               m.predict(newdata, include_re=False), atol=1e-12)
+    np.testing.assert_allclose(m.predict(newdata, re_form=None), m.predict(newdata), atol=1e-12)
     with pytest.raises(ValueError, match="one-sided"):
         m.predict(newdata, re_form="(1 + A | item)")
     with pytest.raises(ValueError, match="fixed terms"):
@@ -182,6 +191,9 @@ def test_glmm_predict_re_form(data, newdata):
     item_only = g.predict(newdata, type="link", re_form="~(1 | item)")
     np.testing.assert_allclose(item_only, ref["(1 | item)"], atol=1e-4)
     np.testing.assert_allclose(g.predict(newdata, re_form="~(1|subj)"), ref["(1 | subj) response"], atol=1e-4)
+    np.testing.assert_allclose(g.predict(newdata, type="link", include_re=False), ref["none"], atol=1e-4)
+    with pytest.raises(ValueError, match="conflicts with re_form=None"):
+        g.predict(newdata, re_form=None, include_re=False)
 
 
 def test_update(data):

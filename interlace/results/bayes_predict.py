@@ -29,7 +29,7 @@ from ..data.frames import to_pandas
 from .bayes_after_fit import _posterior_sd, posterior_b
 from .draws import posterior_arrays
 from .lmm import _complete, _known, _new_fixed_matrix, _new_offset, _required_columns
-from .verbs import resolve_re_form
+from .verbs import RE_FORM_DEFAULT, resolve_re_form
 
 __all__ = ["PosteriorPredict"]
 
@@ -74,7 +74,8 @@ def _new_group_effects(t, Xt: np.ndarray, level: list, theta: np.ndarray, sd: np
 class PosteriorPredict:
     """``predict`` of a PyMC result: per-draw predictions (see the module docstring)."""
 
-    def predict(self, newdata=None, include_re: bool = True, offset=None, re_form=None, type=None, *,
+    def predict(self, newdata=None, include_re: bool = True, offset=None, re_form=RE_FORM_DEFAULT,
+                type=None, *,
                 kind: str = "mean", new_groups: str = "population", output: str = "mean",
                 level: float = 0.95, seed=None):
         """Posterior predictions for ``newdata`` (default: the fitted rows).

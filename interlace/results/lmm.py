@@ -14,7 +14,7 @@ from ..data.frames import to_pandas
 from ..model.rformula import r_labels
 from ..model.spec import ModelSpec
 from .base import FitResult
-from .verbs import ResultVerbs, resolve_re_form
+from .verbs import RE_FORM_DEFAULT, ResultVerbs, resolve_re_form
 
 __all__ = ["CrossedLMEResult", "FitInfo"]
 
@@ -209,8 +209,18 @@ class CrossedLMEResult(ResultVerbs, FitResult):
             out[group] = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1)
         return out
 
+    def residuals(self, type: str | None = None, scaled: bool = False) -> np.ndarray:
+        """lme4's ``residuals(m, type, scaled)``: an LMM ``"response"`` (default, = ``resid``) or
+        ``"pearson"``; a GLMM ``"deviance"`` (default), ``"pearson"``, ``"response"`` or
+        ``"working"``. See :mod:`interlace.results.residuals`."""
+        from .residuals import residuals
+
+        return residuals(self, type, scaled)
+
     # ---- prediction ----------------------------------------------------------------------
-    def predict(self, newdata=None, include_re: bool = True, offset=None, re_form=None) -> np.ndarray:
+    def predict(
+        self, newdata=None, include_re: bool = True, offset=None, re_form=RE_FORM_DEFAULT
+    ) -> np.ndarray:
         """Predictions Xβ (+ Zb with ``include_re``) for ``newdata`` (default: the fitted data).
 
         ``re_form`` as lme4's ``re.form``: ``None`` all random terms, ``NA``/``np.nan``/``"~0"``

@@ -8,7 +8,7 @@ import pandas as pd
 from ..data.frames import to_pandas
 from .base import FitResult, Report
 from .lmm import fitted_random_part, new_linear_predictor
-from .verbs import resolve_re_form
+from .verbs import RE_FORM_DEFAULT, resolve_re_form
 from .wald import WaldZ
 
 __all__ = ["SurvivalResult"]
@@ -77,7 +77,7 @@ class SurvivalResult(WaldZ, FitResult):
             out.setdefault(t["group"], []).append(frame)
         return {g: f[0] if len(f) == 1 else pd.concat(f, axis=1) for g, f in out.items()}
 
-    def predict(self, newdata=None, type: str = "lp", include_re: bool = True, re_form=None,
+    def predict(self, newdata=None, type: str = "lp", include_re: bool = True, re_form=RE_FORM_DEFAULT,
                 offset=None) -> np.ndarray:
         """The linear predictor η = Xβ + Zb + offset (``type="lp"``) or the relative risk
         exp(η) (``"risk"``), as coxme's ``predict(fit, type=)``: not centred (coxph centres

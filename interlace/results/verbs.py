@@ -58,21 +58,35 @@ def _term_key(expr: str, factors: tuple[str, ...], source: str) -> tuple:
     return frozenset(factors), "1" in parts, frozenset(p for p in parts if p != "1")
 
 
+class _AllTerms:
+    """``predict``'s default ``re_form`` (every random term, as ``re_form=None``), told apart from
+    an explicit ``None`` so that ``include_re=False`` can refuse only what conflicts with it."""
+
+    def __repr__(self) -> str:
+        return "None"
+
+
+RE_FORM_DEFAULT = _AllTerms()
+
+
 def resolve_re_form(design, re_form, include_re: bool = True) -> list | None:
     """The random-effects terms ``predict`` adds: ``None`` all of them, ``[]`` none.
 
     ``re_form`` as lme4's ``re.form``: ``None`` every term; ``NA`` / ``np.nan`` / ``"~0"`` /
     ``"NA"`` none (the population prediction); a one-sided formula of random terms such as
     ``"~(1 | item)"`` those terms only, each matched to a fitted term by its grouping factor
-    and its left-hand side.
+    and its left-hand side. ``include_re=False`` is ``re_form=NA``: with an explicit ``re_form``
+    that keeps a term (``None`` included, which asks for every term) it is refused as conflicting.
     """
     if not isinstance(include_re, bool | np.bool_):
         raise TypeError(f"include_re must be True or False, got {include_re!r}")
-    if re_form is None:
+    if re_form is RE_FORM_DEFAULT:
         return None if include_re else []
-    if not include_re:
-        raise ValueError("give either include_re=False or re_form=, not both "
-                         "(re_form=NA is include_re=False)")
+    if not include_re and (re_form is None or resolve_re_form(design, re_form) != []):
+        raise ValueError(f"include_re=False (no random terms) conflicts with re_form={re_form!r}; give one "
+                         "of them (re_form=NA or '~0' is include_re=False)")
+    if re_form is None:
+        return None
     if _is_na(re_form):
         return []
     if not isinstance(re_form, str):
