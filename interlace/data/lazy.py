@@ -118,7 +118,10 @@ def lazy_crossproducts(
     grouping factors and the categorical fixed factors) with all the sums Σw·a·b, in as many
     slices of the first factor's levels as ``PAIR_GROUPS_PER_PASS`` rows per pass need
     (usually one). Each slice's rows, Σwy and Σwy² must equal the census's over its levels:
-    a source that changes while it is read raises a ValueError saying so.
+    a source that changes while it is read raises a ValueError saying so. Each slice's result
+    is summed down at once to the tables of :func:`_layout` (a crossed pair table keeps only
+    the products of the two terms' columns), so memory beyond one slice grows with those tables,
+    not with the number of groups times the number of sums.
     """
     lf = nw.from_native(data)
     schema = lf.collect_schema()
