@@ -14,7 +14,9 @@ prior weights.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import sys
 from dataclasses import dataclass, field
 
 import narwhals as nw
@@ -106,7 +108,7 @@ def _collect(frame):
     return frame.collect()
 
 
-PAIR_GROUPS_PER_PASS = 4_000_000  # rows (so at most as many groups) aggregated per pass
+PAIR_GROUPS_PER_PASS = 3_000_000  # rows (so at most as many groups, each with every sum) per pass
 
 
 def lazy_crossproducts(
@@ -119,9 +121,12 @@ def lazy_crossproducts(
     grouping factors and the categorical fixed factors) with all the sums Σw·a·b, in as many
     slices of the first factor's levels as ``PAIR_GROUPS_PER_PASS`` rows per pass need
     (usually one). Each slice's rows, Σwy and Σwy² must equal the census's over its levels:
-    a source that changes while it is read raises a ValueError saying so. ``canonical`` puts every
-    product on the grid of :mod:`.canonical` (the census also takes max |column|), so the sums do
-    not depend on the order the backend adds the rows in.
+    a source that changes while it is read raises a ValueError saying so. Each slice's result
+    is summed down at once to the tables of :func:`_layout` (a crossed pair table keeps only
+    the products of the two terms' columns), so memory beyond one slice grows with those tables,
+    not with the number of groups times the number of sums. ``canonical`` puts every product on
+    the grid of :mod:`.canonical` (the census also takes max |column|), so the sums do not depend
+    on the order the backend adds the rows in.
     """
     lf = nw.from_native(data)
     schema = lf.collect_schema()
@@ -156,7 +161,7 @@ def lazy_crossproducts(
     split = list(term_specs[0][0].factors)
     numeric_u = [c for c in U if c != "1"] + ["__w"]
     census = _aggregate(base, split + ["__ok"], [("1", response), (response, response)],
-                        maxabs=numeric_u if canonical else ())
+                        maxabs=numeric_u if canonical else ()).to_pandas()
     n_total = int(census["__n"].sum())
     census = census[census["__ok"].astype(bool)].reset_index(drop=True)
     n = int(census["__n"].sum())
@@ -166,39 +171,122 @@ def lazy_crossproducts(
     if canonical:  # exponents of max |column| over the complete rows (a maximum is order-free)
         grid = ({"1": exponent(1.0), **{c: exponent(census[f"__m_{c}"].max()) for c in numeric_u}}, n)
 
-    # passes 2…: every sum, grouped by every key, in slices of the split factor's levels
+    # passes 2…: every sum, grouped by every key, in slices of the split factor's levels; each
+    # slice is summed down at once to the tables the blocks need (the big crossed pair tables
+    # keep only their pair sums), so no slice's full group-by outlives its pass
     rows = base.filter(nw.col("__ok"))
     if weights is not None:
         rows = rows.with_columns(nw.col("__w").log().alias("__lw"))
     codes = {c: _Registry() for c in keys}
-    parts: list[dict[str, np.ndarray]] = []
+    layout = _layout(term_specs, cat_fixed, num_fixed, keys, pairs, response)
+    parts: dict = {name: [] for name in layout}
+    needed = sorted({nm for _, names in layout.values() for nm in names})
+    sum_log_w, n_pass = 0.0, 1
     for chunk, expect in _slices(census, split, n):
         frame = rows if chunk is None else rows.filter(nw.col(split[0]).is_in(chunk))
         g = _aggregate(frame, keys, pairs, log_w=weights is not None, grid=grid)
-        _check_pass(g, expect, len(parts) + 2, response_key=f"__s{pairs.index(('1', response))}",
+        n_pass += 1
+        _check_pass(g, expect, n_pass, response_key=f"__s{pairs.index(('1', response))}",
                     square_key=f"__s{pairs.index((response, response))}")
-        part = {c: codes[c].encode(g[c]).astype(np.int32) for c in keys}
-        for col in g.columns:
-            if col.startswith("__s") or col == "__lw":
-                part[col] = g[col].to_numpy(dtype=float)
-        parts.append(part)
+        if weights is not None:
+            sum_log_w += float(g["__lw"].sum())
+        key_codes = {c: codes[c].encode(g[c].to_pandas()).astype(np.int32) for c in keys}
+        sums = {nm: g[nm].to_numpy().astype(float, copy=False) for nm in needed}
         del g
-    T = {}  # one column at a time, each slice's copy freed as it is joined
-    for k in list(parts[0]):
-        T[k] = np.concatenate([p.pop(k) for p in parts])
-    del parts
+        sizes = {c: len(codes[c].index) for c in keys}
+        for name, (table_keys, names) in layout.items():
+            parts[name].append(_reduce(key_codes, sums, table_keys, names, sizes))
+        del key_codes, sums
     ranks = {c: codes[c].ranks() for c in keys}
-    for c in keys:  # codes in the sorted order of each column's values
-        T[c] = ranks[c][0].astype(np.int32)[T[c]]
-    return _assemble(T, ranks, pairs, U, term_specs, cat_fixed, num_fixed, fixed_cols, intercept,
-                     numeric, response, n, n_total, weights is not None)
+    tables = {}
+    for name, slices in parts.items():  # one column at a time, each slice's copy freed as it is joined
+        t = tables[name] = {k: np.concatenate([sl.pop(k) for sl in slices]) for k in list(slices[0])}
+        for c in layout[name][0]:  # codes in the sorted order of each column's values
+            t[c] = ranks[c][0].astype(np.int32)[t[c]]
+        slices.clear()
+    del parts
+    cp = _assemble(tables, ranks, pairs, U, term_specs, cat_fixed, num_fixed, fixed_cols, intercept,
+                   numeric, response, n, n_total, sum_log_w)
+    del tables
+    _release_freed_heap()
+    return cp
+
+
+def _release_freed_heap() -> None:
+    """Hand the heap the slices' temporaries were freed into back to the OS (glibc's
+    ``malloc_trim``), so the engine that follows starts from the aggregates' own size: the slices'
+    arrays of a few million entries fall under glibc's mmap threshold and would otherwise stay
+    resident (about 200 MB at 20 million rows). A no-op where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # another C library (e.g. musl): nothing to trim
+        pass
+
+
+def _layout(term_specs, cat_fixed, num_fixed, keys, pairs, response) -> dict:
+    """The tables the blocks are read from: name → (its keys, the sums it keeps).
+
+    ``"X"`` (keys: the categorical fixed factors) gives X'WX, X'Wy, y'Wy; ``("t", a)`` (term a's
+    factors and the categorical fixed factors) gives Z_a'WZ_a and Z_a'W[X y]; ``("p", a, b)`` (the
+    factors of terms a and b) gives Z_a'WZ_b with only the products of their columns.
+    """
+
+    def in_keys(fs) -> tuple:
+        return tuple(k for k in keys if k in set(fs))
+
+    def sums(first: list[str], second: list[str]) -> list[str]:
+        return [f"__s{i}" for i, (u, v) in enumerate(pairs)
+                if (u in first and v in second) or (v in first and u in second)]
+
+    xy = ["1", *num_fixed, response]
+    zs = [(["1"] if has_int else []) + zcols for _, has_int, zcols in term_specs]
+    out: dict = {"X": (in_keys(cat_fixed), sums(xy, xy))}
+    for a, (t, _, _) in enumerate(term_specs):
+        out[("t", a)] = (in_keys([*t.factors, *cat_fixed]), sums(zs[a], zs[a] + xy))
+        for b in range(a):
+            out[("p", b, a)] = (in_keys([*term_specs[b][0].factors, *t.factors]), sums(zs[a], zs[b]))
+    return out
+
+
+def _reduce(key_codes: dict, sums: dict, table_keys: tuple, names: list[str], sizes: dict) -> dict:
+    """The sums ``names`` of one slice's groups, summed over the keys not in ``table_keys``
+    (groups in the sorted order of their codes; each group's sum in the slice's row order)."""
+    if len(table_keys) == len(key_codes):
+        return {**{k: key_codes[k] for k in table_keys}, **{nm: sums[nm].copy() for nm in names}}
+    m = len(next(iter(sums.values())))
+    if not table_keys:
+        return {nm: np.array([sums[nm].sum()]) for nm in names}
+    span = 1
+    for k in table_keys:
+        span *= sizes[k]
+    if span < 2**62:  # one mixed-radix int64 key
+        combined = np.zeros(m, dtype=np.int64)
+        for k in table_keys:
+            combined = combined * sizes[k] + key_codes[k]
+        present, inverse = np.unique(combined, return_inverse=True)
+        digits = {}
+        for k in reversed(table_keys):
+            digits[k] = (present % sizes[k]).astype(np.int32)
+            present = present // sizes[k]
+    else:
+        present, inverse = np.unique(np.stack([key_codes[k] for k in table_keys], axis=1), axis=0,
+                                     return_inverse=True)
+        digits = {k: present[:, i].astype(np.int32) for i, k in enumerate(table_keys)}
+    inverse = inverse.ravel()
+    size = len(digits[table_keys[0]])
+    out = {k: digits[k] for k in table_keys}
+    for nm in names:
+        out[nm] = np.bincount(inverse, weights=sums[nm], minlength=size)
+    return out
 
 
 def _aggregate(frame, keys: list[str], pairs: list[tuple[str, str]], log_w: bool = False,
                grid: tuple[dict, int] | None = None, maxabs=()):
     """Rows (``__n``) and Σ w·a·b (``__s{i}`` for the i-th of ``pairs``; '1' is the constant)
-    per group of ``keys``, collected as a pandas frame; with ``grid`` = (column exponents, n)
-    each product on the grid of :mod:`.canonical`, and max |c| (``__m_c``) for c in ``maxabs``.
+    per group of ``keys``, collected as a narwhals DataFrame; with ``grid`` = (column exponents,
+    n) each product on the grid of :mod:`.canonical`, and max |c| (``__m_c``) for c in ``maxabs``.
 
     The products are formed as columns first and then summed: the plain column sums are the
     aggregations every backend (Dask included) supports inside a group-by.
@@ -224,10 +312,11 @@ def _aggregate(frame, keys: list[str], pairs: list[tuple[str, str]], log_w: bool
     if log_w:
         aggs.append(nw.col("__lw").sum())
     aggs += [nw.col(c).abs().max().alias(f"__m_{c}") for c in maxabs]
-    table = _collect(frame.group_by(keys).agg(*aggs)).to_pandas()
+    table = _collect(frame.group_by(keys).agg(*aggs))
     if grid is not None:  # back from grid units: a power of two, exact
-        for (a, b), nm in zip(pairs, names, strict=True):
-            table[nm] = table[nm].to_numpy(dtype=float) * 2.0 ** -grid_shift(a, b)
+        table = table.with_columns(*(
+            (nw.col(nm) * 2.0 ** -grid_shift(a, b)).alias(nm)
+            for (a, b), nm in zip(pairs, names, strict=True)))
     return table
 
 
@@ -292,13 +381,13 @@ def _check_pass(g, expect: tuple[int, float, float], k: int, response_key: str, 
         )
 
 
-def _assemble(T: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fixed, fixed_cols, intercept,
-              numeric, response, n: int, n_total: int, weighted: bool) -> CrossProducts:
-    """The blocks of Σ w u u' from the aggregated table T (one row per group of all keys)."""
+def _assemble(tables: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fixed, fixed_cols, intercept,
+              numeric, response, n: int, n_total: int, sum_log_w: float) -> CrossProducts:
+    """The blocks of Σ w u u' from the aggregated tables (see :func:`_layout`)."""
 
-    def col(a: str, b: str) -> np.ndarray:
+    def col(tab: dict, a: str, b: str) -> np.ndarray:
         i, j = sorted((U.index(a), U.index(b)))
-        return T[f"__s{pairs.index((U[i], U[j]))}"]
+        return tab[f"__s{pairs.index((U[i], U[j]))}"]
 
     fixed_levels = {c: ranks[c][1] for c in cat_fixed}
     # X columns: (name, numeric part, {factor: level position} indicator conditions)
@@ -309,49 +398,60 @@ def _assemble(T: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fixed, 
         else:
             start = 1 if intercept or any(not numeric[d] for d in fixed_cols[: fixed_cols.index(c)]) else 0
             xcols.extend((f"{c}[T.{lv}]", "1", {c: i}) for i, lv in enumerate(fixed_levels[c]) if i >= start)
-    rows_all = np.ones(len(T["__s0"]), dtype=bool)
 
-    def mask(*conds: dict) -> np.ndarray | None:
+    def mask(tab: dict, *conds: dict) -> np.ndarray | None:
         merged: dict = {}
         for cond in conds:
             for f, i in cond.items():
                 if merged.get(f, i) != i:
                     return None  # two different levels of one factor: never both
                 merged[f] = i
-        m = rows_all
+        m = np.ones(len(next(iter(tab.values()))), dtype=bool)
         for f, i in merged.items():
-            m = m & (T[f] == i)
+            m &= tab[f] == i
         return m
 
     p = len(xcols)
     XytXy = np.zeros((p + 1, p + 1))
     targets = xcols + [("y", response, {})]
+    tab_x = tables["X"]
     for i, ci in enumerate(targets):
         for j, cj in enumerate(targets[: i + 1]):
-            m = mask(ci[2], cj[2])
-            XytXy[i, j] = XytXy[j, i] = 0.0 if m is None else float(col(ci[1], cj[1])[m].sum())
+            m = mask(tab_x, ci[2], cj[2])
+            XytXy[i, j] = XytXy[j, i] = 0.0 if m is None else float(col(tab_x, ci[1], cj[1])[m].sum())
 
     # random-effects terms: levels, sorted as the eager design sorts them
+    present: dict[int, np.ndarray] = {}  # interaction terms: their combined codes that occur
+
+    def combined(tab: dict, fs) -> np.ndarray:
+        out = np.zeros(len(tab[fs[0]]), dtype=np.int64)
+        for f in fs:
+            out = out * len(ranks[f][1]) + tab[f]
+        return out
+
+    def level_codes(tab: dict, a: int) -> np.ndarray:
+        """Term a's level of each row of ``tab`` (a table whose keys include a's factors)."""
+        fs = list(term_specs[a][0].factors)
+        if len(fs) == 1:
+            return tab[fs[0]].astype(np.int64)
+        return np.searchsorted(present[a], combined(tab, fs))
+
     blocks = []
-    for t, has_int, zcols in term_specs:
+    for a, (t, has_int, zcols) in enumerate(term_specs):
         fs = list(t.factors)
         if len(fs) == 1:
-            codes, labels = T[fs[0]], list(ranks[fs[0]][1])
+            labels = list(ranks[fs[0]][1])
         else:
-            combined = np.zeros(len(T["__s0"]), dtype=np.int64)
-            for f in fs:
-                combined = combined * len(ranks[f][1]) + T[f]
-            present, codes = np.unique(combined, return_inverse=True)
-            digits, rest = [], present
+            present[a] = rest = np.unique(combined(tables[("t", a)], fs))
+            digits = []
             for f in reversed(fs):
                 digits.append(rest % len(ranks[f][1]))
                 rest = rest // len(ranks[f][1])
             digits.reverse()
             labels = [":".join(str(ranks[f][1][d[i]]) for f, d in zip(fs, digits, strict=True))
-                      for i in range(present.size)]
+                      for i in range(present[a].size)]
         zc = (["1"] if has_int else []) + zcols
-        blocks.append((t, np.asarray(codes, dtype=np.int64), labels, zc,
-                       (["(Intercept)"] if has_int else []) + zcols))
+        blocks.append((t, a, labels, zc, (["(Intercept)"] if has_int else []) + zcols))
     for t, _, labels, zc, _ in blocks:
         if len(labels) < 2 or len(labels) >= n or len(labels) * len(zc) >= n:
             raise ValueError(
@@ -373,29 +473,31 @@ def _assemble(T: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fixed, 
     ZtXy = np.zeros((q, p + 1))
     diag: list = []  # (rows, cols, values) of Z_a'WZ_a
     lower: list = []  # ... of Z_a'WZ_b, a > b: stored once, mirrored by the engine
-    for a, (_t, la, _, zc_a, _) in enumerate(ordered):
-        tb_a = terms[a]
+    for a, (_t, ia, _, zc_a, _) in enumerate(ordered):
+        tb_a, tab = terms[a], tables[("t", ia)]
+        la = level_codes(tab, ia)
+        base = tb_a.z_start + np.arange(tb_a.m, dtype=np.int64) * tb_a.k
         for ja, z in enumerate(zc_a):
             for xi, (_name, num, cond) in enumerate(targets):
-                m = mask(cond)
-                ZtXy[tb_a.z_start + np.arange(tb_a.m) * tb_a.k + ja, xi] = np.bincount(
-                    la[m], weights=col(z, num)[m], minlength=tb_a.m)
+                m = mask(tab, cond)
+                ZtXy[base + ja, xi] = np.bincount(la[m], weights=col(tab, z, num)[m], minlength=tb_a.m)
             for jb, zb in enumerate(zc_a):
-                base = tb_a.z_start + np.arange(tb_a.m, dtype=np.int64) * tb_a.k
-                v = np.bincount(la, weights=col(z, zb), minlength=tb_a.m)
+                v = np.bincount(la, weights=col(tab, z, zb), minlength=tb_a.m)
                 diag.append(((base + ja).astype(np.int32), (base + jb).astype(np.int32), v))
         for b in range(a):
-            tb_b, lb, zc_b = terms[b], ordered[b][1], ordered[b][3]
+            tb_b, ib, zc_b = terms[b], ordered[b][1], ordered[b][3]
+            tab = tables[("p", min(ia, ib), max(ia, ib))]
+            la, lb = level_codes(tab, ia), level_codes(tab, ib)
             for ja, za in enumerate(zc_a):
                 for jb, zb in enumerate(zc_b):
                     r_idx = (tb_a.z_start + la * tb_a.k + ja).astype(np.int32)
                     c_idx = (tb_b.z_start + lb * tb_b.k + jb).astype(np.int32)
-                    lower.append((r_idx, c_idx, col(za, zb)))
+                    lower.append((r_idx, c_idx, col(tab, za, zb)))
+            del la, lb
     ZtZ = _block_lower_sparse(diag, lower, q)
     del diag, lower
     return CrossProducts(
-        ZtZ=ZtZ, ZtXy=ZtXy, XytXy=XytXy, n=n, n_dropped=n_total - n,
-        sum_log_w=float(T["__lw"].sum()) if weighted else 0.0,
+        ZtZ=ZtZ, ZtXy=ZtXy, XytXy=XytXy, n=n, n_dropped=n_total - n, sum_log_w=sum_log_w,
         X_names=[c[0] for c in xcols], terms=terms, response=response, fixed_levels=fixed_levels,
     )
 
