@@ -1,7 +1,7 @@
 """Command line: ``interlace fit DATA --formula ...`` and ``interlace demo``.
 
-Formulas are evaluated as Python expressions by formulaic (``I(...)``, function calls):
-never pass formulas from untrusted input.
+Formulas are read with R's grammar and R's formula functions (docs/coming-from-r.md); any other
+function (numpy's included) is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import time
 __all__ = ["main"]
 
 SECURITY_NOTE = (
-    "Formula terms are evaluated as Python expressions (formulaic's I(...), function calls): "
-    "never pass formulas from untrusted input."
+    "Formulas are read as R reads them (docs/coming-from-r.md): only R's formula functions (log, "
+    "poly, ns, factor, ...) are evaluated, any other function is refused. A formula can still ask "
+    "for a very large design matrix: do not run formulas from untrusted input unattended."
 )
 
 
