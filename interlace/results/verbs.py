@@ -30,6 +30,8 @@ def data_label(data, frame) -> str:
     (``deparse(substitute(data))``); Python passes objects, not expressions, so this is the name
     the calling scope ``frame`` binds to this very object (its locals, then its globals; names
     starting with ``_`` skipped), else a description of the frame (type and shape)."""
+    while frame is not None and frame.f_code.co_name == "r_arguments_call":  # model/rargs.py's check
+        frame = frame.f_back
     try:
         for scope in (frame.f_locals, frame.f_globals) if frame is not None else ():
             for name, value in list(scope.items()):
