@@ -61,3 +61,21 @@ def test_anova_on_clmm_says_which_fits_it_compares():
         interlace.anova(c, c)
     with pytest.raises(TypeError, match=r"got OrdinalResult$"):  # no "(backend='?')"
         interlace.anova(c)
+
+
+@pytest.mark.parametrize(
+    "family, link, message",
+    [
+        ("poisson", "logit", "link 'logit' is not a poisson link; poisson takes log or identity"),
+        ("Gamma", "probit", "Gamma takes inverse, log or identity"),
+        ("negative_binomial", "inverse", "negative_binomial takes log or identity"),
+    ],
+)
+def test_a_link_the_family_does_not_take_is_refused_before_fitting(family, link, message):
+    from interlace.model.families import get_family
+
+    cbpp = datasets.load("cbpp")
+    with pytest.raises(ValueError, match=message):
+        interlace.glmer("incidence ~ period + (1 | herd)", cbpp, family, link=link)
+    with pytest.raises(ValueError, match=message):  # a Family object given a new link
+        get_family(get_family(family), link)
