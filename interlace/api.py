@@ -21,6 +21,7 @@ from .model.arguments import refuse_unused as _refuse_unused
 from .model.arguments import sampler_arguments as _sampler_arguments
 from .model.correlation import AR1, CompoundSymmetry
 from .model.families import get_family
+from .model.rargs import r_arguments
 from .model.spec import BACKENDS, DF_METHODS, METHODS, OPTIMIZERS
 from .results.lmm import CrossedLMEResult
 from .results.verbs import data_label
@@ -28,6 +29,7 @@ from .results.verbs import data_label
 __all__ = ["fit", "glmer", "clmm", "coxme"]
 
 
+@r_arguments
 def fit(
     formula: str,
     data,
@@ -128,6 +130,7 @@ def fit(
     return result
 
 
+@r_arguments
 def glmer(
     formula: str,
     data,
@@ -208,6 +211,7 @@ def glmer(
     return result
 
 
+@r_arguments
 def clmm(
     formula: str,
     data,
@@ -244,6 +248,7 @@ def clmm(
     return fit_clmm_formula(formula, data, groups=groups, random=random, link=link, sampler=kw)
 
 
+@r_arguments
 def coxme(formula: str, data, groups: str | list[str] | None = None, random: list[str] | None = None,
           ties: str = "efron", sparse: tuple[int, float] | None = (50, 0.02), backend: str = "reml", *,
           draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,

@@ -23,6 +23,9 @@ from .results.ordinal import OrdinalResult
 
 __all__ = ["fit_clmm_formula"]
 
+#: more distinct values than this in a numeric (not categorical) response: refused as continuous
+MAX_NUMERIC_LEVELS = 20
+
 
 def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "logit",
                      sampler: dict | None = None) -> OrdinalResult:
@@ -57,6 +60,13 @@ def fit_clmm_formula(formula: str, data, groups=None, random=None, link: str = "
     else:
         levels = sorted(pd.unique(resp))
         codes = pd.Categorical(resp, categories=levels).codes
+        if len(levels) > MAX_NUMERIC_LEVELS and pd.api.types.is_numeric_dtype(resp):
+            raise ValueError(
+                f"response {lhs!r} has {len(levels)} distinct numeric values and looks continuous: clmm "
+                f"would estimate {len(levels) - 1} thresholds. Use interlace.fit() for a continuous "
+                "response, or, if it is ordinal, make it an ordered factor first "
+                f"(data[{lhs!r}] = pd.Categorical(data[{lhs!r}], ordered=True))"
+            )
     if len(levels) < 3:
         raise ValueError(
             f"response {lhs!r} has {len(levels)} levels; an ordinal model needs at least 3 "

@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import FIXTURES
@@ -123,4 +124,83 @@ def test_glmer_link_and_offset_through_the_cli():
     case = json.loads((data.parents[1] / "cases" / "negbin_offset.json").read_text())
     assert res["fixed_effects"]["x"]["estimate"] == pytest.approx(case["tight"]["fixef"]["x"], rel=1e-4)
     bad = run("fit", str(data), "--formula", "y ~ x", "--groups", "g", "--link", "log")
-    assert bad.returncode == 2 and "--link applies to --model glmer" in bad.stderr
+    assert bad.returncode == 2 and "--link applies to --model glmer and clmm, not --model fit" in bad.stderr
+
+
+CLMM = pathlib.Path(__file__).parent / "data" / "clmm"
+
+
+@pytest.mark.parametrize(
+    "model, extra, message",
+    [
+        ("glmer", ["--method", "REML"], "--method applies to --model fit, not --model glmer: glmer fits by"),
+        ("glmer", ["--df-method", "kenward-roger"], "--df-method applies to --model fit, not --model glmer"),
+        ("clmm", ["--method", "ML"], "--method applies to --model fit, not --model clmm"),
+        ("clmm", ["--df-method", "satterthwaite"], "--df-method applies to --model fit, not --model clmm"),
+        ("clmm", ["--weights", "x"], "interlace.clmm takes no prior weights"),
+        ("clmm", ["--offset", "x"], "--offset applies to --model fit and glmer, not --model clmm"),
+        ("coxme", ["--link", "log"], "--link applies to --model glmer and clmm, not --model coxme"),
+        ("fit", ["--family", "poisson"], "--family applies to --model glmer, not --model fit"),
+        ("fit", ["--draws", "10"], "--draws configures the PyMC sampler and has no meaning for --backend"),
+        ("fit", ["--seed", "1", "--chains", "2"], "--chains configures the PyMC sampler"),
+        ("fit", ["--backend", "pymc", "--method", "REML"], "--method has no meaning for --backend pymc"),
+        ("fit", ["--backend", "pymc", "--df-method", "satterthwaite"], "--df-method has no meaning for"),
+    ],
+)
+def test_every_option_is_honoured_or_refused(model, extra, message):
+    args = ["fit", str(CLMM / "sim_probit.csv"), "--model", model, "--formula", "y ~ x", "--groups", "subj",
+            *extra]
+    if model == "glmer":
+        args += ["--family", "poisson"]
+    out = run(*args)
+    assert out.returncode == 2, out.stdout
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_clmm_link_thresholds_in_csv_and_json_match_ordinal():
+    """--link probit reaches clmm; the CSV and JSON carry the thresholds (ordinal::clmm,
+    tests/r/make_clmm_multi.R)."""
+    case = json.loads((CLMM / "clmm_multi.json").read_text())["sim_probit_crossed"]
+    args = ["fit", str(CLMM / "sim_probit.csv"), "--model", "clmm", "--link", "probit",
+            "--formula", "y ~ x + grp", "--random", "(1 | subj)", "(1 | item)"]
+    out = run(*args, "--output", "csv")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(io.StringIO(out.stdout)).set_index("term")
+    names = list(case["thresholds"])
+    assert list(table.index[: len(names)]) == names
+    np.testing.assert_allclose(table.loc[names, "estimate"], list(case["thresholds"].values()), rtol=1e-4)
+    np.testing.assert_allclose(table.loc[names, "std_error"], [case["se"][n] for n in names], rtol=2e-3)
+    assert table.loc[names, "p_value"].isna().all()  # ordinal's threshold table has z, no p
+    assert table.loc["x", "estimate"] == pytest.approx(case["beta"]["x"], rel=1e-4)
+    out = run(*args, "--output", "json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["formula"] == "y ~ x + grp + (1 | subj) + (1 | item)" and res["method"] == "ML"
+    assert res["thresholds"]["1|2"]["estimate"] == pytest.approx(case["thresholds"]["1|2"], rel=1e-4)
+    assert res["logLik"] == pytest.approx(case["loglik"], rel=1e-6)
+
+
+def test_coxme_json_has_formula_and_method():
+    if FIXTURES is None:
+        pytest.skip("reference fixtures not found")
+    out = run("fit", str(FIXTURES / "data" / "rats.csv"), "--model", "coxme", "--formula",
+              "Surv(time, status) ~ rx + (1 | litter)", "--output", "json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["formula"] == "Surv(time, status) ~ rx + (1 | litter)" and res["method"] == "ML"
+    assert "thresholds" not in res and res["fixed_effects"]["rx"]["estimate"] > 0
+
+
+@pytest.mark.slow  # samples with PyMC
+def test_pymc_sampler_options_reach_the_sampler():
+    pytest.importorskip("pymc")
+    if FIXTURES is None:
+        pytest.skip("reference fixtures not found")
+    out = run("fit", str(FIXTURES / "data" / "sleepstudy.csv"), "--formula", "Reaction ~ Days",
+              "--groups", "Subject", "--backend", "pymc", "--draws", "60", "--tune", "60", "--chains", "1",
+              "--seed", "3", "--output", "json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["method"].startswith("posterior (NUTS")
+    assert 230 < res["fixed_effects"]["(Intercept)"]["estimate"] < 275

@@ -12,6 +12,7 @@ from scipy import special
 from scipy.optimize import minimize
 
 import interlace
+from interlace import datasets
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +143,13 @@ def test_soup_matches_ordinal(link):
     np.testing.assert_allclose(m.fe_params, beta, rtol=2e-4, atol=1e-5)
     np.testing.assert_allclose(m.thresholds, alpha, rtol=2e-4, atol=2e-5)
     assert np.sqrt(m.variance_components["RESP"]) == pytest.approx(sd, rel=2e-4)
+
+
+def test_continuous_looking_response_is_refused():
+    """wine's 'response' (49 distinct numbers) is not an ordinal rating: refused unless made a factor."""
+    wine = datasets.load("wine")
+    with pytest.raises(ValueError, match=r"'response' has 49 distinct numeric values and looks continuous.*"
+                                         r"interlace.fit\(\)"):
+        interlace.clmm("response ~ temp + (1 | judge)", wine)
+    as_factor = wine.assign(response=pd.Categorical(wine["response"], ordered=True))
+    assert len(interlace.clmm("response ~ temp + (1 | judge)", as_factor).thresholds) == 48

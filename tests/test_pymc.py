@@ -366,6 +366,12 @@ def test_default_priors_are_scaled_to_the_data(reml, sleep):
     assert ps.sigma.dist == "HalfNormal"
 
 
+def test_prior_parameters_are_checked_when_made():
+    with pytest.raises(ValueError, match=r"Normal has no parameters 'mean', 'sd'; its parameters are mu,"):
+        Prior("Normal", mean=0, sd=10)
+    assert Prior("StudentT", nu=3, mu=0, sigma=10).params == {"nu": 3, "mu": 0, "sigma": 10}
+
+
 @pytest.mark.parametrize(
     "priors, err, match",
     [

@@ -134,6 +134,10 @@ SS = _frame(_case("pow_in_I"))
          r"function frobnicate\(\) in 'frobnicate\(Days\)' is not supported"),
         ("Reaction ~ Days + Days > 3", {"groups": "Subject"}, ValueError, r"wrap .* in I\(\)"),
         ("Reaction ~ I(Days[1])", {"groups": "Subject"}, ValueError, "indexing"),
+        ("Reaction ~ np.log(Days + 1)", {"groups": "Subject"}, ValueError,
+         r"np\.log\(\) in 'np\.log\(Days \+ 1\)' is numpy.*write log\(Days \+ 1\)"),
+        ("Reaction ~ numpy.cumsum(Days)", {"groups": "Subject"}, ValueError, "compute the column before"),
+        ("Reaction ~ I(Days.__class__)", {"groups": "Subject"}, KeyError, r"Days\.__class__"),
         ("Reaction ~ Dayz", {"groups": "Subject"}, KeyError, "Dayz"),
         ("cbind(Reaction, Days) ~ 1", {"groups": "Subject"}, ValueError, "use interlace.glmer"),
         ("Reaction ~ Days", {"groups": "Subject", "weights": np.full(len(SS), np.nan)}, ValueError,
@@ -176,3 +180,17 @@ def test_dotted_column_names_and_formula_powers():
     p = interlace.fit("y ~ (x + my.var + k)^2", df, groups="g")
     assert {"x:my.var", "x:k[T.b]", "my.var:k[T.c]"} <= set(p.fe_params.index)
     assert len(p.fe_params) == 10
+
+
+def test_dotted_column_names_inside_functions():
+    """log(my.var + 5), I(my.var^2), poly(my.var, 2): a dotted column inside a call, as in R."""
+    rng = np.random.default_rng(2)
+    n = 200
+    df = pd.DataFrame({"g": rng.integers(0, 10, n), "my.var": rng.uniform(0, 4, n)})
+    df["y"] = 1 + np.log(df["my.var"] + 5) + rng.normal(size=10)[df["g"]] + rng.normal(size=n)
+    r = interlace.fit("y ~ log(my.var + 5) + I(my.var^2) + (1 | g)", df)
+    assert list(r.fe_params.index) == ["(Intercept)", "log(my.var + 5)", "I(my.var^2)"]
+    made = df.assign(lv=np.log(df["my.var"] + 5), sq=df["my.var"] ** 2)
+    same = interlace.fit("y ~ lv + sq + (1 | g)", made)
+    np.testing.assert_allclose(r.fe_params.to_numpy(), same.fe_params.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(r.predict(df.head(4)), r.fittedvalues[:4], rtol=1e-10)

@@ -23,6 +23,7 @@ from interlace.results.verbs import VarCorr
 
 HERE = pathlib.Path(__file__).parent / "data" / "verbs"
 REF = json.loads((HERE / "verbs.json").read_text())
+PRINTS = json.loads((HERE / "varcorr_print.json").read_text())
 LMMS = ["slopes", "intercepts"]
 
 
@@ -100,10 +101,15 @@ def test_varcorr(name, data):
         for col in ("var1", "var2"):
             got = [None if v is None or v != v else _r_name(v) for v in frame[col]]
             assert got == ref["varcorr"][col]
+    both = vc.format(comp=("Variance", "Std.Dev."))
     if name == "intercepts":  # lme4's layout, character for character
-        assert str(vc).splitlines() == ref["varcorr_print"]
+        assert both.splitlines() == ref["varcorr_print"]
+        # print(VarCorr(m)) and print(VarCorr(m), comp = "Variance") (tests/r/make_varcorr_print.R)
+        assert str(vc).splitlines() == PRINTS["intercepts"]["default"]
+        assert vc.format(comp="Variance").splitlines() == PRINTS["intercepts"]["variance"]
     if name == "slopes":  # same layout; digits may differ in the last place
-        mine = [s.split() for s in str(vc).splitlines()]
+        assert str(vc).splitlines()[0].split() == ["Groups", "Name", "Std.Dev.", "Corr"]
+        mine = [s.split() for s in both.splitlines()]
         want = [s.split() for s in ref["varcorr_print"]]
         assert mine[0] == want[0] and [len(r) for r in mine] == [len(r) for r in want]
         for got_row, want_row in zip(mine[1:], want[1:], strict=True):

@@ -33,12 +33,17 @@ _F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
 _DDF = {"satterthwaite": "Satterthwaite", "kenward-roger": "Kenward-Roger", "kr": "Kenward-Roger"}
 
 
+def backend_note(result) -> str:
+    """`` (backend='pymc')`` for a result that names its backend, else nothing."""
+    return f" (backend={result.backend!r})" if hasattr(result, "backend") else ""
+
+
 def _is_glmm(result) -> bool:
     """A frequentist GLMM (Wald tests); a sampled fit is refused: its tests are posterior summaries."""
     if getattr(result, "backend", "reml") != "reml" or not hasattr(result, "fe_params"):
         raise TypeError(
             f"these tests need a frequentist fit (interlace.fit / interlace.glmer with backend='reml'), "
-            f"got {type(result).__name__} (backend={getattr(result, 'backend', '?')!r})"
+            f"got {type(result).__name__}{backend_note(result)}"
         )
     return hasattr(result, "family")
 
@@ -48,12 +53,14 @@ def ddf_method(result, ddf: str | None) -> str:
     if getattr(result, "engine", None) is None:
         raise TypeError(
             f"F and t tests with Satterthwaite/Kenward-Roger df need a REML/ML fit from interlace.fit, "
-            f"got {type(result).__name__} (backend={getattr(result, 'backend', '?')!r})"
+            f"got {type(result).__name__}{backend_note(result)}"
         )
     if ddf is None:
         ddf = result.df_method
     if not isinstance(ddf, str) or ddf.strip().lower().replace("_", "-").replace(" ", "-") not in _DDF:
-        raise ValueError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger', got {ddf!r}")
+        raise ValueError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger', got {ddf!r}"
+                         + ("; lmerTest's ddf='lme4' (tests without df) is not offered" if
+                            str(ddf).lower() == "lme4" else ""))
     method = _DDF[ddf.strip().lower().replace("_", "-").replace(" ", "-")]
     if method == "Kenward-Roger":
         if result.method != "REML":

@@ -17,6 +17,14 @@ def _same_data(a, b) -> bool:
     return da.n == db.n and np.array_equal(da.y, db.y) and np.array_equal(da.offset, db.offset)
 
 
+def _no_lrt_note(m) -> str:
+    if hasattr(m, "thresholds"):
+        return "; for clmm fits compare logLik by hand: 2·(m1.llf − m0.llf) against χ²(Δ n_params)"
+    if hasattr(m, "hazard_ratios"):
+        return "; for coxme fits compare logLik by hand: 2·(m1.llf − m0.llf) against χ²(Δ n_params)"
+    return ""
+
+
 def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = None,
           **named) -> AnovaTable:
     """Compare nested models by likelihood ratio: one row per model, ordered by parameter count.
@@ -32,6 +40,11 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
     are compared by ELPD-LOO instead (:func:`~interlace.results.bayes_compare.loo_compare`);
     mixing the two kinds is refused.
     """
+    not_models = [k for k, v in named.items() if not hasattr(v, "fe_params")]
+    if not_models:  # tpye=2, refit=False: keywords, not models passed by name
+        from ..model.rargs import unexpected_keywords
+
+        raise unexpected_keywords("anova", not_models, ["names", "type", "ddf", "or models as name=model"])
     if named:
         if models:
             raise TypeError("pass the models either positionally or as name=model, not both")
@@ -56,7 +69,9 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
         raise ValueError("type= and ddf= are for the F table of one model, not for a likelihood-ratio test")
     for m in models:
         if getattr(m, "engine", None) is None:
-            raise TypeError(f"anova compares REML/ML fits from interlace.fit, got {m.__class__.__name__}")
+            raise TypeError(
+                "anova's likelihood-ratio test compares fits from interlace.fit (REML/ML) or "
+                f"interlace.glmer, got {m.__class__.__name__}" + _no_lrt_note(m))
     for m in models[1:]:
         if not _same_data(models[0], m):
             raise ValueError(

@@ -25,6 +25,7 @@ from scipy import stats
 from ..data.design import build_design, evaluate_expr
 from ..model.formula import RandomTerm
 from ..model.rformula import parse_fixed
+from .contest import backend_note
 from .table import AnovaTable
 
 __all__ = ["ranova", "step", "refit", "StepResult"]
@@ -36,7 +37,7 @@ def _check(result, what: str) -> None:
     if getattr(result, "engine", None) is None or hasattr(result, "family"):
         raise TypeError(
             f"{what} is for linear mixed models fitted by interlace.fit (REML/ML), got "
-            f"{type(result).__name__} (backend={getattr(result, 'backend', '?')!r})"
+            f"{type(result).__name__}{backend_note(result)}"
         )
     if getattr(result, "model_frame", None) is None or result.design.n_rows is not None:
         raise ValueError(f"{what} refits the model and needs its row-level data; fit an eager frame")

@@ -363,7 +363,10 @@ def get_family(family, link: str | None = None) -> Family:
     """A :class:`Family` from a name (``"binomial"``, ``"poisson"``, ``"Gamma"``,
     ``"negative_binomial"``, case-insensitive) or a Family object; θ of the NB is estimated."""
     if isinstance(family, Family):
-        return family if link is None else Family(family.name, get_link(link), family.nb_theta)
+        if link is None:
+            return family
+        _check_family_link(family.name, get_link(link).name)
+        return Family(family.name, get_link(link), family.nb_theta)
     if not isinstance(family, str):
         raise TypeError(f"family must be a string such as 'binomial' or 'poisson', got {family!r}")
     key = family.lower().replace(" ", "_")
@@ -375,8 +378,24 @@ def get_family(family, link: str | None = None) -> Family:
     if link == "loglog":
         raise ValueError("the loglog link is for clmm; glmer families take logit, probit, cloglog, log, "
                          "inverse or identity")
-    if name == "binomial" and link not in ("logit", "probit", "cloglog"):
-        raise ValueError(
-            f"link {link!r} does not keep a binomial mean in (0, 1); use logit, probit or cloglog"
-        )
+    _check_family_link(name, link)
     return Family(name, get_link(link))
+
+
+#: the links each family takes: R's family objects' links that interlace has (R's poisson and
+#: negative binomial also take sqrt, binomial cauchit and log; interlace does not)
+_FAMILY_LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log", "identity"),
+                 "Gamma": ("inverse", "log", "identity"), "negative_binomial": ("log", "identity")}
+
+
+def _check_family_link(name: str, link: str) -> None:
+    """Refuse a link the family does not take, before any fitting (R's ``poisson(link = "logit")``
+    is an error too)."""
+    ok = _FAMILY_LINKS[name]
+    if link in ok:
+        return
+    if name == "binomial":
+        raise ValueError(f"link {link!r} does not keep a binomial mean in (0, 1); use logit, probit or "
+                         "cloglog")
+    raise ValueError(f"link {link!r} is not a {name} link; {name} takes {', '.join(ok[:-1])} or {ok[-1]} "
+                     f"(default {_CANONICAL[name]})")

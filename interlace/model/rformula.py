@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from formulaic.utils.code import format_expr
+from formulaic.parser.algos.sanitize_tokens import sanitize_python_code
 
 from .rfunctions import FORMULAIC_PASSTHROUGH, R_CONSTANTS, R_FUNCTIONS
 
@@ -296,7 +296,16 @@ def _py_call(node: Node, ctx: _Ctx) -> str:
     fname = node.value
     if fname in _SPECIALS:
         raise FormulaError(f"{ctx.where}: {deparse(node)!r}: {_SPECIALS[fname]}")
-    if fname.startswith(("np.", "numpy.")) or fname in FORMULAIC_PASSTHROUGH:
+    if fname.startswith(("np.", "numpy.")):  # R's grammar, R's functions: numpy is not evaluated
+        r_name = fname.split(".", 1)[1]
+        text = deparse(node)
+        hint = f"write {text[len(fname) - len(r_name):]}" if r_name in R_FUNCTIONS else \
+            "compute the column before fitting"
+        raise FormulaError(
+            f"{ctx.where}: {fname}() in {text!r} is numpy, and formulas are read as R reads "
+            f"them (docs/coming-from-r.md): {hint}"
+        )
+    if fname in FORMULAIC_PASSTHROUGH:
         py_name = fname
         keymap: dict[str, str] = {}
     elif fname in R_FUNCTIONS:
@@ -388,7 +397,12 @@ def _term(node: Node, ctx: _Ctx, offsets: list[tuple[str, str]], dot: list[str] 
             text = f"I({_py(node.args[0], ctx)})"
         else:
             text = _py_call(node, ctx)
-        ctx.labels[format_expr(text)] = deparse(node)
+        try:  # formulaic's own spelling of the term (backtick-quoted names such as `my.days` kept)
+            label = sanitize_python_code(text)
+        except SyntaxError as ex:
+            raise FormulaError(f"{ctx.where}: the term {deparse(node)!r} cannot be read ({ex.msg}); "
+                               "compute the column before fitting") from ex
+        ctx.labels[label] = deparse(node)
         return text
     if k == "bin" and node.value in ("|", "||"):
         raise FormulaError(

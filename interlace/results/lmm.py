@@ -11,6 +11,7 @@ from scipy import stats
 
 from ..data.design import DesignMatrices, evaluate_expr, level_keys, model_variables, rebuild_matrix
 from ..data.frames import to_pandas
+from ..model.rargs import r_arguments
 from ..model.rformula import r_labels
 from ..model.spec import ModelSpec
 from .base import FitResult
@@ -218,6 +219,7 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         return residuals(self, type, scaled)
 
     # ---- prediction ----------------------------------------------------------------------
+    @r_arguments
     def predict(
         self, newdata=None, include_re: bool = True, offset=None, re_form=RE_FORM_DEFAULT
     ) -> np.ndarray:
@@ -241,6 +243,7 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         frame, _ = to_pandas(newdata)
         return new_linear_predictor(d, frame, self._info.beta, self._info.b, offset=offset, terms=terms)
 
+    @r_arguments
     def confint(self, method: str | None = None, level: float = 0.95, nsim: int = 500, seed=None):
         """Intervals for variance parameters and fixed effects: ``"wald"``, ``"profile"`` (the
         default) or ``"boot"``; credible intervals (``"quantile"``) for a PyMC fit.
@@ -315,6 +318,7 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         return table
 
     # ---- reporting -----------------------------------------------------------------------
+    @r_arguments
     def summary(self, ddf: str | None = None):
         """lmerTest's report; ``ddf`` ("Satterthwaite" or "Kenward-Roger") overrides ``df_method``."""
         from .summary import ModelSummary

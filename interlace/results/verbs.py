@@ -30,6 +30,8 @@ def data_label(data, frame) -> str:
     (``deparse(substitute(data))``); Python passes objects, not expressions, so this is the name
     the calling scope ``frame`` binds to this very object (its locals, then its globals; names
     starting with ``_`` skipped), else a description of the frame (type and shape)."""
+    while frame is not None and frame.f_code.co_name == "r_arguments_call":  # model/rargs.py's check
+        frame = frame.f_back
     try:
         for scope in (frame.f_locals, frame.f_globals) if frame is not None else ():
             for name, value in list(scope.items()):
@@ -138,9 +140,10 @@ def _show(t) -> str:
 class VarCorr:
     """Variances, standard deviations and correlations of the random effects (lme4's ``VarCorr``).
 
-    ``print(vc)`` shows lme4's table (Groups, Name, Variance, Std.Dev., Corr); ``vc.to_frame()``
-    is R's ``as.data.frame(VarCorr(m))``: columns grp, var1, var2, vcov, sdcor. ``vc[name]`` is a
-    term's covariance matrix.
+    ``print(vc)`` shows lme4's ``print(VarCorr(m))`` (Groups, Name, Std.Dev., Corr);
+    ``vc.format(comp="Variance")`` or ``comp=("Variance", "Std.Dev.")`` as its ``comp=``.
+    ``vc.to_frame()`` is R's ``as.data.frame(VarCorr(m))``: columns grp, var1, var2, vcov, sdcor
+    (NaN where R has NA). ``vc[name]`` is a term's covariance matrix.
     """
 
     def __init__(self, blocks: list[tuple[str, list[str], np.ndarray]], residual: float | None):
@@ -158,18 +161,19 @@ class VarCorr:
         for grp, cols, S in self.blocks:
             sd = np.sqrt(np.diag(S))
             for i, c in enumerate(cols):
-                rows.append((grp, c, None, S[i, i], sd[i]))
+                rows.append((grp, c, np.nan, S[i, i], sd[i]))
             for j in range(len(cols)):
                 for i in range(j + 1, len(cols)):
                     denom = sd[i] * sd[j]
                     rows.append((grp, cols[j], cols[i], S[i, j], S[i, j] / denom if denom > 0 else np.nan))
         if self.residual is not None:
-            rows.append(("Residual", None, None, self.residual, math.sqrt(self.residual)))
+            rows.append(("Residual", np.nan, np.nan, self.residual, math.sqrt(self.residual)))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
-    def format(self, digits: int = 5, comp: tuple[str, ...] = ("Variance", "Std.Dev.")) -> str:
+    def format(self, digits: int = 5, comp: str | tuple[str, ...] = ("Std.Dev.",)) -> str:
         """lme4's ``formatVC``: ``comp`` among "Variance" and "Std.Dev.", each column with
         ``digits`` significant digits (R's ``format``), correlations to ``digits − 2`` decimals."""
+        comp = (comp,) if isinstance(comp, str) else tuple(comp)
         bad = [c for c in comp if c not in ("Variance", "Std.Dev.")]
         if bad or not comp:
             raise ValueError(f"comp must hold 'Variance' and/or 'Std.Dev.', got {comp!r}")

@@ -53,6 +53,29 @@ class Prior:
             raise TypeError(f"Prior takes the name of a PyMC distribution, e.g. 'Normal', got {dist!r}")
         self.dist = dist
         self.params = {k: v for k, v in params.items()}
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """Each keyword must be one of the distribution's parameters (PyMC's ``dist`` signature);
+        checked here, not deep inside the sampler. Without PyMC installed, checked when sampling."""
+        import importlib.util
+        import inspect
+
+        if importlib.util.find_spec("pymc") is None:
+            return
+        try:
+            cls = self.family()
+        except ValueError:  # an unknown name is reported where the prior is used (resolve_priors)
+            return
+        names = [n for n, p in inspect.signature(cls.dist).parameters.items()
+                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        bad = [k for k in self.params if k not in names]
+        if bad:
+            plural, given = "s" if len(bad) > 1 else "", ", ".join(repr(k) for k in bad)
+            raise ValueError(
+                f"{self!r}: {self.dist} has no parameter{plural} {given}; its parameters "
+                f"are {', '.join(names) or 'none'} (PyMC's names, e.g. Prior('Normal', mu=0, sigma=10))"
+            )
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
