@@ -81,6 +81,7 @@ def r2(result, level: float = 0.95) -> dict[str, float]:
         return summarise_draws(
             {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}, level
         )
+    _need_rows(result, "r2()")
     fixed = result.design.X @ result.fe_params.to_numpy()
     var_f = float(np.var(fixed, ddof=1))
     var_r = _random_variance(result)
@@ -98,6 +99,7 @@ def icc(result, level: float = 0.95) -> dict[str, float]:
         total = v["fixed"] + v["random"] + v["residual"]
         return summarise_draws({"adjusted": v["random"] / (v["random"] + v["residual"]),
                                 "unadjusted": v["random"] / total}, level)
+    _need_rows(result, "icc()")
     fixed = result.design.X @ result.fe_params.to_numpy()
     var_f = float(np.var(fixed, ddof=1))
     var_r = _random_variance(result)
@@ -105,8 +107,17 @@ def icc(result, level: float = 0.95) -> dict[str, float]:
     return {"adjusted": var_r / (var_r + var_e), "unadjusted": var_r / (var_f + var_r + var_e)}
 
 
+def _need_rows(result, what: str) -> None:
+    """Var(Xβ̂) and the mean zᵢ'Σzᵢ are averages over the fitted rows, which a lazy fit lacks."""
+    if getattr(result.design, "gram", None) is not None:
+        from .results.lmm import needs_rows_error
+
+        raise needs_rows_error(f"{what} (averages over the fitted rows)")
+
+
 def _precision_parts(result, max_q: int = 20000):
     d = result.design
+    _need_rows(result, "influence()")
     if getattr(result, "family", None) is not None:
         raise ValueError(
             "influence() (Cook's distance, leverage) is implemented for Gaussian LMMs from "

@@ -138,7 +138,8 @@ def _label(var: str, level) -> str:
 def _summarise(result, L: np.ndarray, est: np.ndarray, level: float) -> dict[str, np.ndarray]:
     cov = result.fe_cov.to_numpy()
     se = np.sqrt(np.einsum("ij,jk,ik->i", L, cov, L))
-    df = result.engine.contrast_df(L)
+    engine = getattr(result, "engine", None)  # None: the iterative solver's fit, Wald z (df = ∞)
+    df = np.full(len(L), np.inf) if engine is None else engine.contrast_df(L)
     return {"estimate": est, "SE": se, "df": df}
 
 
@@ -148,7 +149,12 @@ def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> 
     ``type="response"`` (a GLMM) shows them back-transformed to the response scale."""
     frame = getattr(result, "model_frame", None)
     posterior = _posterior(result)
-    if frame is None or (getattr(result, "engine", None) is None and posterior is None):
+    if getattr(getattr(result, "design", None), "gram", None) is not None:
+        from ..results.lmm import needs_rows_error
+
+        raise needs_rows_error("emmeans (its reference grid of factor levels and covariate means)")
+    iterative = (getattr(result, "optimizer_info", None) or {}).get("solver") == "iterative"
+    if frame is None or (getattr(result, "engine", None) is None and posterior is None and not iterative):
         raise TypeError("emmeans needs a fit from interlace.fit or interlace.glmer "
                         "(backend='reml' or 'pymc')")
     if type not in ("link", "response"):
