@@ -145,3 +145,35 @@ def test_iterative_fit_refusals_name_the_solver_and_the_reason(wine_fits, verb, 
 def test_iterative_emmeans_frame_is_pandas(wine_fits):
     it, _ = wine_fits
     assert isinstance(interlace.emmeans(it, "contact").table, pd.DataFrame)
+
+
+def _factor_data() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = 300
+    d = pd.DataFrame({"g": rng.integers(0, 15, n).astype(str), "A": rng.choice(["a1", "a2", "a3"], n),
+                      "B": rng.choice(["b1", "b2"], n), "x": rng.normal(size=n), "w": rng.uniform(0.5, 2, n)})
+    d["y"] = (1 + 0.5 * (d.A == "a2") + 0.3 * (d.B == "b2") + 0.4 * d.x
+              + rng.normal(size=15)[d.g.astype(int)] + rng.normal(size=n))
+    return d
+
+
+@pytest.mark.parametrize("type", [1, 2, 3])
+def test_f_tables_and_drop1_of_a_lazy_fit_equal_the_eager_ones(type):
+    d = _factor_data()
+    lazy = interlace.fit("y ~ A + B + x + (x | g)", pl.from_pandas(d).lazy())
+    eager = interlace.fit("y ~ A + B + x + (x | g)", d)
+    a_l, a_e = interlace.anova(lazy, type=type), interlace.anova(eager, type=type)
+    assert list(a_l.index) == list(a_e.index) == ["A", "B", "x"]
+    np.testing.assert_allclose(a_l.to_numpy(dtype=float), a_e.to_numpy(dtype=float), rtol=1e-5)
+    d_l, d_e = interlace.drop1(lazy), interlace.drop1(eager)
+    np.testing.assert_allclose(d_l.to_numpy(dtype=float), d_e.to_numpy(dtype=float), rtol=1e-5)
+
+
+def test_weighted_lazy_f_tables():
+    d = _factor_data()
+    lazy = interlace.fit("y ~ A + B + x + (1 | g)", pl.from_pandas(d).lazy(), weights="w")
+    eager = interlace.fit("y ~ A + B + x + (1 | g)", d, weights="w")
+    np.testing.assert_allclose(interlace.anova(lazy).to_numpy(dtype=float),
+                               interlace.anova(eager).to_numpy(dtype=float), rtol=1e-5)
+    with pytest.raises(ValueError, match="unweighted X'X"):
+        interlace.anova(lazy, type=1)
