@@ -1,9 +1,9 @@
 """After-fit verbs on fits from lazy frames and on fits by the iterative solver.
 
 A lazy fit has the cross-products [Z X y]'W[Z X y] and no rows: what needs only them (profile
-intervals, conditional variances, the caterpillar plot, ML refits) equals the eager fit of the same
-data; what needs rows (fitted values, residuals, their plots, simulation, the bootstrap, r2/icc,
-influence, emmeans' reference grid) raises one ValueError naming the lazy frame and saying to
+intervals, conditional variances, the caterpillar plot, ML refits, F tables, drop1, emmeans) equals
+the eager fit of the same data; what needs rows (fitted values, residuals, their plots, simulation,
+the bootstrap, r2/icc, influence) raises one ValueError naming the lazy frame and saying to
 collect it. A fit by solver="iterative" has exact β̂ and Var(β̂) but no likelihood and no
 Satterthwaite df: Wald intervals and emmeans (Wald z) work, the rest names that reason.
 """
@@ -77,10 +77,9 @@ def test_weighted_lazy_fit_refits_by_ml_with_the_weights_term():
     lambda r: r.fittedvalues, lambda r: r.resid, lambda r: plots.qq(r),
     lambda r: plots.residuals_vs_fitted(r), lambda r: r.simulate(nsim=2, seed=1),
     lambda r: interlace.bootstrap(r, nsim=2, seed=1, progressbar=False),
-    lambda r: r.confint("boot", nsim=2), lambda r: interlace.emmeans(r, "Days"),
-    lambda r: r.r2(), lambda r: r.icc(), lambda r: r.influence(),
+    lambda r: r.confint("boot", nsim=2), lambda r: r.r2(), lambda r: r.icc(), lambda r: r.influence(),
 ], ids=["fittedvalues", "resid", "qq", "residuals_vs_fitted", "simulate", "bootstrap", "confint_boot",
-        "emmeans", "r2", "icc", "influence"])
+        "r2", "icc", "influence"])
 def test_row_level_verbs_on_a_lazy_fit_say_to_collect(slopes, verb):
     lazy, _ = slopes
     with pytest.raises(ValueError, match=r"fitted from a lazy frame.*[Cc]ollect the lazy frame"):
@@ -177,3 +176,23 @@ def test_weighted_lazy_f_tables():
                                interlace.anova(eager).to_numpy(dtype=float), rtol=1e-5)
     with pytest.raises(ValueError, match="unweighted X'X"):
         interlace.anova(lazy, type=1)
+
+
+def test_emmeans_and_contrasts_of_a_lazy_fit_equal_the_eager_ones():
+    d = _factor_data()
+    lazy = interlace.fit("y ~ A + B + x + (x | g)", pl.from_pandas(d).lazy())
+    eager = interlace.fit("y ~ A + B + x + (x | g)", d)
+    for specs, by in (("A", None), ("B", "A"), (["A", "B"], None)):
+        t_l, t_e = interlace.emmeans(lazy, specs, by=by).table, interlace.emmeans(eager, specs, by=by).table
+        pd.testing.assert_frame_equal(t_l, t_e, rtol=1e-5)
+    c_l = interlace.contrast(interlace.emmeans(lazy, "A"))
+    pd.testing.assert_frame_equal(c_l, interlace.contrast(interlace.emmeans(eager, "A")), rtol=1e-5)
+    with pytest.raises(ValueError, match="'x' is numeric"):
+        interlace.emmeans(lazy, "x")
+    weighted = interlace.fit("y ~ A + x + (1 | g)", pl.from_pandas(d).lazy(), weights="w")
+    with pytest.raises(ValueError, match="numeric predictors at their means.*collect the lazy frame"):
+        interlace.emmeans(weighted, "A")
+    factors_only = interlace.fit("y ~ A + B + (1 | g)", pl.from_pandas(d).lazy(), weights="w")
+    np.testing.assert_allclose(interlace.emmeans(factors_only, "A").table["emmean"],
+                               interlace.emmeans(interlace.fit("y ~ A + B + (1 | g)", d, weights="w"),
+                                                 "A").table["emmean"], rtol=1e-6)

@@ -149,12 +149,10 @@ def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> 
     ``type="response"`` (a GLMM) shows them back-transformed to the response scale."""
     frame = getattr(result, "model_frame", None)
     posterior = _posterior(result)
-    if getattr(getattr(result, "design", None), "gram", None) is not None:
-        from ..results.lmm import needs_rows_error
-
-        raise needs_rows_error("emmeans (its reference grid of factor levels and covariate means)")
+    lazy = getattr(getattr(result, "design", None), "gram", None) is not None
     iterative = (getattr(result, "optimizer_info", None) or {}).get("solver") == "iterative"
-    if frame is None or (getattr(result, "engine", None) is None and posterior is None and not iterative):
+    if (frame is None and not lazy) or (getattr(result, "engine", None) is None and posterior is None
+                                         and not iterative):
         raise TypeError("emmeans needs a fit from interlace.fit or interlace.glmer "
                         "(backend='reml' or 'pymc')")
     if type not in ("link", "response"):
@@ -162,6 +160,10 @@ def emmeans(result, specs, by=None, level: float = 0.95, type: str = "link") -> 
     if type == "response":
         _link(result, "type='response'")
     specs, by = _as_list(specs), _as_list(by)
+    if lazy:  # a fit from a lazy frame: ℓ from its cross-products (emmeans_lazy)
+        from .emmeans_lazy import crossproduct_rows
+
+        return _build(result, *crossproduct_rows(result, specs, by), specs, by, level, type)
     d = result.design
     variables = model_variables(d.fixed_spec, [str(c) for c in frame.columns])
     as_factor = _factor_variables(d.fixed_spec, variables)

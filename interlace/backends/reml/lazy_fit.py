@@ -98,4 +98,6 @@ def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, 
         return iterative_result(spec, design, symmetric_from_lower(cp.ZtZ), cp.ZtXy, cp.XytXy, cp.n,
                                 cp.n_dropped, rows=False)
     # prior weights: −Σ log wᵢ, which the compressed rows do not carry; no fitted values or residuals
-    return gram_result(spec, design, fit_lmm(design, spec), cp.n_dropped, cp.sum_log_w)
+    result = gram_result(spec, design, fit_lmm(design, spec), cp.n_dropped, cp.sum_log_w)
+    result.fixed_levels = cp.fixed_levels  # the factors' levels, for emmeans (no rows to read them from)
+    return result
