@@ -196,3 +196,12 @@ def test_emmeans_and_contrasts_of_a_lazy_fit_equal_the_eager_ones():
     np.testing.assert_allclose(interlace.emmeans(factors_only, "A").table["emmean"],
                                interlace.emmeans(interlace.fit("y ~ A + B + (1 | g)", d, weights="w"),
                                                  "A").table["emmean"], rtol=1e-6)
+
+
+def test_emmeans_of_an_iterative_fit_from_a_lazy_frame():
+    d = _factor_data()
+    lazy = interlace.fit("y ~ A + B + (1 | g)", pl.from_pandas(d).lazy(), solver="iterative")
+    eager = interlace.fit("y ~ A + B + (1 | g)", d, solver="iterative")
+    t_l, t_e = interlace.emmeans(lazy, "A").table, interlace.emmeans(eager, "A").table
+    pd.testing.assert_frame_equal(t_l, t_e, rtol=1e-8)
+    assert np.all(np.isinf(t_l["df"]))

@@ -95,8 +95,10 @@ def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, 
         return sample(spec, design, cp.n_dropped)
     if choose_solver(solver, cp.terms, len(cp.X_names)) == "iterative":
         check_iterative_spec(spec)
-        return iterative_result(spec, design, symmetric_from_lower(cp.ZtZ), cp.ZtXy, cp.XytXy, cp.n,
-                                cp.n_dropped, rows=False)
+        result = iterative_result(spec, design, symmetric_from_lower(cp.ZtZ), cp.ZtXy, cp.XytXy, cp.n,
+                                  cp.n_dropped, rows=False)
+        result.fixed_levels = cp.fixed_levels  # for emmeans
+        return result
     # prior weights: −Σ log wᵢ, which the compressed rows do not carry; no fitted values or residuals
     result = gram_result(spec, design, fit_lmm(design, spec), cp.n_dropped, cp.sum_log_w)
     result.fixed_levels = cp.fixed_levels  # the factors' levels, for emmeans (no rows to read them from)
