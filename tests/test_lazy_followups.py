@@ -1,9 +1,9 @@
 """After-fit verbs on fits from lazy frames and on fits by the iterative solver.
 
 A lazy fit has the cross-products [Z X y]'W[Z X y] and no rows: what needs only them (profile
-intervals, conditional variances, the caterpillar plot, ML refits, F tables, drop1, emmeans) equals
-the eager fit of the same data; what needs rows (fitted values, residuals, their plots, simulation,
-the bootstrap, r2/icc, influence) raises one ValueError naming the lazy frame and saying to
+intervals, conditional variances, the caterpillar plot, ML refits, F tables, drop1, emmeans,
+r2/icc) equals the eager fit of the same data; what needs rows (fitted values, residuals, their
+plots, simulation, the bootstrap, influence) raises one ValueError naming the lazy frame and saying to
 collect it. A fit by solver="iterative" has exact β̂ and Var(β̂) but no likelihood and no
 Satterthwaite df: Wald intervals and emmeans (Wald z) work, the rest names that reason.
 """
@@ -77,9 +77,9 @@ def test_weighted_lazy_fit_refits_by_ml_with_the_weights_term():
     lambda r: r.fittedvalues, lambda r: r.resid, lambda r: plots.qq(r),
     lambda r: plots.residuals_vs_fitted(r), lambda r: r.simulate(nsim=2, seed=1),
     lambda r: interlace.bootstrap(r, nsim=2, seed=1, progressbar=False),
-    lambda r: r.confint("boot", nsim=2), lambda r: r.r2(), lambda r: r.icc(), lambda r: r.influence(),
+    lambda r: r.confint("boot", nsim=2), lambda r: r.influence(),
 ], ids=["fittedvalues", "resid", "qq", "residuals_vs_fitted", "simulate", "bootstrap", "confint_boot",
-        "r2", "icc", "influence"])
+        "influence"])
 def test_row_level_verbs_on_a_lazy_fit_say_to_collect(slopes, verb):
     lazy, _ = slopes
     with pytest.raises(ValueError, match=r"fitted from a lazy frame.*[Cc]ollect the lazy frame"):
@@ -205,3 +205,16 @@ def test_emmeans_of_an_iterative_fit_from_a_lazy_frame():
     t_l, t_e = interlace.emmeans(lazy, "A").table, interlace.emmeans(eager, "A").table
     pd.testing.assert_frame_equal(t_l, t_e, rtol=1e-8)
     assert np.all(np.isinf(t_l["df"]))
+
+
+@pytest.mark.parametrize("formula", ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)"])
+def test_r2_and_icc_of_a_lazy_fit_equal_the_eager_ones(sleep, formula):
+    lazy = interlace.fit(formula, pl.from_pandas(sleep).lazy())
+    eager = interlace.fit(formula, sleep)
+    for key, value in eager.r2().items():
+        assert lazy.r2()[key] == pytest.approx(value, rel=1e-5)
+    for key, value in eager.icc().items():
+        assert lazy.icc()[key] == pytest.approx(value, rel=1e-5)
+    weighted = interlace.fit(formula, pl.from_pandas(sleep.assign(w=1.5)).lazy(), weights="w")
+    with pytest.raises(ValueError, match="weighted fit.*Collect the lazy frame"):
+        weighted.r2()
