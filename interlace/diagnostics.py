@@ -81,9 +81,7 @@ def r2(result, level: float = 0.95) -> dict[str, float]:
         return summarise_draws(
             {"marginal": v["fixed"] / total, "conditional": (v["fixed"] + v["random"]) / total}, level
         )
-    fixed = result.design.X @ result.fe_params.to_numpy()
-    var_f = float(np.var(fixed, ddof=1))
-    var_r = _random_variance(result)
+    var_f, var_r = _fixed_and_random_variance(result)
     total = var_f + var_r + _residual_variance(result)
     return {"marginal": var_f / total, "conditional": (var_f + var_r) / total}
 
@@ -98,15 +96,48 @@ def icc(result, level: float = 0.95) -> dict[str, float]:
         total = v["fixed"] + v["random"] + v["residual"]
         return summarise_draws({"adjusted": v["random"] / (v["random"] + v["residual"]),
                                 "unadjusted": v["random"] / total}, level)
-    fixed = result.design.X @ result.fe_params.to_numpy()
-    var_f = float(np.var(fixed, ddof=1))
-    var_r = _random_variance(result)
+    var_f, var_r = _fixed_and_random_variance(result)
     var_e = _residual_variance(result)
     return {"adjusted": var_r / (var_r + var_e), "unadjusted": var_r / (var_f + var_r + var_e)}
 
 
+def _fixed_and_random_variance(result) -> tuple[float, float]:
+    """σ²_f and σ²_r; for a fit from a lazy frame from its cross-products (unweighted, with an
+    intercept): σ²_f = (β'X'Xβ − (1'Xβ)²/n)/(n − 1), σ²_r = Σ_t tr(Σ_t Σ_j D_tj)/n with D_tj the
+    diagonal blocks of Z_t'Z_t (Σ_j D_tj = Σ_i z_i z_i')."""
+    d = result.design
+    if getattr(d, "gram", None) is None:
+        fixed = d.X @ result.fe_params.to_numpy()
+        return float(np.var(fixed, ddof=1)), _random_variance(result)
+    if result.spec.has_weights or "(Intercept)" not in d.X_names:
+        _need_rows(result, "r2()/icc() of a weighted fit or one without an intercept (the gathered "
+                           "sums are weighted, or lack Σx)")
+    beta, n = result.fe_params.to_numpy(), d.n
+    XtX = np.asarray(d.gram[2], dtype=float)[: d.p, : d.p]
+    total = float(XtX[d.X_names.index("(Intercept)")] @ beta)
+    var_f = (float(beta @ XtX @ beta) - total * total / n) / (n - 1)
+    var_r = 0.0
+    for t in d.terms:
+        G = d.gram[0][t.z_start : t.z_start + t.q, t.z_start : t.z_start + t.q].tocoo()
+        same = (G.row // t.k) == (G.col // t.k)
+        S = np.zeros((t.k, t.k))
+        np.add.at(S, (G.row[same] % t.k, G.col[same] % t.k), G.data[same])
+        T = t.T(result.theta)
+        var_r += float(np.trace(result._re_scale * (T @ T.T) @ S)) / n
+    return var_f, var_r
+
+
+def _need_rows(result, what: str) -> None:
+    """Var(Xβ̂) and the mean zᵢ'Σzᵢ are averages over the fitted rows, which a lazy fit lacks."""
+    if getattr(result.design, "gram", None) is not None:
+        from .results.lmm import needs_rows_error
+
+        raise needs_rows_error(f"{what} (averages over the fitted rows)")
+
+
 def _precision_parts(result, max_q: int = 20000):
     d = result.design
+    _need_rows(result, "influence()")
     if getattr(result, "family", None) is not None:
         raise ValueError(
             "influence() (Cook's distance, leverage) is implemented for Gaussian LMMs from "

@@ -98,7 +98,9 @@ def test_iterative_from_a_lazy_frame_equals_the_eager_iterative_fit(engine):
     np.testing.assert_allclose(lazy.fe_params, eager.fe_params, rtol=1e-10)
     np.testing.assert_allclose(lazy.fe_bse, eager.fe_bse, rtol=1e-10)
     np.testing.assert_allclose(lazy.theta, eager.theta, rtol=1e-10)
-    assert lazy.fittedvalues is None and lazy.optimizer_info["solver"] == "iterative"
+    assert lazy.optimizer_info["solver"] == "iterative"
+    with pytest.raises(ValueError, match="lazy frame"):
+        lazy.fittedvalues  # noqa: B018 (the property raises)
     assert "Solver: iterative" in str(eager.summary()) and "Monte-Carlo" in str(eager.summary())
 
 

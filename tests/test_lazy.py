@@ -64,7 +64,8 @@ def test_lazy_equals_eager_on_fixtures(name, engine):
     np.testing.assert_allclose(r.theta, eager.theta, rtol=5e-5, atol=1e-6)
     np.testing.assert_allclose(r.fe_df, eager.fe_df, rtol=1e-5)
     assert r.nobs == eager.nobs
-    assert r.fittedvalues is None
+    with pytest.raises(ValueError, match="lazy frame"):
+        r.fittedvalues  # noqa: B018 (the property raises)
     assert r.llf == pytest.approx(case["loglik"], rel=1e-6)
 
 

@@ -49,7 +49,9 @@ def test_spark_lazy_fit_equals_the_eager_fit(spark):
     assert r.llf == pytest.approx(eager.llf, rel=1e-10)
     np.testing.assert_allclose(r.fe_params, eager.fe_params, rtol=1e-8)
     np.testing.assert_allclose(r.fe_bse, eager.fe_bse, rtol=1e-5)
-    assert r.fittedvalues is None and r.nobs == eager.nobs
+    assert r.nobs == eager.nobs
+    with pytest.raises(ValueError, match="collect"):
+        r.resid  # noqa: B018 (the property raises)
 
 
 def test_spark_crossed_categorical_missing_and_iterative(spark):

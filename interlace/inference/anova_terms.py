@@ -210,6 +210,8 @@ class FixedTerms:
 def fixed_terms(result) -> FixedTerms:
     """The :class:`FixedTerms` of a fitted model (needs its row-level data)."""
     d = result.design
+    if d.gram is not None:
+        return _crossproduct_terms(result)
     if d.n_rows is not None or getattr(result, "model_frame", None) is None:
         raise ValueError(
             "F tables need the row-level data of the fit; this model was fitted from a lazy "
@@ -237,6 +239,49 @@ def fixed_terms(result) -> FixedTerms:
         label = r_labels([str(term)], d.labels)[0]
         terms.append(_Term(label, tuple(names), np.arange(sl.start, sl.stop)))
     return FixedTerms(np.asarray(d.X, dtype=float), intercept, terms, variables)
+
+
+@dataclass
+class _CrossProductTerms(FixedTerms):
+    """The terms of a fit from a lazy frame, read from its cross-products (module docstring)."""
+
+    weighted: bool = False
+
+    def contrasts(self, type: int) -> dict[str, np.ndarray]:
+        if type == 1 and len(self.terms) > 1 and self.weighted:
+            raise ValueError(
+                "the type I table of a weighted fit from a lazy frame needs the unweighted X'X, which "
+                "was not collected (only X'WX): use type=2 or 3 (here equal), or collect the lazy frame"
+            )
+        if type == 1 or len(self.terms) <= 1:
+            return self._type1()
+        return self.marginal()  # no term contains another: types II and III test its coefficients
+
+
+def _crossproduct_terms(result) -> FixedTerms:
+    """A lazy fit's fixed terms: each is a plain column, numeric or a factor in treatment coding
+    (``c[T.level]`` columns), so no term contains another and the type II and III hypotheses are
+    each term's own coefficients; type I's Doolittle rows need X'X, which the cross-products hold
+    (as X'WX: unweighted fits only). X is stood in for by a p × p R with R'R = X'X."""
+    d = result.design
+    cols: dict[str, list[int]] = {}
+    categorical: dict[str, bool] = {}
+    intercept = False
+    for j, name in enumerate(d.X_names):
+        if name == "(Intercept)":
+            intercept = True
+            continue
+        var = name.split("[T.", 1)[0] if name.endswith("]") and "[T." in name else name
+        cols.setdefault(var, []).append(j)
+        categorical[var] = var != name
+    terms = [_Term(v, (v,), np.asarray(c)) for v, c in cols.items()]
+    variables = {v: _Variable(v, categorical[v], np.zeros(0, dtype=np.int64) if categorical[v]
+                              else np.zeros((0, 1))) for v in cols}
+    p = d.p
+    w, V = np.linalg.eigh(np.asarray(d.gram[2], dtype=float)[:p, :p])
+    R = (V * np.sqrt(np.clip(w, 0.0, None))).T
+    return _CrossProductTerms(R, intercept, terms, variables, weighted=d.weights is not None
+                              or bool(result.spec.has_weights))
 
 
 def _evaluate(expr: str, frame, state) -> _Variable:

@@ -97,6 +97,9 @@ def bootstrap(
     engine = getattr(result, "engine", None)
     if engine is None and hasattr(result, "variance_draws"):
         return _posterior_draws(result, int(nsim), seed, statistic)
+    from ..results.lmm import refuse_iterative
+
+    refuse_iterative(result, "bootstrap", "refit")
     if engine is None:
         raise TypeError(
             "bootstrap needs a fit from interlace.fit (backend='reml'; or 'pymc' for posterior draws)"

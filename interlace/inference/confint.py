@@ -70,6 +70,8 @@ def confint(result, method: str | None = None, level: float = 0.95, nsim: int = 
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
     engine = getattr(result, "engine", None)
+    if engine is None and (result.optimizer_info or {}).get("solver") == "iterative":
+        return _iterative(result, method, level)
     if engine is None:
         raise TypeError("confint needs a fit from interlace.fit or interlace.glmer "
                         "(backend='reml' or 'pymc')")
@@ -139,6 +141,26 @@ def _boot(result, engine, out: pd.DataFrame, level: float, nsim: int, seed) -> N
     alpha = (1 - level) / 2
     out.iloc[:, 0] = np.quantile(draws, alpha, axis=0)
     out.iloc[:, 1] = np.quantile(draws, 1 - alpha, axis=0)
+
+
+def _iterative(result, method: str, level: float) -> pd.DataFrame:
+    """A fit by the iterative solver: Wald intervals β̂ ± z·SE (its Var(β̂) is exact), NaN for the
+    variance parameters as lme4's Wald; no profile (no likelihood) and no bootstrap."""
+    from ..results.lmm import refuse_iterative
+
+    if method == "profile":
+        refuse_iterative(result, "confint(method='profile')", "likelihood",
+                         "Wald intervals for the fixed effects are: confint(method='wald'). ")
+    if method == "boot":
+        refuse_iterative(result, "confint(method='boot')", "refit",
+                         "Wald intervals for the fixed effects are: confint(method='wald'). ")
+    beta, se = result.fe_params, result.fe_bse
+    z = stats.norm.ppf(0.5 + level / 2)
+    out = pd.DataFrame(np.nan, index=result.design.variance_names() + list(beta.index),
+                       columns=["lower", "upper"])
+    out.loc[beta.index, "lower"] = beta - z * se
+    out.loc[beta.index, "upper"] = beta + z * se
+    return out
 
 
 def _credible(result, method: str, level: float) -> pd.DataFrame:

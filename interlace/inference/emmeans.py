@@ -161,7 +161,8 @@ def _label(var: str, level) -> str:
 def _summarise(result, L: np.ndarray, est: np.ndarray, level: float) -> dict[str, np.ndarray]:
     cov = result.fe_cov.to_numpy()
     se = np.sqrt(np.einsum("ij,jk,ik->i", L, cov, L))
-    df = result.engine.contrast_df(L)
+    engine = getattr(result, "engine", None)  # None: the iterative solver's fit, Wald z (df = ∞)
+    df = np.full(len(L), np.inf) if engine is None else engine.contrast_df(L)
     return {"estimate": est, "SE": se, "df": df}
 
 
@@ -176,7 +177,10 @@ def emmeans(
     ``type="response"`` (a GLMM) shows them back-transformed to the response scale."""
     frame = getattr(result, "model_frame", None)
     posterior = _posterior(result)
-    if frame is None or (getattr(result, "engine", None) is None and posterior is None):
+    lazy = getattr(getattr(result, "design", None), "gram", None) is not None
+    iterative = (getattr(result, "optimizer_info", None) or {}).get("solver") == "iterative"
+    if (frame is None and not lazy) or (getattr(result, "engine", None) is None and posterior is None
+                                         and not iterative):
         raise TypeError("emmeans needs a fit from interlace.fit or interlace.glmer "
                         "(backend='reml' or 'pymc')")
     if type not in ("link", "response"):
@@ -187,6 +191,10 @@ def emmeans(
     if isinstance(specs, str) and "~" in specs:
         specs, by, lhs = _formula_spec(specs, by)
     specs, by = _as_list(specs), _as_list(by)
+    if lazy:  # a fit from a lazy frame: ℓ from its cross-products (emmeans_lazy)
+        from .emmeans_lazy import crossproduct_rows
+
+        return _build(result, *crossproduct_rows(result, specs, by), specs, by, level, type)
     d = result.design
     variables = model_variables(d.fixed_spec, [str(c) for c in frame.columns])
     as_factor = _factor_variables(d.fixed_spec, variables)

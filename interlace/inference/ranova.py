@@ -34,6 +34,9 @@ _COLUMNS = ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"]
 
 
 def _check(result, what: str) -> None:
+    from ..results.lmm import refuse_iterative
+
+    refuse_iterative(result, f"{what} (likelihood-ratio tests)", "likelihood")
     if getattr(result, "engine", None) is None or hasattr(result, "family"):
         raise TypeError(
             f"{what} is for linear mixed models fitted by interlace.fit (REML/ML), got "

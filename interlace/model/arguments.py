@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from .spec import BACKENDS
 
-__all__ = ["choice", "refuse_unused", "sampler_arguments"]
+__all__ = ["choice", "refuse_unused", "sampler_arguments", "REML_ONLY", "SAMPLER_ONLY"]
 
 _REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast", "solver"}
+REML_ONLY = frozenset(_REML_ONLY)  # the arguments meaningful on backend='reml' only (update())
 _SAMPLER_ONLY = {"draws", "tune", "chains", "cores", "random_seed", "sampler", "priors", "marginalize",
                  "target_accept", "progressbar"}
+SAMPLER_ONLY = frozenset(_SAMPLER_ONLY)  # ... and on backend='pymc' only
 
 
 def refuse_unused(backend: str, **given) -> None:

@@ -227,4 +227,28 @@ def model_terms(formula: str, groups=None, random=None) -> tuple[str, list[Rando
     if random is not None and not isinstance(random, str | list | tuple):
         raise TypeError(f"random= must be a list of strings like ['(1 + x | g)'], got {random!r}")
     specs = [random] if isinstance(random, str) else list(random or [])
-    return fixed, parse_random(groups_to_terms(groups) + specs + inline)
+    terms = parse_random(groups_to_terms(groups) + specs + inline)
+    _refuse_repeats(terms, groups)
+    return fixed, terms
+
+
+def _refuse_repeats(terms: list[RandomTerm], groups) -> None:
+    """A ValueError for the same term given twice (same columns, same grouping factor), however
+    spelled: ``(Days | g)`` is ``(1 + Days | g)``, and ``groups="g"`` adds ``(1 | g)``."""
+    seen: dict[tuple, RandomTerm] = {}
+    first_intercept = frozenset(_formula_terms("1", "(1 | g)"))
+    for t in terms:
+        key = (t.factors, frozenset(_formula_terms(t.expr, t.source)))
+        if key in seen:
+            first = seen[key]
+            where = (f"{first.source!r} and {t.source!r}" if first.source != t.source
+                     else f"{t.source!r} twice")
+            named = [groups] if isinstance(groups, str) else list(groups or [])
+            hint = (f" (groups={t.group!r} already adds '(1 | {t.group})')"
+                    if t.group in named and key[1] == first_intercept else "")
+            raise ValueError(
+                f"the random-effects term on {t.group!r} with columns {t.expr!r} is given twice: "
+                f"{where}{hint}. lme4 would fit the copies as separate terms with separate variances, "
+                "which is never intended and not identifiable apart; give the term once"
+            )
+        seen[key] = t

@@ -17,7 +17,41 @@ from ..model.spec import ModelSpec
 from .base import FitResult
 from .verbs import RE_FORM_DEFAULT, ResultVerbs, resolve_re_form
 
-__all__ = ["CrossedLMEResult", "FitInfo"]
+__all__ = ["CrossedLMEResult", "FitInfo", "needs_rows_error", "refuse_iterative"]
+
+# what a fit by solver="iterative" does not compute (docs/scalable.md), by what a verb needs
+ITERATIVE_LACKS = {
+    "likelihood": "the iterative solver computes no log-likelihood or REML criterion (its log-determinants "
+                  "are never formed: llf is NaN), so there is nothing to compare or profile",
+    "df": "the iterative solver computes no Satterthwaite or Kenward-Roger df (no Hessian of the "
+          "criterion: its tests are Wald z with df = ∞, as in summary())",
+    "refit": "it refits the model to simulated responses, which is implemented for the exact solver only",
+    "simulate": "simulating responses is implemented on the exact solver's engine only",
+    "condvar": "the iterative solver never factors Z'WZ, so the diagonal blocks of the q × q inverse "
+               "behind Var(b | y) are not available",
+}
+
+
+def refuse_iterative(result, what: str, lacks: str, instead: str = "") -> None:
+    """Raise a ValueError saying why ``what`` is not available when ``result`` is a fit by the
+    iterative solver (nothing otherwise)."""
+    if (getattr(result, "optimizer_info", None) or {}).get("solver") != "iterative":
+        return
+    raise ValueError(
+        f"{what} is not available for a fit with solver='iterative': {ITERATIVE_LACKS[lacks]}. "
+        f"{instead}To get it, refit with solver='exact' (on a subset of the data or a smaller model if "
+        "the full one is too large for the exact solver)"
+    )
+
+
+def needs_rows_error(what: str) -> ValueError:
+    """The error for what needs the fitted rows of a fit from a lazy frame (only its cross-products
+    [Z X y]'W[Z X y] were collected)."""
+    return ValueError(
+        f"{what} needs the row-level data, but this model was fitted from a lazy frame: only its "
+        "cross-products were collected, never its rows. Collect the lazy frame (e.g. "
+        "lazy_frame.collect()) and fit the collected frame to get it"
+    )
 
 
 @dataclass
@@ -77,14 +111,37 @@ class CrossedLMEResult(ResultVerbs, FitResult):
         self.llf = float(info.llf)
         self.converged = bool(info.converged)
         self.is_singular = bool(info.is_singular)
-        # None for fits from a lazy frame: no row-level data were collected
-        self.fittedvalues = None if info.fitted is None else np.asarray(info.fitted)
-        self.resid = None if info.resid is None else np.asarray(info.resid)
+        # None for fits from a lazy frame (no row-level data were collected): the properties raise
+        self._fitted = None if info.fitted is None else np.asarray(info.fitted)
+        self._resid = None if info.resid is None else np.asarray(info.resid)
         self.optimizer_info = dict(info.optimizer_info)
         self.correlation_params = dict(info.correlation_params)
         self.engine = engine  # the REML backend's REMLEngine (refit, simulate, profile), else None
         self.model_frame = design.frame  # the complete-case rows fitted (None for lazy frames)
         self.input_namespace = design.input_namespace
+
+    # ---- row-level quantities ------------------------------------------------------------
+    @property
+    def fittedvalues(self) -> np.ndarray | None:
+        """Fitted values of the fitted rows (a fit from a lazy frame has none: ValueError)."""
+        if self._fitted is None and self.design.gram is not None:
+            raise needs_rows_error("fittedvalues")
+        return self._fitted
+
+    @fittedvalues.setter
+    def fittedvalues(self, value) -> None:
+        self._fitted = value
+
+    @property
+    def resid(self) -> np.ndarray | None:
+        """Residuals of the fitted rows (a fit from a lazy frame has none: ValueError)."""
+        if self._resid is None and self.design.gram is not None:
+            raise needs_rows_error("resid (residuals)")
+        return self._resid
+
+    @resid.setter
+    def resid(self, value) -> None:
+        self._resid = value
 
     # ---- fixed effects -------------------------------------------------------------------
     @property
@@ -294,6 +351,7 @@ class CrossedLMEResult(ResultVerbs, FitResult):
     def simulate(self, nsim: int = 1, seed=None, include_re: bool = True) -> np.ndarray:
         """Responses drawn from the fitted model, shape (nobs, nsim) (lme4's ``simulate``)."""
         engine = self.engine
+        refuse_iterative(self, "simulate", "simulate")
         if engine is None:
             raise TypeError("simulate needs a fit with a REML/ML engine")
         return engine.simulate(nsim, seed=seed, include_re=include_re)

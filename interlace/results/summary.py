@@ -42,7 +42,7 @@ class ModelSummary(Report):
                             f"{se}).", f"Not computed: {info['not_computed']}."]
         lines.extend(_criterion(r, 1))
         lines.append("")
-        if r.resid is not None:
+        if r.design.gram is None and r.resid is not None:  # a lazy fit has no rows
             lines.append("Scaled residuals: ")
             lines.extend(_scaled_residuals(r))
             lines.append("")
@@ -211,7 +211,7 @@ class GLMMSummary(ModelSummary):
         lines = [_glmm_title(r), _family_line(r), f"Formula: {r.spec.full_formula}", *_data_line(r), ""]
         lines.extend(_criterion(r, 1))
         lines.append("")
-        if r.resid is not None:
+        if r.design.gram is None and r.resid is not None:  # a lazy fit has no rows
             lines.append("Scaled residuals: ")
             lines.extend(_scaled_residuals(r))
             lines.append("")

@@ -225,6 +225,9 @@ class ResultVerbs:
             raise TypeError(f"condVar must be True or False, got {condVar!r}")
         out = {g: f.copy() for g, f in self.random_effects.items()}
         if condVar:
+            from .lmm import refuse_iterative
+
+            refuse_iterative(self, "ranef(condVar=True)", "condvar")
             engine = getattr(self, "engine", None)
             if engine is None or not hasattr(engine, "conditional_variances"):
                 raise TypeError(
@@ -322,11 +325,28 @@ class ResultVerbs:
             args["formula"] = _updated_formula(self.spec, formula)
             args["groups"] = None
             args["random"] = None
+        if "backend" in kwargs and kwargs["backend"] != args.get("backend"):
+            _reset_other_backend(func, args, kwargs["backend"], given=kwargs)
         args.update(kwargs)
         result = func(**args)
         if getattr(result, "call", None) is not None:  # the Data: line names what the user gave
             result.call["data_name"] = data_name if data is None else data_label(data, sys._getframe(1))
         return result
+
+
+def _reset_other_backend(func, args: dict, backend, given: dict) -> None:
+    """update(backend=...) switches backend: the stored arguments that configure only the other
+    backend (the sampler's for 'reml', the optimiser's for 'pymc') go back to their defaults unless
+    given in this update call, so that they are not refused as meaningless on the new backend."""
+    import inspect
+
+    from ..model.arguments import REML_ONLY, SAMPLER_ONLY
+
+    other = SAMPLER_ONLY if str(backend).lower() == "reml" else REML_ONLY
+    params = inspect.signature(func).parameters
+    for name in other & set(args):
+        if name not in given and name in params and params[name].default is not inspect.Parameter.empty:
+            args[name] = params[name].default
 
 
 def _updated_formula(spec, new: str) -> str:

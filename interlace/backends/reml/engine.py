@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize
 
 from ...data.design import DesignMatrices, tril_colwise
 from ...model.spec import ModelSpec
-from ...results.lmm import CrossedLMEResult, FitInfo
+from ...results.lmm import CrossedLMEResult, FitInfo, needs_rows_error
 from .lmm import LMMFit, LMMObjective, fit_lmm
 
 __all__ = ["REMLEngine", "make_result"]
@@ -53,15 +54,20 @@ def make_result(spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped:
 class REMLEngine:
     """Refit, simulate and profile one fitted model."""
 
-    def __init__(self, spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped: int = 0):
+    def __init__(self, spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped: int = 0,
+                 sum_log_w: float = 0.0):
         self.spec, self.design, self.est, self.n_dropped = spec, design, est, n_dropped
+        # Σ log wᵢ of a fit from cross-products (lazy frames), which the criterion must subtract
+        self.sum_log_w = sum_log_w
 
     # ---- refitting -------------------------------------------------------------------------
     def refit(self, y: np.ndarray | None = None, **spec_changes) -> CrossedLMEResult:
         """Fit the same design again, with a new response and/or changed spec fields."""
         spec = dataclasses.replace(self.spec, **spec_changes)
+        if y is not None and self.design.gram is not None:
+            raise needs_rows_error("refitting to a new response")
         design = self.design if y is None else dataclasses.replace(self.design, y=np.asarray(y, float))
-        return make_result(spec, design, fit_lmm(design, spec), self.n_dropped)
+        return gram_result(spec, design, fit_lmm(design, spec), self.n_dropped, self.sum_log_w)
 
     def simulate(self, nsim: int, seed=None, include_re: bool = True) -> np.ndarray:
         """Responses drawn from the fitted model: shape (n, nsim) (lme4's ``simulate``).
@@ -69,8 +75,10 @@ class REMLEngine:
         With ``include_re`` new random effects b ~ N(0, σ²ΛΛ') are drawn for each
         simulation; otherwise the conditional modes are kept.
         """
-        rng = np.random.default_rng(seed)
         d, e = self.design, self.est
+        if d.gram is not None:
+            raise needs_rows_error("simulating responses (simulate, bootstrap, confint(method='boot'))")
+        rng = np.random.default_rng(seed)
         sigma = np.sqrt(e.scale)
         mean = d.X @ e.beta + d.offset
         w = np.ones(d.n) if d.weights is None else d.weights
@@ -92,13 +100,17 @@ class REMLEngine:
         d, e = self.design, self.est
         if d.q > max_q:
             raise ValueError(f"conditional variances need a dense {d.q} × {d.q} inverse; q > max_q={max_q}")
-        w = np.ones(d.n) if d.weights is None else d.weights
-        Zw = d.Z.multiply(np.sqrt(w)[:, None]).tocsc()
-        if d.correlation is not None:
-            z = next(self._corr_z())
-            Zw = (d.correlation.whitener(z, d.corr_layout)[0] @ Zw).tocsc()
+        if d.gram is not None:  # a lazy fit: Z'WZ from the collected cross-products
+            ZtWZ = _full_ztz(d)
+        else:
+            w = np.ones(d.n) if d.weights is None else d.weights
+            Zw = d.Z.multiply(np.sqrt(w)[:, None]).tocsc()
+            if d.correlation is not None:
+                z = next(self._corr_z())
+                Zw = (d.correlation.whitener(z, d.corr_layout)[0] @ Zw).tocsc()
+            ZtWZ = (Zw.T @ Zw).toarray()
         Lam = d.lambda_dense(e.theta)
-        C = Lam.T @ (Zw.T @ Zw).toarray() @ Lam + np.eye(d.q)
+        C = Lam.T @ ZtWZ @ Lam + np.eye(d.q)
         V = e.scale * Lam @ np.linalg.solve(C, Lam.T)
         out: dict[str, list[np.ndarray]] = {}
         for t in d.terms:
@@ -232,6 +244,12 @@ class REMLEngine:
         reduced = dataclasses.replace(
             d, X=d.X[:, keep], X_names=[d.X_names[i] for i in keep], offset=d.offset + value * d.X[:, j]
         )
+        if d.gram is not None:  # the same move on the cross-products: [X y] ↦ [X_keep, y − v·x_j]
+            A = np.zeros((d.p + 1, d.p))
+            A[keep, np.arange(d.p - 1)] = 1.0
+            A[d.p, d.p - 1], A[j, d.p - 1] = 1.0, -value
+            ZtZ, ZtXy, XytXy = d.gram
+            reduced = dataclasses.replace(reduced, gram=(ZtZ, ZtXy @ A, A.T @ XytXy @ A))
         obj = LMMObjective(reduced, self.spec.reml)
         x0 = np.r_[self.est.theta, list(self._corr_z())]
         lower = np.r_[d.theta_lower(), [-np.inf] * (x0.size - d.n_theta)]
@@ -243,6 +261,30 @@ class REMLEngine:
         d = self.design
         for v in self.est.correlation_params.values():
             yield d.correlation.to_z(v, d.corr_layout)
+
+
+def gram_result(spec: ModelSpec, design: DesignMatrices, est: LMMFit, n_dropped: int = 0,
+                sum_log_w: float = 0.0) -> CrossedLMEResult:
+    """:func:`make_result` for a design that may carry only cross-products (a lazy frame): no
+    fitted values or residuals, and the criterion less Σ log wᵢ of the prior weights."""
+    if design.gram is None:
+        return make_result(spec, design, est, n_dropped)
+    est.objective -= sum_log_w
+    est.fitted = est.resid = None  # no row-level data were collected
+    result = make_result(spec, design, est, n_dropped=n_dropped)
+    result.engine.sum_log_w = sum_log_w
+    result.optimizer_info["solver"] = "exact"
+    return result
+
+
+def _full_ztz(d: DesignMatrices) -> np.ndarray:
+    """Z'WZ (dense) from a lazy design's lower block triangle: each term's own block is stored
+    whole, each block between two terms once, below the diagonal."""
+    L = sp.coo_matrix(d.gram[0])
+    term = np.concatenate([np.full(t.q, i) for i, t in enumerate(d.terms)])
+    between = term[L.row] != term[L.col]
+    mirror = sp.coo_matrix((L.data[between], (L.col[between], L.row[between])), shape=L.shape)
+    return (L + mirror).toarray()
 
 
 def _stack_blocks(blocks: list[np.ndarray]) -> np.ndarray:

@@ -22,7 +22,7 @@ from ...model.formula import model_terms
 from ...model.rformula import parse_fixed
 from ...model.spec import ModelSpec
 from ...results.lmm import CrossedLMEResult
-from .engine import make_result
+from .engine import gram_result
 from .iterative import choose_solver, symmetric_from_lower
 from .iterative_fit import check_iterative_spec, iterative_result
 from .lmm import fit_lmm
@@ -96,11 +96,11 @@ def fit_lazy(formula, data, groups, random, method, optimizer, weights, offset, 
         return sample(spec, design, cp.n_dropped)
     if choose_solver(solver, cp.terms, len(cp.X_names)) == "iterative":
         check_iterative_spec(spec)
-        return iterative_result(spec, design, symmetric_from_lower(cp.ZtZ), cp.ZtXy, cp.XytXy, cp.n,
-                                cp.n_dropped, rows=False)
-    est = fit_lmm(design, spec)
-    est.objective -= cp.sum_log_w  # prior weights: −Σ log wᵢ, which the compressed rows do not carry
-    est.fitted = est.resid = None  # no row-level data were collected
-    result = make_result(spec, design, est, n_dropped=cp.n_dropped)
-    result.optimizer_info["solver"] = "exact"
+        result = iterative_result(spec, design, symmetric_from_lower(cp.ZtZ), cp.ZtXy, cp.XytXy, cp.n,
+                                  cp.n_dropped, rows=False)
+        result.fixed_levels = cp.fixed_levels  # for emmeans
+        return result
+    # prior weights: −Σ log wᵢ, which the compressed rows do not carry; no fitted values or residuals
+    result = gram_result(spec, design, fit_lmm(design, spec), cp.n_dropped, cp.sum_log_w)
+    result.fixed_levels = cp.fixed_levels  # the factors' levels, for emmeans (no rows to read them from)
     return result
