@@ -130,7 +130,7 @@ def _fixed_and_random_variance(result) -> tuple[float, float]:
 def _need_rows(result, what: str) -> None:
     """Var(Xβ̂) and the mean zᵢ'Σzᵢ are averages over the fitted rows, which a lazy fit lacks."""
     if getattr(result.design, "gram", None) is not None:
-        from .results.lmm import needs_rows_error
+        from .results.refusals import needs_rows_error
 
         raise needs_rows_error(f"{what} (averages over the fitted rows)")
 

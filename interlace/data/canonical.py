@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = ["exponent", "grid_bits", "shift", "on_grid"]
 
@@ -55,8 +56,6 @@ def row_crossproducts(design) -> tuple:
     """(Z'WZ's lower block triangle, Z'W[X y], [X y]'W[X y]) from the rows of an eager design,
     every product on the grid (module doc) — the numbers and layout :func:`.lazy.lazy_crossproducts`
     gives with ``canonical=True`` for the same data (terms in the design's order; a ≥ b blocks)."""
-    from .lazy import _block_lower_sparse
-
     n = design.n
     w = np.ones(n) if design.weights is None else np.asarray(design.weights, dtype=float)
     e_w = exponent(np.max(np.abs(w)))
@@ -96,4 +95,18 @@ def row_crossproducts(design) -> tuple:
                     r = (ta.z_start + la * ta.k + ja).astype(np.int32)
                     cc = (tb.z_start + lb * tb.k + jb).astype(np.int32)
                     (diag if a == b else lower).append((r, cc, v))
-    return _block_lower_sparse(diag, lower, q), ZtXy, XytXy
+    return block_lower_sparse(diag, lower, q), ZtXy, XytXy
+
+
+def block_lower_sparse(diag: list, lower: list, q: int) -> sp.csc_matrix:
+    """Z'WZ's lower block triangle from the (rows, cols, values) of its diagonal blocks and of
+    the blocks Z_a'WZ_b, a > b: one COO → CSC conversion from preallocated int32 index arrays."""
+    parts = diag + lower
+    rows = np.empty(sum(v.size for _, _, v in parts), dtype=np.int32)
+    cols = np.empty_like(rows)
+    vals = np.empty(rows.size)
+    at = 0
+    for r, c, v in parts:
+        rows[at : at + v.size], cols[at : at + v.size], vals[at : at + v.size] = r, c, v
+        at += v.size
+    return sp.coo_matrix((vals, (rows, cols)), shape=(q, q)).tocsc()

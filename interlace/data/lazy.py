@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from formulaic import Formula
 
 from ..model.formula import RandomTerm
+from .canonical import block_lower_sparse as _block_lower_sparse
 from .canonical import exponent, shift
 from .design import TermBlock
 
@@ -500,17 +501,3 @@ def _assemble(tables: dict, ranks: dict, pairs, U, term_specs, cat_fixed, num_fi
         ZtZ=ZtZ, ZtXy=ZtXy, XytXy=XytXy, n=n, n_dropped=n_total - n, sum_log_w=sum_log_w,
         X_names=[c[0] for c in xcols], terms=terms, response=response, fixed_levels=fixed_levels,
     )
-
-
-def _block_lower_sparse(diag: list, lower: list, q: int) -> sp.csc_matrix:
-    """Z'WZ's lower block triangle from the (rows, cols, values) of its diagonal blocks and of
-    the blocks Z_a'WZ_b, a > b: one COO → CSC conversion from preallocated int32 index arrays."""
-    parts = diag + lower
-    rows = np.empty(sum(v.size for _, _, v in parts), dtype=np.int32)
-    cols = np.empty_like(rows)
-    vals = np.empty(rows.size)
-    at = 0
-    for r, c, v in parts:
-        rows[at : at + v.size], cols[at : at + v.size], vals[at : at + v.size] = r, c, v
-        at += v.size
-    return sp.coo_matrix((vals, (rows, cols)), shape=(q, q)).tocsc()

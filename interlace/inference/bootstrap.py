@@ -97,7 +97,7 @@ def bootstrap(
     engine = getattr(result, "engine", None)
     if engine is None and hasattr(result, "variance_draws"):
         return _posterior_draws(result, int(nsim), seed, statistic)
-    from ..results.lmm import refuse_iterative
+    from ..results.refusals import refuse_iterative
 
     refuse_iterative(result, "bootstrap", "refit")
     if engine is None:

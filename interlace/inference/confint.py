@@ -146,7 +146,7 @@ def _boot(result, engine, out: pd.DataFrame, level: float, nsim: int, seed) -> N
 def _iterative(result, method: str, level: float) -> pd.DataFrame:
     """A fit by the iterative solver: Wald intervals β̂ ± z·SE (its Var(β̂) is exact), NaN for the
     variance parameters as lme4's Wald; no profile (no likelihood) and no bootstrap."""
-    from ..results.lmm import refuse_iterative
+    from ..results.refusals import refuse_iterative
 
     if method == "profile":
         refuse_iterative(result, "confint(method='profile')", "likelihood",

@@ -50,7 +50,7 @@ def _is_glmm(result) -> bool:
 
 def ddf_method(result, ddf: str | None) -> str:
     """``"Satterthwaite"`` or ``"Kenward-Roger"``: ``ddf`` (any case) or the fit's ``df_method``."""
-    from ..results.lmm import refuse_iterative
+    from ..results.refusals import refuse_iterative
 
     refuse_iterative(result, "an F or t test with denominator df (anova, drop1, test)", "df",
                      "β̂ and Var(β̂) are exact: the Wald z tests of summary() and emmeans() are available. ")

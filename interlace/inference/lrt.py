@@ -67,7 +67,7 @@ def anova(*models, names: list[str] | None = None, type=None, ddf: str | None = 
         raise ValueError("anova needs one fitted model (F tables) or at least two to compare (with names=)")
     if type is not None or ddf is not None:
         raise ValueError("type= and ddf= are for the F table of one model, not for a likelihood-ratio test")
-    from ..results.lmm import refuse_iterative
+    from ..results.refusals import refuse_iterative
 
     for m in models:
         refuse_iterative(m, "a likelihood-ratio test (anova of several models)", "likelihood")

@@ -34,7 +34,7 @@ _COLUMNS = ["npar", "logLik", "AIC", "LRT", "Df", "Pr(>Chisq)"]
 
 
 def _check(result, what: str) -> None:
-    from ..results.lmm import refuse_iterative
+    from ..results.refusals import refuse_iterative
 
     refuse_iterative(result, f"{what} (likelihood-ratio tests)", "likelihood")
     if getattr(result, "engine", None) is None or hasattr(result, "family"):

@@ -225,7 +225,7 @@ class ResultVerbs:
             raise TypeError(f"condVar must be True or False, got {condVar!r}")
         out = {g: f.copy() for g, f in self.random_effects.items()}
         if condVar:
-            from .lmm import refuse_iterative
+            from .refusals import refuse_iterative
 
             refuse_iterative(self, "ranef(condVar=True)", "condvar")
             engine = getattr(self, "engine", None)
