@@ -135,17 +135,14 @@ def _levels(T, D, E, Mxy, U, Xi):
     return True, S, logdet, Gam
 
 
-def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, cols):
-    """log p(y | θ, σ) with β ~ N(m₀, P₀⁻¹) integrated out, ∂/∂θ (lme4 order) and ∂/∂σ."""
-    m, k, c = E.shape
+def _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const):
+    """β ~ N(m₀, P₀⁻¹) integrated out of the Gaussian marginal, given S (c × c: the [X y] block
+    left after eliminating the random effects) and ``logdet`` of that elimination; shared by the
+    single-factor and the crossed kernels. Returns (ok, log p, c = (−β̃, 1), H⁻¹, Q = c'Sc,
+    tr(H⁻¹S_XX)) with H = S_XX/σ² + P₀ and β̃ = H⁻¹(S_Xy/σ² + P₀m₀); ok is False when H is not
+    positive definite."""
+    c = S.shape[0]
     p = c - 1
-    nt = rows.shape[0]
-    U = np.empty((m, k, c))
-    Xi = np.empty((m, k, c))
-    ok, S, logdet, Gam = _levels(T, D, E, Mxy, U, Xi)
-    g = np.zeros(nt)
-    if not ok:
-        return -np.inf, g, 0.0
     s2 = sigma * sigma
     Hm = np.empty((p, p))
     h = np.empty(p)
@@ -154,12 +151,13 @@ def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, 
             Hm[a, b] = S[a, b] / s2 + P0[a, b]
         h[a] = S[a, p] / s2 + P0m0[a]
     LH = np.empty((p, p))
+    cv = np.empty(c)
+    Hi = np.zeros((p, p))
     if not _chol(Hm, LH):
-        return -np.inf, g, 0.0
+        return False, -np.inf, cv, Hi, 0.0, 0.0
     bt = h.reshape(p, 1).copy()
     _fwd(LH, bt)
     _bwd(LH, bt)
-    cv = np.empty(c)
     for a in range(p):
         cv[a] = -bt[a, 0]
     cv[p] = 1.0
@@ -175,7 +173,6 @@ def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, 
             quad0 += (bt[a, 0] - m0[a]) * P0[a, b] * (bt[b, 0] - m0[b])
     value = c_const - n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
     value += -0.5 * (logdet_S0 + logdet_H) - 0.5 * quad0
-    Hi = np.zeros((p, p))
     for a in range(p):
         Hi[a, a] = 1.0
     _fwd(LH, Hi)
@@ -184,6 +181,24 @@ def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, 
     for a in range(p):
         for b in range(p):
             tr += Hi[a, b] * S[a, b]
+    return True, value, cv, Hi, Q, tr
+
+
+def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, cols):
+    """log p(y | θ, σ) with β ~ N(m₀, P₀⁻¹) integrated out, ∂/∂θ (lme4 order) and ∂/∂σ."""
+    m, k, c = E.shape
+    p = c - 1
+    nt = rows.shape[0]
+    U = np.empty((m, k, c))
+    Xi = np.empty((m, k, c))
+    ok, S, logdet, Gam = _levels(T, D, E, Mxy, U, Xi)
+    g = np.zeros(nt)
+    if not ok:
+        return -np.inf, g, 0.0
+    s2 = sigma * sigma
+    ok, value, cv, Hi, Q, tr = _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const)
+    if not ok:
+        return -np.inf, g, 0.0
     cross = np.zeros((k, k))
     u = np.empty(k)
     z = np.empty(k)
@@ -268,6 +283,7 @@ if njit is not None:
     _fwd = njit(cache=True)(_fwd)
     _bwd = njit(cache=True)(_bwd)
     _levels = njit(cache=True)(_levels)
+    _integrate_beta = njit(cache=True)(_integrate_beta)
     integrated = njit(cache=True)(_integrated)
     given_beta = njit(cache=True)(_given_beta)
 else:  # pragma: no cover

@@ -237,43 +237,9 @@ def _crossed_integrated(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, th0, rows, cols, min_dia
     c = S.shape[0]
     p = c - 1
     s2 = sigma * sigma
-    Hm = np.empty((p, p))
-    h = np.empty(p)
-    for a in range(p):
-        for b in range(p):
-            Hm[a, b] = S[a, b] / s2 + P0[a, b]
-        h[a] = S[a, p] / s2 + P0m0[a]
-    LH = np.empty((p, p))
-    if not _chol(Hm, LH):
+    ok, value, cv, Hi, Q, tr = _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const)
+    if not ok:
         return 0, -np.inf, g, 0.0
-    bt = h.reshape(p, 1).copy()
-    _fwd(LH, bt)
-    _bwd(LH, bt)
-    cv = np.empty(c)
-    for a in range(p):
-        cv[a] = -bt[a, 0]
-    cv[p] = 1.0
-    Q = 0.0
-    for a in range(c):
-        for b in range(c):
-            Q += cv[a] * S[a, b] * cv[b]
-    quad0 = 0.0
-    logdet_H = 0.0
-    for a in range(p):
-        logdet_H += 2.0 * np.log(LH[a, a])
-        for b in range(p):
-            quad0 += (bt[a, 0] - m0[a]) * P0[a, b] * (bt[b, 0] - m0[b])
-    value = c_const - n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
-    value += -0.5 * (logdet_S0 + logdet_H) - 0.5 * quad0
-    Hi = np.zeros((p, p))
-    for a in range(p):
-        Hi[a, a] = 1.0
-    _fwd(LH, Hi)
-    _bwd(LH, Hi)
-    tr = 0.0
-    for a in range(p):
-        for b in range(p):
-            tr += Hi[a, b] * S[a, b]
     kmax = Ts.shape[1]
     for t in range(nt):
         k, z0 = ks[t], zs[t]
@@ -317,7 +283,7 @@ def _crossed_integrated(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, th0, rows, cols, min_dia
 
 
 if njit is not None:
-    from .kernels import _bwd, _chol, _fwd
+    from .kernels import _integrate_beta
 
     _lam_rows = njit(cache=True)(_lam_rows)
     _lam_apply = njit(cache=True)(_lam_apply)
