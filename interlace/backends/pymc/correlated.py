@@ -32,13 +32,13 @@ from collections import OrderedDict
 import numpy as np
 import pytensor.tensor as pt
 import scipy.sparse as sp
-from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
 from ...data.design import DesignMatrices
 from ...model.correlation import AR1, CompoundSymmetry
 from .marginal import MarginalLMM, MarginalParts
+from .op import value_gradient_lop
 
 __all__ = ["CorrelatedLMM", "CorrelatedLogpOp", "correlation_bounds"]
 
@@ -208,13 +208,7 @@ class CorrelatedLogpOp(Op):
             output_storage[i][0] = np.asarray(v, dtype="float64")
 
     def L_op(self, inputs, outputs, output_grads):
-        g = output_grads[0]
-        for og in output_grads[1:]:
-            if not isinstance(og.type, DisconnectedType):
-                return [grad_not_implemented(self, i, x, "second derivatives") for i, x in enumerate(inputs)]
-        if isinstance(g.type, DisconnectedType):
-            return [pt.zeros_like(x) for x in inputs]
-        return [g * outputs[1], g * outputs[2], g * outputs[3], g * outputs[4]]
+        return value_gradient_lop(self, inputs, outputs, output_grads)
 
     def connection_pattern(self, node):
         return [[True] * 5] * 4

@@ -15,7 +15,20 @@ from pytensor.graph.op import Op
 
 from .marginal import GaussianPrior, MarginalBase
 
-__all__ = ["MarginalLogpOp", "IntegratedLogpOp"]
+__all__ = ["MarginalLogpOp", "IntegratedLogpOp", "value_gradient_lop"]
+
+
+def value_gradient_lop(op: Op, inputs, outputs, output_grads) -> list:
+    """``L_op`` of an Op whose outputs are (value, ∂value/∂input₀, ∂value/∂input₁, …): the gradient
+    of the value is g·(stored gradients); gradients of the gradient outputs (second derivatives)
+    are not implemented."""
+    g = output_grads[0]
+    for og in output_grads[1:]:
+        if not isinstance(og.type, DisconnectedType):
+            return [grad_not_implemented(op, i, x, "second derivatives") for i, x in enumerate(inputs)]
+    if isinstance(g.type, DisconnectedType):
+        return [pt.zeros_like(x) for x in inputs]
+    return [g * outputs[i + 1] for i in range(len(inputs))]
 
 
 class MarginalLogpOp(Op):
@@ -42,13 +55,7 @@ class MarginalLogpOp(Op):
         output_storage[3][0] = np.asarray(parts.g_beta, dtype="float64")
 
     def L_op(self, inputs, outputs, output_grads):
-        g = output_grads[0]
-        for og in output_grads[1:]:
-            if not isinstance(og.type, DisconnectedType):
-                return [grad_not_implemented(self, i, x, "second derivatives") for i, x in enumerate(inputs)]
-        if isinstance(g.type, DisconnectedType):
-            return [pt.zeros_like(x) for x in inputs]
-        return [g * outputs[1], g * outputs[2], g * outputs[3]]
+        return value_gradient_lop(self, inputs, outputs, output_grads)
 
     def connection_pattern(self, node):
         return [[True, True, True, True]] * 3
@@ -79,13 +86,7 @@ class IntegratedLogpOp(Op):
         output_storage[2][0] = np.asarray(parts.g_sigma, dtype="float64")
 
     def L_op(self, inputs, outputs, output_grads):
-        g = output_grads[0]
-        for og in output_grads[1:]:
-            if not isinstance(og.type, DisconnectedType):
-                return [grad_not_implemented(self, i, x, "second derivatives") for i, x in enumerate(inputs)]
-        if isinstance(g.type, DisconnectedType):
-            return [pt.zeros_like(x) for x in inputs]
-        return [g * outputs[1], g * outputs[2]]
+        return value_gradient_lop(self, inputs, outputs, output_grads)
 
     def connection_pattern(self, node):
         return [[True, True, True]] * 2
