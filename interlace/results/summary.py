@@ -40,19 +40,7 @@ class ModelSummary(Report):
             lines[-1:-1] = [f"Solver: iterative. Exact: {info['exact']}.",
                             f"Estimated: {info['estimated']} (Monte-Carlo relative SE of the variances: "
                             f"{se}).", f"Not computed: {info['not_computed']}."]
-        lines.extend(_criterion(r, 1))
-        lines.append("")
-        if r.design.gram is None and r.resid is not None:  # a lazy fit has no rows
-            lines.append("Scaled residuals: ")
-            lines.extend(_scaled_residuals(r))
-            lines.append("")
-        lines.append("Random effects:")
-        lines.extend(self._random_table())
-        lines.append(_nobs_line(r))
-        if r.n_dropped:
-            lines.append(f"  ({r.n_dropped} observation(s) deleted due to missingness)")
-        lines.append("")
-        lines.append("Fixed effects:")
+        lines.extend(self._criterion_to_fixed())
         lines.extend(self._fixed_table())
         corr = _fixef_correlation(r)
         if corr:
@@ -69,6 +57,23 @@ class ModelSummary(Report):
             lines.append("")
             lines.extend(notes)
         return "\n".join(lines)
+
+    def _criterion_to_fixed(self) -> list[str]:
+        """The report's middle, shared by LMM and GLMM: the criterion (or AIC table), scaled
+        residuals (not for a lazy fit, which has no rows), random effects, the numbers of
+        observations and groups, and the "Fixed effects:" heading."""
+        r = self.result
+        lines = [*_criterion(r, 1), ""]
+        if r.design.gram is None and r.resid is not None:  # a lazy fit has no rows
+            lines.append("Scaled residuals: ")
+            lines.extend(_scaled_residuals(r))
+            lines.append("")
+        lines.append("Random effects:")
+        lines.extend(self._random_table())
+        lines.append(_nobs_line(r))
+        if r.n_dropped:
+            lines.append(f"  ({r.n_dropped} observation(s) deleted due to missingness)")
+        return [*lines, "", "Fixed effects:"]
 
     def _random_table(self, comp=("Variance", "Std.Dev.")) -> list[str]:
         return self.result.VarCorr().format(digits=4, comp=comp).splitlines()
@@ -209,19 +214,7 @@ class GLMMSummary(ModelSummary):
     def _render(self) -> str:
         r = self.result
         lines = [_glmm_title(r), _family_line(r), f"Formula: {r.spec.full_formula}", *_data_line(r), ""]
-        lines.extend(_criterion(r, 1))
-        lines.append("")
-        if r.design.gram is None and r.resid is not None:  # a lazy fit has no rows
-            lines.append("Scaled residuals: ")
-            lines.extend(_scaled_residuals(r))
-            lines.append("")
-        lines.append("Random effects:")
-        lines.extend(self._random_table())
-        lines.append(_nobs_line(r))
-        if r.n_dropped:
-            lines.append(f"  ({r.n_dropped} observation(s) deleted due to missingness)")
-        lines.append("")
-        lines.append("Fixed effects:")
+        lines.extend(self._criterion_to_fixed())
         cs = np.column_stack([r.fe_params, r.fe_bse])
         tst = "t value" if r.family.has_scale else "z value"  # lme4: t with a dispersion, p from z
         lines.extend(coef_table(list(r.fe_params.index), cs, ["Estimate", "Std. Error"],
