@@ -71,6 +71,25 @@ def test_same_seed_same_draws_whatever_cores(sleep, sampler):
     assert info["sampler_version"] in text and "random_seed=7" in text
 
 
+def test_marginal_model_samples_with_the_low_rank_mass_matrix(sleep, monkeypatch):
+    """The integrated marginal model asks nutpie for its low-rank modified mass matrix and says
+    so; a model sampled through the pytensor graph keeps the diagonal one."""
+    nutpie = pytest.importorskip("nutpie")
+    seen = []
+    real = nutpie.sample
+
+    def spy(*args, **kw):
+        seen.append(kw["low_rank_modified_mass_matrix"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(nutpie, "sample", spy)
+    direct = _fit(sleep, cores=1, draws=30, tune=30)
+    assert seen == [True, True] and direct.optimizer_info["mass_matrix"] == "low-rank modified"
+    seen.clear()
+    graph = _fit(sleep, cores=1, draws=30, tune=30, marginalize=False)
+    assert seen == [False, False] and graph.optimizer_info["mass_matrix"] == "diagonal"
+
+
 @pytest.mark.slow
 def test_glmm_draws_do_not_depend_on_cores():
     cbpp = datasets.load("cbpp")

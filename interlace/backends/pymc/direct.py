@@ -204,7 +204,7 @@ def direct_model(model, design: DesignMatrices, layout, priors: PriorSet) -> Fla
             coords.update({d: pd.RangeIndex(s) for d, s in zip(dims[n], shape, strict=True)})
     fast = _fast(fn, float(priors.eta))
     return FlatModel(ndim=start.size, fn=fast or fn, names=names, shapes=shapes, dims=dims, coords=coords,
-                     start=start, expand=fn if fast is not None else None)
+                     start=start, expand=fn if fast is not None else None, low_rank_mass_matrix=True)
 
 
 # ---- the same density as compiled loops (numba), for the sampler's inner loop -----------------------

@@ -36,6 +36,9 @@ class FlatModel:
     coords: dict[str, pd.Index]
     start: np.ndarray  # unjittered starting point
     expand: Any = None  # x -> [logp, gradient, *stored]; when set, fn returns [logp, gradient] only
+    # nutpie's low-rank modified mass matrix (Seyboldt 2024): for the few, correlated parameters of
+    # the integrated marginal model it gives 1.5-2× the worst-case ESS of the diagonal one
+    low_rank_mass_matrix: bool = False
 
     def initial_point(self, seed) -> np.ndarray:
         rng = np.random.default_rng(seed)

@@ -73,7 +73,7 @@ def _run_chain(flat, opts, seed: int, counter, index: int) -> dict:
             seed=int(seed),
             progress_bar=False,
             save_warmup=False,
-            low_rank_modified_mass_matrix=opts.extra.get("low_rank", False),
+            low_rank_modified_mass_matrix=flat.low_rank_mass_matrix,
             target_accept=opts.target_accept,
         )
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,7 +41,6 @@ class SamplerOptions:
     progressbar: bool = True
     sampler: str = DEFAULT_SAMPLER
     target_accept: float = 0.8
-    extra: dict = field(default_factory=dict)
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -135,7 +134,9 @@ def run_sampler(model, opts: SamplerOptions, direct=None) -> tuple[object, dict,
     per-chain seeds; None for PyMC, which derives its own from the same children) and the
     generator ``after`` for the draws made after sampling (not for the result's record), and
     ``log_density``: how nutpie evaluated the model — ``"direct"`` when ``direct()`` returned a
-    :class:`~.flat.FlatModel` (:mod:`.direct`), else ``"compiled"`` (pytensor, :mod:`.flat`).
+    :class:`~.flat.FlatModel` (:mod:`.direct`), else ``"compiled"`` (pytensor, :mod:`.flat`);
+    ``mass_matrix``: the adapted metric, ``"low-rank modified"`` (nutpie's diagonal plus low-rank
+    update from draws and gradients, used for the integrated marginal model) or ``"diagonal"``.
     """
     sampler = choose_sampler(opts.sampler)
     cores = opts.cores if opts.cores is not None else default_cores(opts.chains)
@@ -157,11 +158,13 @@ def run_sampler(model, opts: SamplerOptions, direct=None) -> tuple[object, dict,
 
             flat = direct() if direct is not None else None
             how = "direct" if flat is not None else "compiled"
-            idata = sample_nutpie(flat or flatten_model(model), opts, cores, seeds.chains)
+            flat = flat or flatten_model(model)
+            mass = "low-rank modified" if flat.low_rank_mass_matrix else "diagonal"
+            idata = sample_nutpie(flat, opts, cores, seeds.chains)
         else:
             import pymc as pm
 
-            how = "pymc"
+            how, mass = "pymc", "diagonal"
             idata = pm.sample(
                 model=model,
                 draws=opts.draws,
@@ -179,6 +182,7 @@ def run_sampler(model, opts: SamplerOptions, direct=None) -> tuple[object, dict,
         "sampler_version": sampler_version(sampler),
         "cores": cores,
         "log_density": how,
+        "mass_matrix": mass,
         "seed_entropy": seeds.entropy,
         "chain_seeds": list(seeds.chains) if sampler == "nutpie" else None,
         "after": seeds.after,
