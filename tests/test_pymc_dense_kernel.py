@@ -68,3 +68,26 @@ def test_tiny_diagonal_of_T_falls_back_to_the_numpy_path():
     th = np.array([0.5, 0.2, 1e-9, 0.4, -0.1, 0.3])  # the subject slope's SD ~ 0: T⁻¹ unusable
     a, b = fast.logp_integrated(th, 1.0, prior), slow.logp_integrated(th, 1.0, prior)
     assert a.logp == b.logp and np.array_equal(a.g_theta, b.g_theta)
+
+
+@pytest.mark.parametrize("given_beta", [False, True])
+def test_one_factorization_per_draw_gives_the_base_class_draws(given_beta):
+    """DenseMarginalLMM.draw_conditionals (one factor of A per draw for β and b) equals the
+    generic two-step draws of MarginalBase: same deviates, same conditional distributions."""
+    from interlace.backends.pymc.marginal import GaussianPrior, MarginalBase
+
+    des, fast, _ = _pair(["(1 + x | subj)", "(1 + x | item)"])
+    prior = GaussianPrior.from_cov(np.array([0.5, 0.0]), np.diag([4.0, 9.0]))
+    rng = np.random.default_rng(11)
+    diag = np.concatenate([(r == c) for r, c in (fast._tri[t.k] for t in des.terms)])
+    th = rng.normal(size=(25, des.n_theta)) * 0.5
+    th[:, diag] = np.abs(th[:, diag]) + 0.05
+    sigma = 0.8 + rng.uniform(size=25)
+    beta = rng.normal(size=(25, des.p)) if given_beta else None
+    ours = fast.draw_conditionals(th, sigma, beta, prior, np.random.default_rng(5))
+    base = MarginalBase.draw_conditionals(fast, th, sigma, beta, prior, np.random.default_rng(5))
+    for a, b in zip(ours, base, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    other = fast.draw_conditionals(th, sigma, beta, prior, np.random.default_rng(6))
+    assert not np.allclose(other[1], ours[1])

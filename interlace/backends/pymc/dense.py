@@ -179,6 +179,32 @@ class DenseMarginalLMM(MarginalBase):
         u = U @ c + float(sigma) * sla.solve_triangular(L, z, lower=True, trans="T", check_finite=False)
         return self._lam(Ts, u[:, None])[:, 0]
 
+    def draw_conditionals(
+        self, theta: np.ndarray, sigma: np.ndarray, beta: np.ndarray | None, prior: GaussianPrior | None, rng
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`.MarginalBase.draw_conditionals` with one factorization of A per posterior draw
+        for both β | y, θ, σ (S = M_xy − R'Ũ) and b | y, θ, σ, β; the normal deviates are taken
+        from ``rng`` in the base class's order (all of β's, then all of b's)."""
+        n_draws, p, q = theta.shape[0], self.p, self.design.q
+        z_beta = [rng.standard_normal(p) for _ in range(n_draws)] if beta is None else None
+        z_u = [rng.standard_normal(q) for _ in range(n_draws)]
+        betas = np.empty((n_draws, p))
+        b = np.empty((n_draws, q))
+        empty = np.zeros(0)
+        for s in range(n_draws):
+            Ts, _, L, R, U = self._factor(theta[s])
+            sig = float(sigma[s])
+            if z_beta is None:
+                betas[s] = beta[s]
+            else:
+                P = Pieces(self.Mxy - R.T @ U, 0.0, empty, empty, empty)
+                _, LH, bt = self._beta_posterior(P, sig, prior)
+                betas[s] = bt + sla.solve_triangular(LH, z_beta[s], lower=True, trans="T", check_finite=False)
+            c = np.append(-betas[s], 1.0)
+            u = U @ c + sig * sla.solve_triangular(L, z_u[s], lower=True, trans="T", check_finite=False)
+            b[s] = self._lam(Ts, u[:, None])[:, 0]
+        return betas, b
+
     def conditional_mean_b(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """E[b | y, θ, β] = ΛŨc."""
         Ts, _, _, _, U = self._factor(theta)
