@@ -163,6 +163,29 @@ def test_progress_in_a_notebook_updates_one_display(monkeypatch):
     assert len(shown) == 3
 
 
+@pytest.mark.slow
+def test_progress_bar_in_a_real_jupyter_kernel():
+    """A notebook run by a real IPython kernel (nbclient): one HTML progress display, updated in
+    place to the final count; with progressbar=False the cell has no output at all."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    fit = ("import warnings; warnings.simplefilter('ignore')\n"
+           "import interlace\nfrom interlace import datasets\n"
+           "df = datasets.load('sleepstudy')\n"
+           "r = interlace.fit('Reaction ~ Days', data=df, random=['(1 | Subject)'], backend='pymc',\n"
+           "                  chains=2, draws=40, tune=40, cores=1, random_seed=1, progressbar={})")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(fit.format("True")), nbformat.v4.new_code_cell(fit.format("False"))]
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    shown, quiet = nb.cells[0].outputs, nb.cells[1].outputs
+    html = [o["data"]["text/html"] for o in shown if o.get("output_type") == "display_data"]
+    assert len(html) == 1, shown  # one display, updated in place (not one output per redraw)
+    assert "<progress value='160' max='160'" in html[0] and "160/160 iterations" in html[0]
+    assert not any(o.get("output_type") == "stream" for o in shown)  # no text bar besides it
+    assert quiet == []
+
+
 # ---- no likelihood statistics on a posterior; ELPD comparison ---------------------------------
 @pytest.fixture(scope="module")
 def pair(sleep):
