@@ -2,7 +2,7 @@
 
     python benchmarks/pymc_vs_bambi.py [--case sleepstudy|crossed|all] [--chains 2] [--draws 1000]
                                        [--tune 1000] [--seed 1] [--bambi-python PATH] [--repeats 1]
-                                       [--sampler nutpie] [--markdown]
+                                       [--sampler nutpie] [--caches warm|empty] [--markdown]
 
 Cases: sleepstudy ``Reaction ~ Days + (Days | Subject)`` (180 rows, 18 subjects), and
 ``crossed``, a subject × item design with correlated slopes on both factors,
@@ -15,9 +15,14 @@ has the intercept–slope correlations, which bambi does not model; they are inc
 interlace's minimum, never in bambi's).
 
 Each side runs in a fresh interpreter (a subprocess per fit), so both pay the same first-fit
-costs. bambi is a benchmark-only dependency; its plotting dependency arviz-plots 0.8 fails to
-import under matplotlib 3.11, so bambi may live in its own environment: pass that interpreter
-with ``--bambi-python`` (or ``BAMBI_PYTHON``; default: this one). Both use 2 cores.
+costs. What a fresh interpreter still finds on disk is set by ``--caches``: ``empty`` gives every
+fit a new, empty numba cache (NUMBA_CACHE_DIR) and pytensor compile directory (PYTENSOR_FLAGS
+compiledir) — the first fit on a new machine, every compilation paid; ``warm`` (the default)
+first runs one unmeasured fit per side to fill the usual caches — what every later fit costs.
+
+bambi is a benchmark-only dependency; its plotting dependency arviz-plots 0.8 fails to import
+under matplotlib 3.11, so bambi may live in its own environment: pass that interpreter with
+``--bambi-python`` (or ``BAMBI_PYTHON``; default: this one). Both use 2 cores.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -153,7 +160,14 @@ def _in_subprocess(python: str, which: str, case: str, args: argparse.Namespace,
     ]
     if args.non_centered:
         cmd.append("--non-centered")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if args.caches == "empty":  # a fresh machine: nothing compiled yet, on either side
+        tmp = tempfile.mkdtemp(prefix="ess-bench-")
+        env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
+        env["PYTENSOR_FLAGS"] = f"compiledir={os.path.join(tmp, 'pytensor')}"
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if args.caches == "empty":
+        shutil.rmtree(tmp, ignore_errors=True)
     if out.returncode != 0:
         raise RuntimeError(f"{which} run failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--sampler", default="nutpie")
     ap.add_argument("--non-centered", action="store_true", help="interlace without marginalising b")
+    ap.add_argument("--caches", choices=["warm", "empty"], default="warm",
+                    help="compile caches each fresh interpreter finds (see the module doc)")
     ap.add_argument("--markdown", action="store_true", help="also print a markdown table of all runs")
     ap.add_argument("--bambi-python", default=os.environ.get("BAMBI_PYTHON", sys.executable))
     ap.add_argument("--only", choices=["interlace", "bambi"], help=argparse.SUPPRESS)
@@ -199,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     cases = CASES if args.case == "all" else (args.case,)
     table = []
     for case in cases:
+        if args.caches == "warm":  # fill both sides' compile caches; not measured
+            _in_subprocess(sys.executable, "interlace", case, args, args.seed)
+            _in_subprocess(args.bambi_python, "bambi", case, args, args.seed)
         ratios = []
         for rep in range(args.repeats):
             seed = args.seed + rep
@@ -209,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(r_ours / r_theirs)
             table.append((case, seed, ours, theirs, r_ours, r_theirs))
             print(f"{case} run {rep + 1} (seed {seed}), {args.chains} chains x {args.draws} draws, "
-                  f"{args.tune} tune")
+                  f"{args.tune} tune, {args.caches} compile caches")
             print(
                 f"  interlace ({ours['sampler']}, marginalized={ours['marginalized']}): "
                 f"{ours['seconds']:.2f} s "
@@ -229,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.repeats > 1:
             print(f"{case}: median ratio over {args.repeats} runs: {statistics.median(ratios):.2f}x")
     if args.markdown:
-        print("\n| case | seed | interlace s | min ESS | ESS/s | bambi s | min ESS | ESS/s | ratio |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("\n| case | caches | seed | interlace s | min ESS | ESS/s | bambi s | min ESS | ESS/s "
+              "| ratio |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for case, seed, o, t, ro, rt in table:
-            print(f"| {case} | {seed} | {o['seconds']:.1f} | {o['min_ess_bulk']:.0f} | {ro:.0f} | "
-                  f"{t['seconds']:.1f} | {t['min_ess_bulk']:.0f} | {rt:.0f} | {ro / rt:.1f}x |")
+            print(f"| {case} | {args.caches} | {seed} | {o['seconds']:.1f} | {o['min_ess_bulk']:.0f} "
+                  f"| {ro:.0f} | {t['seconds']:.1f} | {t['min_ess_bulk']:.0f} | {rt:.0f} | {ro / rt:.1f}x |")
     return 0
 
 
