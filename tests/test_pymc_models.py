@@ -90,7 +90,7 @@ def test_ar1_posterior_agrees_with_nlme():
     phi = r.variance_draws["phi"]
     _within(phi.mean(), phi.std(), case["phi"], 1.0, "phi")
     assert r.correlation_params["phi"] == pytest.approx(phi.mean())
-    assert "log_likelihood" not in r.idata.groups()  # correlated residuals have no pointwise split
+    assert set(r.idata.log_likelihood.data_vars) == {"follicles", "marginal_Mare"}  # (corr_loglik)
 
 
 @pytest.mark.slow
@@ -102,6 +102,10 @@ def test_compound_symmetry_gls_posterior_agrees_with_nlme():
     rho = r.variance_draws["rho"]
     _within(rho.mean(), rho.std(), case["rho"], 1.0, "rho")
     assert list(r.variance_draws.columns) == ["rho", "sigma"]
+    assert list(r.idata.log_likelihood.data_vars) == ["distance"]  # no random terms: pointwise only
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert np.isfinite(r.loo().elpd_loo)
 
 
 # ---- clmm -----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["AR1", "CompoundSymmetry", "CorrelationLayout", "correlation_layout"]
+__all__ = ["AR1", "CompoundSymmetry", "CorrelationLayout", "correlation_layout", "series_crossing"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +152,21 @@ def _within_group_pairs(order: np.ndarray, sorted_codes: np.ndarray, sizes: np.n
         gids.append(np.full(size * size, g))
         start += size
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(gids)
+
+
+def series_crossing(structure, layout: CorrelationLayout, codes: np.ndarray, group: str) -> str | None:
+    """None when every series of ``structure`` lies within one level of ``group`` (``codes`` per
+    row); otherwise why the levels of ``group`` have no log-likelihood of their own."""
+    lo = np.full(layout.sizes.size, np.iinfo(np.int64).max)
+    hi = np.full(layout.sizes.size, -1)
+    np.minimum.at(lo, layout.codes, codes)
+    np.maximum.at(hi, layout.codes, codes)
+    if np.all(lo == hi):
+        return None
+    kind = type(structure).__name__
+    return (
+        f"the {kind} residual series (group={structure.group!r}) cross the levels of {group!r}, so "
+        f"a level's rows are correlated with other levels' rows and have no log-likelihood of their "
+        f"own; leave-one-group-out needs each series within one level of {group!r} "
+        f"(e.g. {kind}(..., group={group!r}))"
+    )

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.design import DesignMatrices, tril_colwise
+from ..model.correlation import series_crossing
 from .bayes_predict import PosteriorPredict
 from .draws import posterior_arrays
 from .glmm import GLMMResult
@@ -151,7 +152,8 @@ class PosteriorFixedEffects:
         """PSIS leave-one-out ELPD (``az.loo``): per observation (conditional on the fitted
         random effects), or with ``group`` leave-one-group-out, each level of that grouping
         factor left out with its random effects integrated out (Gaussian LMMs; see
-        :mod:`interlace.backends.pymc.logo`)."""
+        :mod:`interlace.backends.pymc.logo`). With AR1 / compound-symmetry residuals the pointwise
+        terms are the exact non-factorized ones (:mod:`interlace.backends.pymc.corr_loglik`)."""
         import arviz as az
 
         return az.loo(self.idata, var_name=self.loglik_name(group), pointwise=pointwise)
@@ -166,6 +168,12 @@ class PosteriorFixedEffects:
             return self.layout.response
         name = f"{GROUP_LOGLIK_PREFIX}{group}"
         if name not in ll:
+            d = self.design
+            codes = next((t.codes for t in d.terms if t.group == group), None)
+            why = None if d.correlation is None or codes is None else series_crossing(
+                d.correlation, d.corr_layout, codes, group)
+            if why is not None:
+                raise ValueError(f"no leave-one-group-out log-likelihood for {group!r}: {why}")
             k = len(GROUP_LOGLIK_PREFIX)
             have = sorted(n[k:] for n in ll.data_vars if n.startswith(GROUP_LOGLIK_PREFIX))
             raise KeyError(

@@ -29,12 +29,12 @@ import scipy.sparse as sp
 
 from ...data.design import DesignMatrices, tril_colwise
 
-__all__ = ["group_loglik", "CHUNK"]
+__all__ = ["group_loglik", "level_loglik", "Factor", "CHUNK"]
 
 CHUNK = 256  # draws per batch (memory: CHUNK × levels × k² and CHUNK × n)
 
 
-class _Factor:
+class Factor:
     """What does not change across draws for grouping factor ``group``."""
 
     def __init__(self, design: DesignMatrices, group: str):
@@ -86,7 +86,7 @@ def group_loglik(
 
     ``beta`` (S, p), ``sigma`` (S,), ``theta`` (S, n_theta) and ``b`` (S, q, Z's column order)
     are posterior draws; see the module docstring for the formula."""
-    f = _Factor(design, group)
+    f = Factor(design, group)
     S = beta.shape[0]
     out = np.empty((S, f.m))
     base = design.y - design.offset
@@ -98,17 +98,21 @@ def group_loglik(
         wr = r * f.w[None, :]
         rr = (f.A @ (wr * r).T).T  # (s, m): Σᵢ wᵢ rᵢ²
         e = np.stack([(f.A @ (wr * f.Zg[:, a][None, :]).T).T for a in range(f.k)], axis=-1)  # (s, m, k)
-        T = f.T(theta[lo:hi])
-        Tt = np.swapaxes(T, 1, 2)
-        C = Tt[:, None] @ f.D[None] @ T[:, None] + np.eye(f.k)
-        L = np.linalg.cholesky(C)  # (s, m, k, k)
-        h = np.linalg.solve(L, (Tt[:, None] @ e[..., None]))[..., 0]
-        logdet = np.sum(np.log(np.diagonal(L, axis1=2, axis2=3)), axis=-1)
-        s2 = sigma[lo:hi, None] ** 2
-        out[lo:hi] = (
-            -0.5 * f.n_j[None, :] * np.log(2 * np.pi * s2)
-            + 0.5 * f.logw_j[None, :]
-            - logdet
-            - (rr - np.sum(h * h, axis=-1)) / (2 * s2)
-        )
+        out[lo:hi] = level_loglik(rr, e, f.D[None], f.T(theta[lo:hi]), f.n_j, sigma[lo:hi])
+        out[lo:hi] += 0.5 * f.logw_j[None, :]
     return out
+
+
+def level_loglik(
+    rr: np.ndarray, e: np.ndarray, D: np.ndarray, T: np.ndarray, n_j: np.ndarray, sigma: np.ndarray
+) -> np.ndarray:
+    """The module docstring's formula without its ½ Σᵢ log wᵢ, from the level-wise sums of s
+    draws: rr (s, m) = Σᵢ wᵢrᵢ², e (s, m, k) = Σᵢ wᵢzᵢrᵢ, D (s or 1, m, k, k) = Σᵢ wᵢzᵢzᵢ', the
+    relative factors T (s, k, k), the level sizes n_j (m,) and σ (s,). Returns (s, m)."""
+    Tt = np.swapaxes(T, 1, 2)
+    C = Tt[:, None] @ D @ T[:, None] + np.eye(T.shape[-1])
+    L = np.linalg.cholesky(C)  # (s, m, k, k)
+    h = np.linalg.solve(L, (Tt[:, None] @ e[..., None]))[..., 0]
+    logdet = np.sum(np.log(np.diagonal(L, axis1=2, axis2=3)), axis=-1)
+    s2 = sigma[:, None] ** 2
+    return -0.5 * n_j[None, :] * np.log(2 * np.pi * s2) - logdet - (rr - np.sum(h * h, axis=-1)) / (2 * s2)

@@ -8,9 +8,12 @@
   conditional log-density log N(yᵢ | xᵢ'β + zᵢ'b + oᵢ, σ²/wᵢ) per draw (the usual conditional
   LOO of a hierarchical model, as bambi reports it), and per grouping factor g,
   ``marginal_<g>``: per level, the log-density of its rows with its random effects integrated
-  out (:mod:`.logo`), for leave-one-group-out. ``az.loo(idata, var_name=...)`` picks one. Neither is
-  stored with a residual correlation structure (the density does not split into independent
-  terms) nor for a lazy frame (no rows), which has no ``observed_data`` either.
+  out (:mod:`.logo`), for leave-one-group-out. ``az.loo(idata, var_name=...)`` picks one. With a
+  residual correlation structure the density does not split into independent terms: the
+  pointwise terms are then the leave-one-out densities log p(yᵢ | y₋ᵢ, ·) of the multivariate
+  normal, and ``marginal_<g>`` exists when each series lies within one level of g
+  (:mod:`.corr_loglik`). Neither is stored for a lazy frame (no rows), which has no
+  ``observed_data`` either.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import xarray as xr
 from ...data.design import DesignMatrices
 from ...results.draws import flat_b, posterior_arrays
 from ...results.posterior import GROUP_LOGLIK_PREFIX
+from .corr_loglik import correlated_group_loglik, correlated_loglik, series_refusal
 from .logo import group_loglik
 from .model import FIXED_DIM, OBS_DIM, ModelLayout
 
@@ -109,8 +113,6 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
     idata.add_groups(observed_data=obs)
     if "log_likelihood" in idata.groups():
         del idata.log_likelihood
-    if layout.corr_param is not None:
-        return idata  # correlated residuals do not split into pointwise likelihood terms
     if nc * nd * design.n > MAX_LOGLIK_ENTRIES:
         warnings.warn(
             f"log_likelihood not stored: {nc * nd} draws × {design.n} observations exceed "
@@ -121,13 +123,21 @@ def complete_idata(design: DesignMatrices, layout: ModelLayout, idata, response:
     beta = posterior_arrays(idata, "beta")
     sigma = posterior_arrays(idata, "sigma")
     b = b.reshape(nc * nd, design.q)
-    ll = _loglik(design, beta, sigma, b).reshape(nc, nd, design.n)
+    rho = None if layout.corr_param is None else posterior_arrays(idata, layout.corr_param).astype(float)
+    ll = _loglik(design, beta, sigma, b) if rho is None else correlated_loglik(design, beta, sigma, rho, b)
+    ll = ll.reshape(nc, nd, design.n)
     cc = {"chain": post.chain, "draw": post.draw}
     per_obs = {**cc, OBS_DIM: layout.coords[OBS_DIM]}
     lik = {response: xr.DataArray(ll, dims=("chain", "draw", OBS_DIM), coords=per_obs)}
     theta = posterior_arrays(idata, "theta")
     for g in layout.groups:  # per level, its random effects integrated out (leave-one-group-out)
-        lg = group_loglik(design, g, beta, sigma, theta, b).reshape(nc, nd, -1)
+        if rho is None:
+            lg = group_loglik(design, g, beta, sigma, theta, b)
+        elif series_refusal(design, g) is None:
+            lg = correlated_group_loglik(design, g, beta, sigma, theta, rho, b)
+        else:
+            continue  # series crossing the levels of g: result.loo(group=g) says so
+        lg = lg.reshape(nc, nd, -1)
         lik[f"{GROUP_LOGLIK_PREFIX}{g}"] = xr.DataArray(
             lg, dims=("chain", "draw", g), coords={**cc, g: layout.coords[g]}
         )
