@@ -12,13 +12,21 @@ combinations of a few fixed sparse products, so no rows are touched per ρ:
 
 - AR1: R⁻¹ = Σ_first e e' + Σ_k s_k²(e_k − r_k e_prev)(e_k − r_k e_prev)' with r = φ^d, s² = 1/(1 − r²)
   for the time gap d, so C = U_F'U_F + Σ_d s_d²(P_d − r_d Q_d + r_d² S_d), with P_d, Q_d, S_d the
-  products of the current and previous rows of the pairs with gap d;
+  products of the current and previous rows of the pairs with gap d; log|R| = Σ_d n_d log(1 − r_d²)
+  (n_d pairs with gap d). Their derivatives: ∂r/∂φ = d φ^(d−1),
+  ∂C/∂r = (2r(P + S) − (1 + r²)Q) / (1 − r²)², ∂log|R|/∂r = −2r n_d / (1 − r²);
 - compound symmetry: R_g⁻¹ = (I − c_g 11') / (1 − ρ), c_g = ρ / (1 + (n_g − 1)ρ), so
-  C = (U'U − Σ_g c_g s_g s_g') / (1 − ρ) with s_g = U'1_g.
+  C = (U'U − Σ_g c_g s_g s_g') / (1 − ρ) with s_g = U'1_g, and ∂C/∂ρ = (C − Σ_g c_g' s_g s_g')/(1 − ρ)
+  with c_g' = 1/(1 + (n_g − 1)ρ)²; log|R| = Σ_g (n_g − 1)log(1 − ρ) + log(1 + (n_g − 1)ρ).
 
-Without random-effects terms (GLS) the rows themselves are whitened.
-Its gradient in (θ, σ, β) is analytic; ∂/∂ρ is a central difference in ρ on the value (the REML
-side also has no analytic derivative in ρ). Without random-effects terms this is GLS.
+Without random-effects terms (GLS) U = W^½[X y − o], C(ρ) is (p + 1)-square and, with c = (−β, 1),
+
+    log p(y | σ, β, ρ) = −n/2 log 2πσ² + ½ Σ log wᵢ − c'C(ρ)c / (2σ²) − ½ log|R(ρ)|,
+
+so ∂/∂β = [C c]_X / σ², ∂/∂σ = −n/σ + c'Cc/σ³ and ∂/∂ρ = −c'(∂C/∂ρ)c / (2σ²) − ½ ∂log|R|/∂ρ, all
+from the (p + 1)-square products (GLS of Pinheiro & Bates 2000, §5.1, written on cross-products).
+With random-effects terms the gradient in (θ, σ, β) is analytic and ∂/∂ρ a central difference on
+the value (the REML side also has no analytic derivative in ρ).
 
 ρ is φ ∈ (−1, 1) for AR1 and ρ ∈ (−1/(n_max − 1), 1) for compound symmetry, with a uniform prior
 on that interval. b | y, θ, σ, β, ρ is drawn exactly from the whitened problem at each draw's ρ.
@@ -37,7 +45,7 @@ from pytensor.graph.op import Op
 
 from ...data.design import DesignMatrices
 from ...model.correlation import AR1, CompoundSymmetry
-from .marginal import MarginalLMM, MarginalParts
+from .marginal import LOG_2PI, MarginalLMM, MarginalParts
 from .op import value_gradient_lop
 
 __all__ = ["CorrelatedLMM", "CorrelatedLogpOp", "correlation_bounds"]
@@ -55,10 +63,11 @@ def correlation_bounds(design: DesignMatrices) -> tuple[float, float]:
 
 
 class WhitenedCrossProducts:
-    """C(ρ) = U'R(ρ)⁻¹U from fixed sparse products (see the module docstring)."""
+    """C(ρ) = U'R(ρ)⁻¹U, ∂C/∂ρ and log|R(ρ)| from fixed sparse products (see the module docstring)."""
 
     def __init__(self, design: DesignMatrices):
         self.design = design
+        self.cs = isinstance(design.correlation, CompoundSymmetry)
         w = np.ones(design.n) if design.weights is None else design.weights
         sw = np.sqrt(w)[:, None]
         XY = np.column_stack([design.X, design.y - design.offset]) * sw
@@ -69,46 +78,79 @@ class WhitenedCrossProducts:
         for i, t in enumerate(design.terms):
             term[t.z_start : t.z_start + t.q] = i
         self._term = term
-        if isinstance(design.correlation, CompoundSymmetry):
+        # small: dense arithmetic beats sparse overhead; without terms C is (p + 1)-square
+        self.dense = design.q == 0 or design.q + design.p + 1 <= DENSE_MAX
+        if self.cs:
             G = sp.csr_matrix((np.ones(design.n), (lay.codes, np.arange(design.n))),
                               shape=(lay.sizes.size, design.n))
             self.UtU = (U.T @ U).tocsc()
             self.sums = (G @ U).tocsr()  # s_g as rows
             self.sizes = lay.sizes.astype(float)
-        else:
-            prev, cur, gap = lay.pairs
-            Uf = U[lay.firsts]
-            self.first = (Uf.T @ Uf).tocsc()
-            self.parts = []
-            for d in np.unique(gap):
-                sel = gap == d
-                Uc, Up = U[cur[sel]], U[prev[sel]]
-                cross = Uc.T @ Up
-                P, S = (Uc.T @ Uc).tocsc(), (Up.T @ Up).tocsc()
-                self.parts.append((float(d), P, (cross + cross.T).tocsc(), S))
+            if self.dense:
+                self.UtU, self.sums = self.UtU.toarray(), self.sums.toarray()
+            return
+        prev, cur, gap = lay.pairs
+        Uf = U[lay.firsts]
+        self.first = (Uf.T @ Uf).tocsc()
+        gaps, self.n_gap = np.unique(gap, return_counts=True)
+        self.gaps = gaps.astype(float)
+        self.parts = []
+        for d in gaps:
+            sel = gap == d
+            Uc, Up = U[cur[sel]], U[prev[sel]]
+            cross = Uc.T @ Up
+            P, S = (Uc.T @ Uc).tocsc(), (Up.T @ Up).tocsc()
+            self.parts.append((float(d), P, (cross + cross.T).tocsc(), S))
+        if self.dense:  # (gap, 3, k, k): P, Q, S stacked for one contraction per ρ
+            self.first = self.first.toarray()
+            k = U.shape[1]
+            self.stack = np.array([[M.toarray() for M in (P, Q, S)] for _, P, Q, S in self.parts])
+            self.stack = self.stack.reshape(len(self.parts), 3, k, k)
 
-        if design.q + design.p + 1 <= DENSE_MAX:  # small: dense arithmetic beats sparse overhead
-            def dense(M):
-                return M.toarray()
-
-            if isinstance(design.correlation, CompoundSymmetry):
-                self.UtU, self.sums = dense(self.UtU), dense(self.sums)
-            else:
-                self.first = dense(self.first)
-                self.parts = [(d, dense(P), dense(Q), dense(S)) for d, P, Q, S in self.parts]
+    def _ar1_weights(self, phi: float) -> tuple[np.ndarray, np.ndarray]:
+        """r_d = φ^d per gap and ∂r_d/∂φ."""
+        r = phi**self.gaps
+        return r, self.gaps * phi ** (self.gaps - 1.0)
 
     def at(self, rho: float):
         """C(ρ), sparse (or dense when small)."""
-        if isinstance(self.design.correlation, CompoundSymmetry):
+        if self.cs:
             c = rho / (1.0 + (self.sizes - 1.0) * rho)
-            if isinstance(self.sums, np.ndarray):
+            if self.dense:
                 return (self.UtU - (self.sums.T * c) @ self.sums) / (1.0 - rho)
             return ((self.UtU - self.sums.T @ sp.diags(c) @ self.sums) / (1.0 - rho)).tocsc()
+        if self.dense:
+            r, _ = self._ar1_weights(rho)
+            coef = np.column_stack([np.ones_like(r), -r, r * r]) / (1.0 - r * r)[:, None]
+            return self.first + np.tensordot(coef, self.stack, axes=([0, 1], [0, 1]))
         C = self.first.copy()
         for d, P, Q, S in self.parts:
             r = rho**d
             C = C + (P - r * Q + r * r * S) / (1.0 - r * r)
         return C
+
+    def derivative(self, rho: float, C=None):
+        """∂C/∂ρ (dense only; ``C`` = C(ρ) when already formed)."""
+        if self.cs:
+            C = self.at(rho) if C is None else C
+            dc = 1.0 / (1.0 + (self.sizes - 1.0) * rho) ** 2
+            return (C - (self.sums.T * dc) @ self.sums) / (1.0 - rho)
+        r, dr = self._ar1_weights(rho)
+        den = (1.0 - r * r) ** 2
+        coef = np.column_stack([2.0 * r, -(1.0 + r * r), 2.0 * r]) * (dr / den)[:, None]
+        return np.tensordot(coef, self.stack, axes=([0, 1], [0, 1]))
+
+    def logdet(self, rho: float) -> tuple[float, float]:
+        """log|R(ρ)| and its derivative in ρ (:mod:`interlace.model.correlation`)."""
+        if self.cs:
+            ng1 = self.sizes - 1.0
+            value = float(np.sum(ng1 * np.log1p(-rho) + np.log1p(ng1 * rho)))
+            return value, float(np.sum(-ng1 / (1.0 - rho) + ng1 / (1.0 + ng1 * rho)))
+        if not self.gaps.size:
+            return 0.0, 0.0
+        r, dr = self._ar1_weights(rho)
+        one = 1.0 - r * r
+        return float(self.n_gap @ np.log1p(-r * r)), float(self.n_gap @ (-2.0 * r * dr / one))
 
     def design_at(self, rho: float) -> DesignMatrices:
         """A design carrying C(ρ) as its cross-products (Z'Z as the lower block triangle)."""
@@ -131,16 +173,21 @@ class CorrelatedLMM:
         self.lower, self.upper = correlation_bounds(design)
         self._cache: OrderedDict[float, tuple[MarginalLMM, float]] = OrderedDict()
         self._size = cache
-        self._cross = WhitenedCrossProducts(design) if design.terms else None
+        self._cross = WhitenedCrossProducts(design)
+        self.gls = not design.terms
+        w = np.ones(design.n) if design.weights is None else design.weights
+        self._c_const = -0.5 * design.n * LOG_2PI + 0.5 * float(np.sum(np.log(w)))
 
     def at(self, rho: float) -> tuple[MarginalLMM, float]:
-        """The whitened evaluator at ρ and log|R(ρ)| (the last few kept)."""
+        """The whitened evaluator at ρ and log|R(ρ)| (the last few kept); with random-effects terms."""
+        if self.gls:
+            raise ValueError("without random-effects terms the GLS density needs no evaluator per ρ")
         rho = float(rho)
         hit = self._cache.get(rho)
         if hit is not None:
             self._cache.move_to_end(rho)
             return hit
-        out = (self._evaluator(rho), self.logdet(rho))
+        out = (MarginalLMM(self._cross.design_at(rho)), self.logdet(rho))
         self._cache[rho] = out
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -148,22 +195,31 @@ class CorrelatedLMM:
 
     def logdet(self, rho: float) -> float:
         """log|R(ρ)| (:mod:`interlace.model.correlation`)."""
-        lay = self.design.corr_layout
-        if isinstance(self.structure, AR1):
-            return float(np.sum(np.log1p(-(rho ** (2 * lay.pairs[2])))))
-        ng = lay.sizes.astype(float)
-        return float(np.sum((ng - 1.0) * np.log1p(-rho) + np.log1p((ng - 1.0) * rho)))
+        return self._cross.logdet(float(rho))[0]
 
-    def _evaluator(self, rho: float) -> MarginalLMM:
-        if self._cross is not None:
-            return MarginalLMM(self._cross.design_at(rho))
-        z = self.structure.to_z(rho, self.design.corr_layout)
-        return MarginalLMM(self.design, whiten=self.structure.whitener(z, self.design.corr_layout)[0])
+    def _gls(self, sigma: float, beta, rho: float, gradient: bool):
+        """The GLS density (no terms) from C(ρ) alone (module docstring): (parts, ∂/∂ρ)."""
+        cr = self._cross
+        C = cr.at(rho)
+        c = np.append(-np.asarray(beta, dtype=float), 1.0)
+        Cc = C @ c
+        Q = float(c @ Cc)
+        s2 = sigma * sigma
+        logdet, g_logdet = cr.logdet(rho)
+        value = self._c_const - self.design.n * np.log(sigma) - 0.5 * Q / s2 - 0.5 * logdet
+        if not gradient:
+            return MarginalParts(float(value), np.zeros(0), 0.0, np.zeros(0)), 0.0
+        g_rho = -0.5 * float(c @ cr.derivative(rho, C) @ c) / s2 - 0.5 * g_logdet
+        g_sigma = -self.design.n / sigma + Q / (s2 * sigma)
+        return MarginalParts(float(value), np.zeros(0), float(g_sigma), Cc[: self.p] / s2), g_rho
 
     def logp(self, theta, sigma: float, beta, rho: float) -> float:
         """log p(y | θ, σ, β, ρ); −inf outside the interval of ρ."""
+        rho = float(rho)
         if not self.lower < rho < self.upper:
             return -np.inf
+        if self.gls:
+            return self._gls(float(sigma), beta, rho, gradient=False)[0].logp
         lmm, logdet = self.at(rho)
         return lmm.logp(theta, sigma, beta) - 0.5 * logdet
 
@@ -172,6 +228,8 @@ class CorrelatedLMM:
         rho = float(rho)
         if not self.lower < rho < self.upper:
             return MarginalParts(-np.inf, np.zeros(self.n_theta), 0.0, np.zeros(self.p)), 0.0
+        if self.gls:
+            return self._gls(float(sigma), beta, rho, gradient=True)
         lmm, logdet = self.at(rho)
         parts = lmm.logp_and_grad(theta, sigma, beta)
         parts.logp -= 0.5 * logdet
@@ -183,6 +241,8 @@ class CorrelatedLMM:
     def draw_conditionals(self, theta, sigma, beta, rho, rng) -> tuple[np.ndarray, np.ndarray]:
         """Exact draws of b | y, θ, σ, β, ρ for S posterior draws: returns (β, b) as (S × p, S × q)."""
         S = theta.shape[0]
+        if self.gls:
+            return beta.reshape(S, self.p), np.zeros((S, 0))
         b = np.array([self.at(float(rho[s]))[0].draw_b(theta[s], float(sigma[s]), beta[s], rng)
                       for s in range(S)])
         return beta.reshape(S, self.p), b.reshape(S, self.design.q)
