@@ -134,6 +134,53 @@ def test_gls_density_from_fixed_products_equals_the_whitened_rows(structure, wei
     assert lmm.logp(np.zeros(0), 1.0, np.zeros(3), lmm.upper) == -np.inf
 
 
+@pytest.mark.parametrize("weights", [False, True])
+@pytest.mark.parametrize("structure", ["ar1", "cs"])
+def test_dense_random_effects_density_equals_the_blocked_evaluator(structure, weights, monkeypatch):
+    """Small q: the density on the dense C(ρ) equals the blocked evaluator at ρ (the path for
+    large q) and a dense multivariate normal, with a vector term and a factor crossing the
+    series; its gradient (∂/∂ρ analytic) equals central differences of the value."""
+    from interlace.backends.pymc import correlated
+    from interlace.backends.pymc.correlated import CorrelatedLMM
+
+    rng = np.random.default_rng(11)
+    n = 48
+    g = np.repeat(np.arange(8), 6)
+    df = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n), "g": g.astype(str),
+                       "h": (np.arange(n) % 3).astype(str), "t": np.tile([1, 2, 4, 5, 8, 9], 8),
+                       "w": rng.uniform(0.5, 2.0, n)})
+    corr = interlace.AR1(time="t", group="g") if structure == "ar1" else interlace.CompoundSymmetry(group="g")
+    d = _lmm_design("y ~ x", df, corr, random=["(1 + x | g)", "(1 | h)"], weights="w" if weights else None)
+    fast = CorrelatedLMM(d)
+    assert fast._dense is not None
+    monkeypatch.setattr(correlated, "DENSE_Q", 0)
+    blocked = CorrelatedLMM(d)
+    assert blocked._dense is None
+    lay, w = d.corr_layout, (np.ones(n) if d.weights is None else d.weights)
+    Z = d.Z.toarray()
+    for _ in range(12):
+        theta = np.array([rng.uniform(0.3, 1.5), rng.normal(), rng.uniform(0.3, 1.5), rng.uniform(0.2, 1.0)])
+        sigma, beta = rng.uniform(0.5, 2.0), rng.normal(size=2)
+        rho = rng.uniform(fast.lower + 0.05, 0.95)
+        Lam = sp.block_diag([sp.kron(sp.eye(t.m), t.T(theta)) for t in d.terms]).toarray()
+        Linv, _ = d.correlation.whitener(d.correlation.to_z(rho, lay), lay)
+        R = np.linalg.inv((Linv.T @ Linv).toarray())
+        V = sigma**2 * (R / np.sqrt(np.outer(w, w)) + Z @ Lam @ Lam.T @ Z.T)
+        r = d.y - d.offset - d.X @ beta
+        dense = -0.5 * (n * np.log(2 * np.pi) + np.linalg.slogdet(V)[1] + r @ np.linalg.solve(V, r))
+        parts, g_rho = fast.logp_and_grad(theta, sigma, beta, rho)
+        ref, _ = blocked.logp_and_grad(theta, sigma, beta, rho)
+        assert parts.logp == pytest.approx(ref.logp, rel=1e-10)
+        assert parts.logp == pytest.approx(dense, rel=1e-10)
+        assert fast.logp(theta, sigma, beta, rho) == pytest.approx(parts.logp, rel=1e-13)
+        np.testing.assert_allclose(parts.g_theta, ref.g_theta, rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(parts.g_beta, ref.g_beta, rtol=1e-7, atol=1e-8)
+        assert parts.g_sigma == pytest.approx(ref.g_sigma, rel=1e-8)
+        h = 1e-6
+        num = (fast.logp(theta, sigma, beta, rho + h) - fast.logp(theta, sigma, beta, rho - h)) / (2 * h)
+        assert g_rho == pytest.approx(num, rel=1e-6, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_ar1_posterior_agrees_with_nlme():
     case, df = _case("ovary_ar1_reml")

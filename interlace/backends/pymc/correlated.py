@@ -39,19 +39,21 @@ from collections import OrderedDict
 
 import numpy as np
 import pytensor.tensor as pt
+import scipy.linalg as sla
 import scipy.sparse as sp
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from ...data.design import DesignMatrices
+from ...data.design import DesignMatrices, tril_colwise
 from ...model.correlation import AR1, CompoundSymmetry
-from .marginal import LOG_2PI, MarginalLMM, MarginalParts
+from .marginal import LOG_2PI, MarginalBase, MarginalLMM, MarginalParts
 from .op import value_gradient_lop
 
 __all__ = ["CorrelatedLMM", "CorrelatedLogpOp", "correlation_bounds"]
 
 STEP = 1e-5  # central-difference step in ρ
 DENSE_MAX = 600  # C(ρ) kept dense up to this size (q + p + 1)
+DENSE_Q = 120  # up to this q the density is evaluated on the dense C(ρ), ∂/∂ρ analytic
 
 
 def correlation_bounds(design: DesignMatrices) -> tuple[float, float]:
@@ -163,6 +165,72 @@ class WhitenedCrossProducts:
         return dataclasses.replace(self.design, gram=gram, correlation=None, corr_layout=None)
 
 
+class DenseWhitened(MarginalBase):
+    """The marginal density with random-effects terms on a dense C(ρ), for small q (module doc).
+
+    With C = [[C_ZZ, C_Ze], [C_eZ, C_ee]], Λ = Λ(θ), A = Λ'C_ZZΛ + I = LL', c = (−β, 1),
+    u = A⁻¹Λ'C_Ze c, b = Λu and ζ = C_Ze c − C_ZZ b (the modes and score of :mod:`.marginal`):
+    c'Sc = c'C_ee c − c'C_eZ b, ∂ℓ/∂θᵢ = 2 tr(A⁻¹Λ'C_ZZ ∂Λ/∂θᵢ), and, u being the minimiser of the
+    penalised residual sum of squares (envelope theorem), with v = (−b, c) over [Z X y]
+
+        ∂/∂ρ log p = −½ tr(A⁻¹Λ'(∂C_ZZ/∂ρ)Λ) − v'(∂C/∂ρ)v / (2σ²) − ½ ∂log|R|/∂ρ.
+    """
+
+    def __init__(self, design: DesignMatrices):
+        self._setup(design, whitened=True)
+        self.q = design.q
+        rows, cols, idx = [], [], []
+        for t in design.terms:
+            tr, tc = tril_colwise(t.k)
+            base = t.z_start + t.k * np.arange(t.m)[:, None]
+            rows.append((base + tr).ravel())
+            cols.append((base + tc).ravel())
+            idx.append(np.tile(np.arange(t.theta_slice.start, t.theta_slice.stop), t.m))
+        self._lam = (np.concatenate(rows), np.concatenate(cols), np.concatenate(idx))
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        """Λ(θ) as a dense q × q matrix."""
+        L = np.zeros((self.q, self.q))
+        rows, cols, idx = self._lam
+        L[rows, cols] = theta[idx]
+        return L
+
+    def evaluate(self, C, dC, theta, sigma: float, beta, gradient: bool = True):
+        """(parts, ∂/∂ρ without the log|R| term) at C = C(ρ), dC = ∂C/∂ρ (unused without gradient)."""
+        q, s2 = self.q, sigma * sigma
+        Lam = self.lam(np.asarray(theta, dtype=float))
+        CZZ, CZe, Cee = C[:q, :q], C[:q, q:], C[q:, q:]
+        LC = Lam.T @ CZZ
+        A = LC @ Lam
+        A[np.diag_indices(q)] += 1.0
+        cf = sla.cho_factor(A, lower=True, check_finite=False)
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(cf[0]))))
+        c = np.append(-np.asarray(beta, dtype=float), 1.0)
+        r = CZe @ c
+        a = Lam.T @ r
+        u = sla.cho_solve(cf, a, check_finite=False)
+        b = Lam @ u
+        Sc = Cee @ c - CZe.T @ b
+        Q = float(c @ Sc)
+        value = self._c_const - self.n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
+        if not gradient:
+            return MarginalParts(float(value), np.zeros(0), 0.0, np.zeros(0)), 0.0
+        K = sla.cho_solve(cf, LC, check_finite=False)  # A⁻¹Λ'C_ZZ
+        g_logdet = np.zeros(self.n_theta)
+        for t in self.design.terms:
+            sl = slice(t.z_start, t.z_start + t.q)
+            D = np.einsum("lalb->ab", K[sl, sl].reshape(t.m, t.k, t.m, t.k))  # Σ_l K_(l,a),(l,b)
+            rows, cols = self._tri[t.k]
+            g_logdet[t.theta_slice] = 2.0 * D[cols, rows]
+        zeta = r - CZZ @ b
+        g_theta = -0.5 * g_logdet + self._theta_cross(zeta[:, None], u[:, None]) / s2
+        g_sigma = float(-self.n / sigma + Q / (s2 * sigma))
+        parts = MarginalParts(float(value), g_theta, g_sigma, Sc[: self.p] / s2)
+        v = np.concatenate([-b, c])
+        trace = float(np.trace(sla.cho_solve(cf, Lam.T @ dC[:q, :q] @ Lam, check_finite=False)))
+        return parts, -0.5 * trace - 0.5 * float(v @ dC @ v) / s2
+
+
 class CorrelatedLMM:
     """log p(y | θ, σ, β, ρ), its gradient, and exact draws of b, for one correlation structure."""
 
@@ -175,6 +243,8 @@ class CorrelatedLMM:
         self._size = cache
         self._cross = WhitenedCrossProducts(design)
         self.gls = not design.terms
+        small = self._cross.dense and 0 < design.q <= DENSE_Q
+        self._dense = DenseWhitened(design) if small else None
         w = np.ones(design.n) if design.weights is None else design.weights
         self._c_const = -0.5 * design.n * LOG_2PI + 0.5 * float(np.sum(np.log(w)))
 
@@ -220,6 +290,12 @@ class CorrelatedLMM:
             return -np.inf
         if self.gls:
             return self._gls(float(sigma), beta, rho, gradient=False)[0].logp
+        if self._dense is not None:
+            try:
+                parts, _ = self._dense.evaluate(self._cross.at(rho), None, theta, float(sigma), beta, False)
+            except np.linalg.LinAlgError:
+                return -np.inf
+            return parts.logp - 0.5 * self.logdet(rho)
         lmm, logdet = self.at(rho)
         return lmm.logp(theta, sigma, beta) - 0.5 * logdet
 
@@ -230,6 +306,16 @@ class CorrelatedLMM:
             return MarginalParts(-np.inf, np.zeros(self.n_theta), 0.0, np.zeros(self.p)), 0.0
         if self.gls:
             return self._gls(float(sigma), beta, rho, gradient=True)
+        if self._dense is not None:
+            C = self._cross.at(rho)
+            dC = self._cross.derivative(rho, C)
+            try:
+                parts, g_rho = self._dense.evaluate(C, dC, theta, float(sigma), beta)
+            except np.linalg.LinAlgError:
+                return MarginalParts(-np.inf, np.zeros(self.n_theta), 0.0, np.zeros(self.p)), 0.0
+            logdet, g_logdet = self._cross.logdet(rho)
+            parts.logp -= 0.5 * logdet
+            return parts, g_rho - 0.5 * g_logdet
         lmm, logdet = self.at(rho)
         parts = lmm.logp_and_grad(theta, sigma, beta)
         parts.logp -= 0.5 * logdet
