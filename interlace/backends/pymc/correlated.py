@@ -25,8 +25,9 @@ Without random-effects terms (GLS) U = W^½[X y − o], C(ρ) is (p + 1)-square 
 
 so ∂/∂β = [C c]_X / σ², ∂/∂σ = −n/σ + c'Cc/σ³ and ∂/∂ρ = −c'(∂C/∂ρ)c / (2σ²) − ½ ∂log|R|/∂ρ, all
 from the (p + 1)-square products (GLS of Pinheiro & Bates 2000, §5.1, written on cross-products).
-With random-effects terms the gradient in (θ, σ, β) is analytic and ∂/∂ρ a central difference on
-the value (the REML side also has no analytic derivative in ρ).
+With random-effects terms and q ≤ ``DENSE_Q`` the density is evaluated on the dense C(ρ) directly,
+∂/∂ρ analytic too (:class:`DenseWhitened`); for larger q the gradient in (θ, σ, β) is analytic
+and ∂/∂ρ a central difference on the value (three evaluators per gradient).
 
 ρ is φ ∈ (−1, 1) for AR1 and ρ ∈ (−1/(n_max − 1), 1) for compound symmetry, with a uniform prior
 on that interval. b | y, θ, σ, β, ρ is drawn exactly from the whitened problem at each draw's ρ.
@@ -44,7 +45,7 @@ import scipy.sparse as sp
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from ...data.design import DesignMatrices, tril_colwise
+from ...data.design import DesignMatrices
 from ...model.correlation import AR1, CompoundSymmetry
 from .marginal import LOG_2PI, MarginalBase, MarginalLMM, MarginalParts
 from .op import value_gradient_lop
@@ -53,7 +54,7 @@ __all__ = ["CorrelatedLMM", "CorrelatedLogpOp", "correlation_bounds"]
 
 STEP = 1e-5  # central-difference step in ρ
 DENSE_MAX = 600  # C(ρ) kept dense up to this size (q + p + 1)
-DENSE_Q = 120  # up to this q the density is evaluated on the dense C(ρ), ∂/∂ρ analytic
+DENSE_Q = 150  # up to this q the density is evaluated on the dense C(ρ), ∂/∂ρ analytic (faster to q ≈ 200)
 
 
 def correlation_bounds(design: DesignMatrices) -> tuple[float, float]:
@@ -179,47 +180,48 @@ class DenseWhitened(MarginalBase):
     def __init__(self, design: DesignMatrices):
         self._setup(design, whitened=True)
         self.q = design.q
-        rows, cols, idx = [], [], []
-        for t in design.terms:
-            tr, tc = tril_colwise(t.k)
-            base = t.z_start + t.k * np.arange(t.m)[:, None]
-            rows.append((base + tr).ravel())
-            cols.append((base + tc).ravel())
-            idx.append(np.tile(np.arange(t.theta_slice.start, t.theta_slice.stop), t.m))
-        self._lam = (np.concatenate(rows), np.concatenate(cols), np.concatenate(idx))
 
-    def lam(self, theta: np.ndarray) -> np.ndarray:
-        """Λ(θ) as a dense q × q matrix."""
-        L = np.zeros((self.q, self.q))
-        rows, cols, idx = self._lam
-        L[rows, cols] = theta[idx]
-        return L
+    def _lam(self, Ts: list[np.ndarray], M: np.ndarray, transpose: bool) -> np.ndarray:
+        """ΛM (or Λ'M) for M with q rows, block by block (Λ_t = I_m ⊗ T_t): O(q·k·columns)."""
+        out = np.empty_like(M)
+        for t, T in zip(self.design.terms, Ts, strict=True):
+            sl = slice(t.z_start, t.z_start + t.q)
+            if t.k == 1:
+                out[sl] = T[0, 0] * M[sl]
+                continue
+            blk = M[sl].reshape((t.m, t.k) + M.shape[1:])
+            Tm = T if transpose else T.T  # (Λ'M)_(l,a) = Σ_c T[c, a] M_(l,c)
+            out[sl] = np.einsum("ca,lc...->la...", Tm, blk).reshape(M[sl].shape)
+        return out
 
     def evaluate(self, C, dC, theta, sigma: float, beta, gradient: bool = True):
         """(parts, ∂/∂ρ without the log|R| term) at C = C(ρ), dC = ∂C/∂ρ (unused without gradient)."""
         q, s2 = self.q, sigma * sigma
-        Lam = self.lam(np.asarray(theta, dtype=float))
+        theta = np.asarray(theta, dtype=float)
+        Ts = [t.T(theta) for t in self.design.terms]
         CZZ, CZe, Cee = C[:q, :q], C[:q, q:], C[q:, q:]
-        LC = Lam.T @ CZZ
-        A = LC @ Lam
+        LC = self._lam(Ts, CZZ, transpose=True)  # Λ'C_ZZ
+        A = self._lam(Ts, np.ascontiguousarray(LC.T), transpose=True)  # Λ'C_ZZΛ
         A[np.diag_indices(q)] += 1.0
         cf = sla.cho_factor(A, lower=True, check_finite=False)
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(cf[0]))))
         c = np.append(-np.asarray(beta, dtype=float), 1.0)
         r = CZe @ c
-        a = Lam.T @ r
-        u = sla.cho_solve(cf, a, check_finite=False)
-        b = Lam @ u
+        u = sla.cho_solve(cf, self._lam(Ts, r, transpose=True), check_finite=False)
+        b = self._lam(Ts, u, transpose=False)
         Sc = Cee @ c - CZe.T @ b
         Q = float(c @ Sc)
         value = self._c_const - self.n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
         if not gradient:
             return MarginalParts(float(value), np.zeros(0), 0.0, np.zeros(0)), 0.0
-        K = sla.cho_solve(cf, LC, check_finite=False)  # A⁻¹Λ'C_ZZ
+        Ainv, info = sla.lapack.dpotri(cf[0], lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("cannot invert Λ'C_ZZΛ + I")
+        Ainv = np.tril(Ainv) + np.tril(Ainv, -1).T
         g_logdet = np.zeros(self.n_theta)
-        for t in self.design.terms:
+        for t in self.design.terms:  # ∂ℓ/∂T[r, c] = 2 Σ_l (A⁻¹Λ'C_ZZ)_(l,c),(l,r)
             sl = slice(t.z_start, t.z_start + t.q)
-            D = np.einsum("lalb->ab", K[sl, sl].reshape(t.m, t.k, t.m, t.k))  # Σ_l K_(l,a),(l,b)
+            D = np.einsum("laj,jlb->ab", Ainv[sl].reshape(t.m, t.k, q), LC[:, sl].reshape(q, t.m, t.k))
             rows, cols = self._tri[t.k]
             g_logdet[t.theta_slice] = 2.0 * D[cols, rows]
         zeta = r - CZZ @ b
@@ -227,7 +229,8 @@ class DenseWhitened(MarginalBase):
         g_sigma = float(-self.n / sigma + Q / (s2 * sigma))
         parts = MarginalParts(float(value), g_theta, g_sigma, Sc[: self.p] / s2)
         v = np.concatenate([-b, c])
-        trace = float(np.trace(sla.cho_solve(cf, Lam.T @ dC[:q, :q] @ Lam, check_finite=False)))
+        LdC = self._lam(Ts, dC[:q, :q], transpose=True)
+        trace = float(np.sum(Ainv * self._lam(Ts, np.ascontiguousarray(LdC.T), transpose=True)))
         return parts, -0.5 * trace - 0.5 * float(v @ dC @ v) / s2
 
 
