@@ -24,7 +24,7 @@ Without random-effects terms (GLS) U = W^½[X y − o], C(ρ) is (p + 1)-square 
     log p(y | σ, β, ρ) = −n/2 log 2πσ² + ½ Σ log wᵢ − c'C(ρ)c / (2σ²) − ½ log|R(ρ)|,
 
 so ∂/∂β = [C c]_X / σ², ∂/∂σ = −n/σ + c'Cc/σ³ and ∂/∂ρ = −c'(∂C/∂ρ)c / (2σ²) − ½ ∂log|R|/∂ρ, all
-from the (p + 1)-square products (GLS of Pinheiro & Bates 2000, §5.1, written on cross-products).
+from the (p + 1)-square products (GLS as in Pinheiro & Bates 2000, ch. 5, on cross-products).
 With random-effects terms and q ≤ ``DENSE_Q`` the density is evaluated on the dense C(ρ) directly,
 ∂/∂ρ analytic too (:class:`DenseWhitened`); for larger q the gradient in (θ, σ, β) is analytic
 and ∂/∂ρ a central difference on the value (three evaluators per gradient).
