@@ -10,6 +10,8 @@ implementation is used instead.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["available", "integrated", "given_beta"]
@@ -140,48 +142,46 @@ def _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const):
     left after eliminating the random effects) and ``logdet`` of that elimination; shared by the
     single-factor and the crossed kernels. Returns (ok, log p, c = (−β̃, 1), H⁻¹, Q = c'Sc,
     tr(H⁻¹S_XX)) with H = S_XX/σ² + P₀ and β̃ = H⁻¹(S_Xy/σ² + P₀m₀); ok is False when H is not
-    positive definite."""
+    positive definite. Gauss–Jordan on [H | h | I] → [I | β̃ | H⁻¹] (H symmetric positive
+    definite: no pivoting; the pivots multiply to |H|), a few plain loops that compile fast."""
     c = S.shape[0]
     p = c - 1
     s2 = sigma * sigma
-    Hm = np.empty((p, p))
-    h = np.empty(p)
+    E = np.empty((c, c + p))  # rows 0..p−1: [H | h | I]; row p: c = (−β̃, 1) in its first c columns
+    for i in range(p):
+        for j in range(p):
+            E[i, j] = S[i, j] / s2 + P0[i, j]
+            E[i, c + j] = 1.0 if i == j else 0.0
+        E[i, p] = S[i, p] / s2 + P0m0[i]
+    logdet_H = 0.0
     for a in range(p):
-        for b in range(p):
-            Hm[a, b] = S[a, b] / s2 + P0[a, b]
-        h[a] = S[a, p] / s2 + P0m0[a]
-    LH = np.empty((p, p))
-    cv = np.empty(c)
-    Hi = np.zeros((p, p))
-    if not _chol(Hm, LH):
-        return False, -np.inf, cv, Hi, 0.0, 0.0
-    bt = h.reshape(p, 1).copy()
-    _fwd(LH, bt)
-    _bwd(LH, bt)
+        piv = E[a, a]
+        if not piv > 0.0:
+            return False, -np.inf, E[p, :c], E[:p, c:], 0.0, 0.0
+        logdet_H += math.log(piv)
+        for j in range(c + p):
+            E[a, j] /= piv
+        for i in range(p):
+            w = E[i, a]
+            if i != a and w != 0.0:
+                for j in range(c + p):
+                    E[i, j] -= w * E[a, j]
     for a in range(p):
-        cv[a] = -bt[a, 0]
-    cv[p] = 1.0
+        E[p, a] = -E[a, p]
+    E[p, p] = 1.0
+    cv = E[p, :c]
     Q = 0.0
+    quad0 = 0.0
+    tr = 0.0
     for a in range(c):
         for b in range(c):
             Q += cv[a] * S[a, b] * cv[b]
-    quad0 = 0.0
-    logdet_H = 0.0
-    for a in range(p):
-        logdet_H += 2.0 * np.log(LH[a, a])
-        for b in range(p):
-            quad0 += (bt[a, 0] - m0[a]) * P0[a, b] * (bt[b, 0] - m0[b])
-    value = c_const - n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
+            if a < p and b < p:
+                quad0 += (E[a, p] - m0[a]) * P0[a, b] * (E[b, p] - m0[b])
+                tr += E[a, c + b] * S[a, b]
+    value = c_const - n * math.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
     value += -0.5 * (logdet_S0 + logdet_H) - 0.5 * quad0
-    for a in range(p):
-        Hi[a, a] = 1.0
-    _fwd(LH, Hi)
-    _bwd(LH, Hi)
-    tr = 0.0
-    for a in range(p):
-        for b in range(p):
-            tr += Hi[a, b] * S[a, b]
-    return True, value, cv, Hi, Q, tr
+    return True, value, cv, E[:p, c:], Q, tr
 
 
 def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, cols):
@@ -283,7 +283,7 @@ if njit is not None:
     _fwd = njit(cache=True)(_fwd)
     _bwd = njit(cache=True)(_bwd)
     _levels = njit(cache=True)(_levels)
-    _integrate_beta = njit(cache=True)(_integrate_beta)
+    _integrate_beta = njit(cache=True, error_model="numpy")(_integrate_beta)
     integrated = njit(cache=True)(_integrated)
     given_beta = njit(cache=True)(_given_beta)
 else:  # pragma: no cover
