@@ -141,21 +141,24 @@ class DenseMarginalLMM(MarginalBase):
 
     def logp_integrated(self, theta: np.ndarray, sigma: float, prior: GaussianPrior,
                         gradient: bool = True) -> MarginalParts:
-        """The base formulas in two compiled calls (:func:`.kernels_dense.crossed_pieces`, then
-        :func:`.kernels_dense.crossed_integrated`)."""
+        """The base formulas in three compiled calls: :func:`.kernels_dense.crossed_pieces`,
+        :func:`.kernels_dense.integrate_beta`, :func:`.kernels_dense.crossed_gradient`."""
         if not self._kernel:
             return super().logp_integrated(theta, sigma, prior, gradient)
         status, S, logdet, D, U, Xi, Tall = self._kernel_pieces(theta)
         if status == 2:
             return super().logp_integrated(theta, sigma, prior, gradient)
         if status == 1:
-            g = np.empty(self.n_theta)
-            ok, value, gs = kernels_dense.crossed_integrated(
-                S, logdet, D, U, Xi, Tall, self._zs, self._ks, self._ms, self._th0, self._rows_all,
-                self._cols_all, float(sigma), prior.precision, prior.precision @ prior.mean, prior.mean,
-                prior.logdet_cov, float(self.n), self._c_const, g)
+            sigma = float(sigma)
+            ok, value, cv, Hi, Q, tr = kernels_dense.integrate_beta(
+                S, logdet, sigma, prior.precision, prior.precision @ prior.mean, prior.mean, prior.logdet_cov,
+                float(self.n), self._c_const)
             if ok:
-                return MarginalParts(float(value), g, float(gs), np.zeros(0))
+                g = np.empty(self.n_theta)
+                kernels_dense.crossed_gradient(U, Xi, D, cv, Hi, Tall, self._zs, self._ks, self._ms,
+                                               self._th0, self._rows_all, self._cols_all, sigma, g)
+                s2 = sigma * sigma
+                return MarginalParts(float(value), g, -self.n / sigma + (Q + tr) / (s2 * sigma), np.zeros(0))
         return MarginalParts(-np.inf, np.zeros(self.n_theta), 0.0, np.zeros(0))
 
     def pieces(self, theta: np.ndarray, gradient: bool = True) -> Pieces:

@@ -1,21 +1,28 @@
 """Compiled (numba) evaluation of the dense-factor pieces for several terms (crossed designs).
 
-The first term's block of A = Λ'MΛ + I is block diagonal (every observation has one level of
-it): A₁₁ = diag(C_j), C_j = L_jL_j'. With L₂₁ = A₂₁L₁₁⁻ᵀ the Schur complement of the other
-terms is Ω = A₂₂ − L₂₁L₂₁' = L_ΩL_Ω', and ℓ = Σ_j log|C_j| + log|Ω|. With R = Λ'M_z,xy,
-H₁ = L₁₁⁻¹R₁, H₂ = L_Ω⁻¹(R₂ − L₂₁H₁): S = M_xy − H₁'H₁ − H₂'H₂, Ũ₂ = L_Ω⁻ᵀH₂,
-Ũ₁ = L₁₁⁻ᵀ(H₁ − L₂₁'Ũ₂), Ξ = M_z,xy − M_zzΛŨ — the quantities of :class:`.dense.DenseMarginalLMM`.
+With A = Λ'M_zzΛ + I and R = Λ'M_z,xy, the symmetric K = [[A, R], [R', M_xy]] is eliminated over
+its first q rows, K = 𝒰'𝒰 with 𝒰 upper triangular there (𝒰' is the lower Cholesky factor of
+A, with H = 𝒰⁻ᵀR in its rows right of A): ℓ = log|A| = 2 Σ log 𝒰_ii, and the trailing block
+left is S = M_xy − H'H. The first term's block of A is block diagonal (every observation has
+one level of it), so its rows touch only their own level's block, and their update of the rest
+is one rank-q₁ product. A back-substitution from the last row up gives V = 𝒰⁻¹ and
+Ũ = 𝒰⁻¹H = A⁻¹R together; Ξ = M_z,xy − M_zzΛŨ — the quantities of
+:class:`.dense.DenseMarginalLMM`.
 
-The gradient of ℓ needs only the diagonal k × k blocks of A⁻¹: for an invertible Λ (T's
+The gradient of ℓ needs only the diagonal k × k blocks of A⁻¹ = VV': for an invertible Λ (T's
 diagonal positive), Λ'M_zz = (A − I)Λ⁻¹, so for θᵢ = T[r, c] of a term with m levels
 
-    ∂ℓ/∂θᵢ = 2 tr(A⁻¹Λ'M_zzΛᵢ) = 2 [(m I − Σ_l (A⁻¹)_ll) T⁻¹]_(c, r),
+    ∂ℓ/∂θᵢ = 2 tr(A⁻¹Λ'M_zzΛᵢ) = 2 [(m I − Σ_l (A⁻¹)_ll) T⁻¹]_(c, r),   (A⁻¹)_ll = V_lV_l',
 
-with (A⁻¹)_jj = L_j⁻ᵀ(I + Y_j'Y_j)L_j⁻¹ on the first term (Y = L_Ω⁻¹L₂₁, Y_j its columns of level
-j) and (A⁻¹)_ll = (Ω⁻¹)_ll = W_l'W_l on the others (W = L_Ω⁻¹, W_l its columns of level l). The
-kernel returns D_t = Σ_l (A⁻¹)_ll per term; the caller forms the gradient (and falls back to
-the dense evaluator when a diagonal of T is too small for T⁻¹). One call replaces a dozen q-sized
-numpy operations, the O(q³) solve with q right-hand sides of the dense gradient among them.
+V_l the level's k rows of V. :func:`crossed_pieces` returns D_t = Σ_l (A⁻¹)_ll per term;
+:func:`crossed_gradient` forms the gradient of the β-integrated density from them (the caller
+falls back to the numpy evaluator when a diagonal of T is too small for T⁻¹).
+
+Written for compile time as much as for run time (numba compiles on a machine's first fit; the
+sampler's cold start includes it): loops over a few 2-d arrays and no numpy functions (numba
+compiles every numpy overload it meets, 0.1–1 s each), the two O(q₁q₂²) products by BLAS called
+by symbol (:mod:`.lapack`), and three kernels called in turn from Python rather than one
+calling the others (numba re-optimises a callee's code inside each caller).
 """
 
 from __future__ import annotations
@@ -24,10 +31,10 @@ import math
 
 import numpy as np
 
-from .kernels import _integrate_beta
-from .lapack import N, dgemm
+from .kernels import _integrate_beta as integrate_beta
+from .lapack import L, N, dgemm, dsyrk
 
-__all__ = ["available", "crossed_pieces", "crossed_integrated"]
+__all__ = ["available", "crossed_pieces", "crossed_gradient", "integrate_beta"]
 
 try:  # numba ships with pytensor
     from numba import njit
@@ -89,10 +96,16 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
             K[q + i, q + j] = Mxy[i, j]
     for i in range(q):
         K[i, i] += 1.0
-    # K = 𝒰'𝒰 over its first q rows, row by row (right-looking, each row update contiguous);
-    # the zero blocks of the first term's block-diagonal A₁₁ are skipped
+    # K = 𝒰'𝒰 over its first q rows, row by row (right-looking, each row update contiguous). The
+    # first term's rows update only their own block's rows (A₁₁ is block diagonal); their update
+    # of the rest, K₂₂ ← K₂₂ − P'P with P = their rows right of A₁₁ ([L₂₁' | H₁]), is one BLAS call
+    k1 = ks[0]
+    q1 = k1 * ms[0]
+    q2 = q - q1
     logdet = 0.0
     for a in range(q):
+        if a == q1:
+            dsyrk(L, N, ld - q1, q1, -1.0, K, q1, ld, 1.0, K, q1 * ld + q1, ld)
         s = K[a, a]
         if not s > 0.0:
             return 0, 0.0
@@ -100,7 +113,7 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
         logdet += 2.0 * math.log(d)
         for j in range(a, ld):
             K[a, j] /= d
-        for i in range(a + 1, ld):
+        for i in range(a + 1, (a // k1 + 1) * k1 if a < q1 else ld):
             w = K[a, i]
             if w != 0.0:
                 for j in range(i, ld):
@@ -109,15 +122,25 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
         for b in range(a, c):
             S[a, b] = K[q + a, q + b]
             S[b, a] = K[q + a, q + b]
-    # [𝒰⁻¹ | Ũ = 𝒰⁻¹H] over K's first q rows, from the last row up (row i of 𝒰 kept in ``row``)
-    row = B[0]
+    # [V = 𝒰⁻¹ | Ũ = 𝒰⁻¹H] over K's first q rows, from the last row up (row i of 𝒰 kept in
+    # ``row``). Before the first term's rows: their part right of A₁₁, [0 | H₁] − 𝒰₁₂[V₂₂ | Ũ₂],
+    # by BLAS (𝒰₁₂ copied to B first; V₂₂'s lower triangle zeroed for it)
+    row = U[:, 0]
     for i in range(q - 1, -1, -1):
-        for j in range(i, q):
+        if i == q1 - 1:
+            for r in range(q1):
+                for j in range(q2):
+                    B[r, j] = K[r, q1 + j]
+                    K[r, q1 + j] = 0.0
+            dgemm(N, N, ld - q1, q1, q2, -1.0, K, q1 * ld + q1, ld, B, 0, q, 1.0, K, q1, ld)
+        end = (i // k1 + 1) * k1 if i < q1 else q
+        for j in range(i, end):
             row[j] = K[i, j]
-        for j in range(i, q):
+            K[i, j] = 0.0
+        for j in range(q1, i):
             K[i, j] = 0.0
         K[i, i] = 1.0
-        for t in range(i + 1, q):
+        for t in range(i + 1, end):
             w = row[t]
             if w != 0.0:
                 for j in range(t, ld):
@@ -152,20 +175,16 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
     return 1, logdet
 
 
-def _crossed_integrated(S, logdet, D, U, Xi, Ts, zs, ks, ms, th0, rows, cols, sigma, P0, P0m0, m0,
-                        logdet_S0, n, c_const, g):
-    """log p(y | θ, σ) with β ~ N(m₀, P₀⁻¹) integrated out, its gradient in θ (into ``g``) and σ
-    from the pieces of :func:`_crossed_pieces`: the formulas of
-    :meth:`.marginal.MarginalBase.logp_integrated`. Returns (ok, value, ∂/∂σ); ok is False when
-    H is not positive definite (−inf). A separate kernel, not a caller of
-    :func:`_crossed_pieces`: numba re-optimises a callee's code inside every caller."""
+def _crossed_gradient(U, Xi, D, cv, Hi, Ts, zs, ks, ms, th0, rows, cols, sigma, g):
+    """∂/∂θ of log p(y | θ, σ) with β integrated out (the formulas of
+    :meth:`.marginal.MarginalBase.logp_integrated`) into ``g``, from the pieces of
+    :func:`_crossed_pieces` and c = (−β̃, 1), H⁻¹ of :func:`.kernels._integrate_beta`. Three
+    kernels called in turn rather than one calling the others: numba re-optimises a callee's
+    code inside every caller, which would double the compile time."""
     q, c = U.shape
     p = c - 1
     kmax = Ts.shape[1]
     s2 = sigma * sigma
-    ok, value, cv, Hi, Q, tr = _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const)
-    if not ok:
-        return False, -np.inf, 0.0
     # per row of Ũ, Ξ: [Ũ_X H⁻¹ | Ũc | Ξc]
     V = np.empty((q, c + 1))
     for i in range(q):
@@ -207,14 +226,13 @@ def _crossed_integrated(S, logdet, D, U, Xi, Ts, zs, ks, ms, th0, rows, cols, si
                 for b in range(p):
                     cr += Xi[i + r, b] * V[i + cc, b]
             g[j] = cr / s2 - s
-    return True, value, -n / sigma + (Q + tr) / (s2 * sigma)
 
 
 if njit is not None:
     _lam = njit(cache=True, error_model="numpy")(_lam)
     _crossed_pieces = njit(cache=True, error_model="numpy")(_crossed_pieces)
     crossed_pieces = _crossed_pieces
-    crossed_integrated = njit(cache=True, error_model="numpy")(_crossed_integrated)
+    crossed_gradient = njit(cache=True, error_model="numpy")(_crossed_gradient)
 else:  # pragma: no cover
     crossed_pieces = _crossed_pieces
-    crossed_integrated = _crossed_integrated
+    crossed_gradient = _crossed_gradient

@@ -27,9 +27,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from scipy.linalg import cython_blas
 
-__all__ = ["dgemm", "N", "T"]
+__all__ = ["dgemm", "dsyrk", "L", "N", "T"]
 
-N, T = 78, 84  # 'N', 'T' as BLAS reads them (the first character)
+L, N, T = 76, 78, 84  # 'L', 'N', 'T' as BLAS reads them (the first character)
 
 _GET_NAME = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
 _GET_POINTER = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
@@ -42,7 +42,7 @@ def _address(module, name: str) -> int:
     return _GET_POINTER(capsule, _GET_NAME(capsule))
 
 
-for _name in ("dgemm",):
+for _name in ("dgemm", "dsyrk"):
     llvm.add_symbol(f"interlace_{_name}", _address(cython_blas, _name))
 
 _I8, _I32, _F64 = ir.IntType(8), ir.IntType(32), ir.DoubleType()
@@ -97,3 +97,10 @@ def dgemm(typingctx, transa, transb, m, n, k, alpha, a, ia, lda, b, ib, ldb, bet
     """C ← α op(A) op(B) + βC (column-major, C m × n)."""
     args = (transa, transb, m, n, k, alpha, a, ia, lda, b, ib, ldb, beta, c, ic, ldc)
     return _typed("interlace_dgemm", "cciiidaiaidai", types.none, args)
+
+
+@intrinsic
+def dsyrk(typingctx, uplo, trans, n, k, alpha, a, ia, lda, beta, c, ic, ldc):
+    """C ← α AA' + βC (trans N) or α A'A + βC (trans T) on the ``uplo`` triangle of C (n × n)."""
+    args = (uplo, trans, n, k, alpha, a, ia, lda, beta, c, ic, ldc)
+    return _typed("interlace_dsyrk", "cciidaidai", types.none, args)
