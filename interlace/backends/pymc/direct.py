@@ -300,9 +300,9 @@ def _chain_rule(x, grad, theta, sigma, g_theta, g_sigma, sig_off, kind, ks, xoff
 try:
     from numba import njit
 
-    _lp = njit(cache=True)(_lp)
-    _prior_pass = njit(cache=True)(_prior_pass)
-    _chain_rule = njit(cache=True)(_chain_rule)
+    _lp = njit(cache=True, error_model="numpy")(_lp)
+    _prior_pass = njit(cache=True, error_model="numpy")(_prior_pass)
+    _chain_rule = njit(cache=True, error_model="numpy")(_chain_rule)
 except ImportError:  # pragma: no cover - numba ships with pytensor
     pass
 
