@@ -150,12 +150,12 @@ class DenseMarginalLMM(MarginalBase):
             return super().logp_integrated(theta, sigma, prior, gradient)
         if status == 1:
             sigma = float(sigma)
-            ok, value, cv, Hi, Q, tr = kernels_dense.integrate_beta(
+            ok, value, E, Q, tr = kernels_dense.integrate_beta(
                 S, logdet, sigma, prior.precision, prior.precision @ prior.mean, prior.mean, prior.logdet_cov,
                 float(self.n), self._c_const)
             if ok:
                 g = np.empty(self.n_theta)
-                kernels_dense.crossed_gradient(U, Xi, D, cv, Hi, Tall, self._zs, self._ks, self._ms,
+                kernels_dense.crossed_gradient(U, Xi, D, E, Tall, self._zs, self._ks, self._ms,
                                                self._th0, self._rows_all, self._cols_all, sigma, g)
                 s2 = sigma * sigma
                 return MarginalParts(float(value), g, -self.n / sigma + (Q + tr) / (s2 * sigma), np.zeros(0))

@@ -140,8 +140,9 @@ def _levels(T, D, E, Mxy, U, Xi):
 def _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const):
     """β ~ N(m₀, P₀⁻¹) integrated out of the Gaussian marginal, given S (c × c: the [X y] block
     left after eliminating the random effects) and ``logdet`` of that elimination; shared by the
-    single-factor and the crossed kernels. Returns (ok, log p, c = (−β̃, 1), H⁻¹, Q = c'Sc,
-    tr(H⁻¹S_XX)) with H = S_XX/σ² + P₀ and β̃ = H⁻¹(S_Xy/σ² + P₀m₀); ok is False when H is not
+    single-factor and the crossed kernels. Returns (ok, log p, E, Q = c'Sc, tr(H⁻¹S_XX)) with
+    H = S_XX/σ² + P₀, β̃ = H⁻¹(S_Xy/σ² + P₀m₀), c = (−β̃, 1) = E[p, :c] and H⁻¹ = E[:p, c:]
+    (E is returned whole: slicing views in numba costs compile time); ok is False when H is not
     positive definite. Gauss–Jordan on [H | h | I] → [I | β̃ | H⁻¹] (H symmetric positive
     definite: no pivoting; the pivots multiply to |H|), a few plain loops that compile fast."""
     c = S.shape[0]
@@ -157,7 +158,7 @@ def _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const):
     for a in range(p):
         piv = E[a, a]
         if not piv > 0.0:
-            return False, -np.inf, E[p, :c], E[:p, c:], 0.0, 0.0
+            return False, -np.inf, E, 0.0, 0.0
         logdet_H += math.log(piv)
         for j in range(c + p):
             E[a, j] /= piv
@@ -169,19 +170,18 @@ def _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const):
     for a in range(p):
         E[p, a] = -E[a, p]
     E[p, p] = 1.0
-    cv = E[p, :c]
     Q = 0.0
     quad0 = 0.0
     tr = 0.0
     for a in range(c):
         for b in range(c):
-            Q += cv[a] * S[a, b] * cv[b]
+            Q += E[p, a] * S[a, b] * E[p, b]
             if a < p and b < p:
                 quad0 += (E[a, p] - m0[a]) * P0[a, b] * (E[b, p] - m0[b])
                 tr += E[a, c + b] * S[a, b]
     value = c_const - n * math.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
     value += -0.5 * (logdet_S0 + logdet_H) - 0.5 * quad0
-    return True, value, cv, E[:p, c:], Q, tr
+    return True, value, E, Q, tr
 
 
 def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, cols):
@@ -196,7 +196,7 @@ def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, 
     if not ok:
         return -np.inf, g, 0.0
     s2 = sigma * sigma
-    ok, value, cv, Hi, Q, tr = _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const)
+    ok, value, E, Q, tr = _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const)
     if not ok:
         return -np.inf, g, 0.0
     cross = np.zeros((k, k))
@@ -208,14 +208,14 @@ def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, 
             su = 0.0
             sz = 0.0
             for b in range(c):
-                su += U[j, a, b] * cv[b]
-                sz += Xi[j, a, b] * cv[b]
+                su += U[j, a, b] * E[p, b]
+                sz += Xi[j, a, b] * E[p, b]
             u[a] = su
             z[a] = sz
             for b in range(p):
                 s = 0.0
                 for t in range(p):
-                    s += U[j, a, t] * Hi[t, b]
+                    s += U[j, a, t] * E[t, c + b]
                 V[a, b] = s
         for r in range(k):
             for cc in range(k):

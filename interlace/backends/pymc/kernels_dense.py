@@ -46,9 +46,9 @@ def available() -> bool:
     return njit is not None
 
 
-def _lam(Ts, zs, ks, ms, V, out, col0, transpose):
-    """out[:, col0:col0 + ncol] = Λ'V (``transpose``) or ΛV for V with q rows: rows (l, ·) of each
-    term's block ← T'·rows (l, ·) or T·rows (l, ·), as row updates (contiguous)."""
+def _lam(Ts, zs, ks, ms, V, out, transpose):
+    """out[:, :ncol] = Λ'V (``transpose``) or ΛV for V with q rows and ncol columns: rows (l, ·)
+    of each term's block ← T'·rows (l, ·) or T·rows (l, ·), as row updates (contiguous)."""
     ncol = V.shape[1]
     for t in range(zs.size):
         k = ks[t]
@@ -56,12 +56,12 @@ def _lam(Ts, zs, ks, ms, V, out, col0, transpose):
             r0 = zs[t] + lv * k
             for a in range(k):
                 for j in range(ncol):
-                    out[r0 + a, col0 + j] = 0.0
+                    out[r0 + a, j] = 0.0
                 lo, hi = (a, k) if transpose else (0, a + 1)  # T lower triangular
                 for b in range(lo, hi):
                     w = Ts[t, b, a] if transpose else Ts[t, a, b]
                     for j in range(ncol):
-                        out[r0 + a, col0 + j] += w * V[r0 + b, j]
+                        out[r0 + a, j] += w * V[r0 + b, j]
 
 
 def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
@@ -81,21 +81,24 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
     c = Mzxy.shape[1]
     ld = q + c
     kmax = Ts.shape[1]
-    # K = [[Λ'M_zzΛ + I, Λ'M_z,xy], [·, M_xy]] (upper triangle): B = Λ'M_zz, Λ'M_zzΛ = Λ'B'
+    # K = [[Λ'M_zzΛ + I, Λ'M_z,xy], [·, M_xy]] (upper triangle): B = Λ'M_zz, and K's first q rows
+    # = Λ'[B' | M_z,xy] (M_zz symmetric)
     B = np.empty((q, q))
-    _lam(Ts, zs, ks, ms, Mzz, B, 0, True)
-    Bt = np.empty((q, q))
+    _lam(Ts, zs, ks, ms, Mzz, B, True)
+    Bt = np.empty((q, ld))
     for i in range(q):
         for j in range(q):
             Bt[i, j] = B[j, i]
-    K = np.empty((ld, ld))
-    _lam(Ts, zs, ks, ms, Bt, K, 0, True)
-    _lam(Ts, zs, ks, ms, Mzxy, K, q, True)
-    for i in range(c):
         for j in range(c):
-            K[q + i, q + j] = Mxy[i, j]
-    for i in range(q):
-        K[i, i] += 1.0
+            Bt[i, q + j] = Mzxy[i, j]
+    K = np.empty((ld, ld))
+    _lam(Ts, zs, ks, ms, Bt, K, True)
+    for i in range(ld):
+        if i < q:
+            K[i, i] += 1.0
+        else:
+            for j in range(c):
+                K[i, q + j] = Mxy[i - q, j]
     # K = 𝒰'𝒰 over its first q rows, row by row (right-looking, each row update contiguous). The
     # first term's rows update only their own block's rows (A₁₁ is block diagonal); their update
     # of the rest, K₂₂ ← K₂₂ − P'P with P = their rows right of A₁₁ ([L₂₁' | H₁]), is one BLAS call
@@ -123,9 +126,8 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
             S[a, b] = K[q + a, q + b]
             S[b, a] = K[q + a, q + b]
     # [V = 𝒰⁻¹ | Ũ = 𝒰⁻¹H] over K's first q rows, from the last row up (row i of 𝒰 kept in
-    # ``row``). Before the first term's rows: their part right of A₁₁, [0 | H₁] − 𝒰₁₂[V₂₂ | Ũ₂],
+    # B's last row). Before the first term's rows: their part right of A₁₁, [0 | H₁] − 𝒰₁₂[V₂₂ | Ũ₂],
     # by BLAS (𝒰₁₂ copied to B first; V₂₂'s lower triangle zeroed for it)
-    row = U[:, 0]
     for i in range(q - 1, -1, -1):
         if i == q1 - 1:
             for r in range(q1):
@@ -135,23 +137,23 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
             dgemm(N, N, ld - q1, q1, q2, -1.0, K, q1 * ld + q1, ld, B, 0, q, 1.0, K, q1, ld)
         end = (i // k1 + 1) * k1 if i < q1 else q
         for j in range(i, end):
-            row[j] = K[i, j]
+            B[q - 1, j] = K[i, j]
             K[i, j] = 0.0
         for j in range(q1, i):
             K[i, j] = 0.0
         K[i, i] = 1.0
         for t in range(i + 1, end):
-            w = row[t]
+            w = B[q - 1, t]
             if w != 0.0:
                 for j in range(t, ld):
                     K[i, j] -= w * K[t, j]
         for j in range(i, ld):
-            K[i, j] /= row[i]
+            K[i, j] /= B[q - 1, i]
     for i in range(q):
         for x in range(c):
             U[i, x] = K[i, q + x]
     # Ξ = M_z,xy − M_zzΛŨ (BLAS, column-major: Ξ' ← Ξ' − (ΛŨ)'M_zz)
-    _lam(Ts, zs, ks, ms, U, B, 0, False)
+    _lam(Ts, zs, ks, ms, U, B, False)
     for i in range(q):
         for x in range(c):
             Xi[i, x] = Mzxy[i, x]
@@ -175,10 +177,10 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
     return 1, logdet
 
 
-def _crossed_gradient(U, Xi, D, cv, Hi, Ts, zs, ks, ms, th0, rows, cols, sigma, g):
+def _crossed_gradient(U, Xi, D, E, Ts, zs, ks, ms, th0, rows, cols, sigma, g):
     """∂/∂θ of log p(y | θ, σ) with β integrated out (the formulas of
     :meth:`.marginal.MarginalBase.logp_integrated`) into ``g``, from the pieces of
-    :func:`_crossed_pieces` and c = (−β̃, 1), H⁻¹ of :func:`.kernels._integrate_beta`. Three
+    :func:`_crossed_pieces` and E (c = (−β̃, 1) and H⁻¹) of :func:`.kernels._integrate_beta`. Three
     kernels called in turn rather than one calling the others: numba re-optimises a callee's
     code inside every caller, which would double the compile time."""
     q, c = U.shape
@@ -191,12 +193,12 @@ def _crossed_gradient(U, Xi, D, cv, Hi, Ts, zs, ks, ms, th0, rows, cols, sigma, 
         su = 0.0
         sz = 0.0
         for b in range(c):
-            su += U[i, b] * cv[b]
-            sz += Xi[i, b] * cv[b]
+            su += U[i, b] * E[p, b]
+            sz += Xi[i, b] * E[p, b]
             if b < p:
                 s = 0.0
                 for x in range(p):
-                    s += U[i, x] * Hi[x, b]
+                    s += U[i, x] * E[x, c + b]
                 V[i, b] = s
         V[i, p] = su
         V[i, c] = sz
