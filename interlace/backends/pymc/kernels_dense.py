@@ -32,13 +32,14 @@ import math
 import numpy as np
 
 from .kernels import _integrate_beta as integrate_beta
-from .lapack import L, N, dgemm, dsyrk
 
 __all__ = ["available", "crossed_pieces", "crossed_gradient", "integrate_beta"]
 
-try:  # numba ships with pytensor
+try:  # numba ships with pytensor; the BLAS binding needs scipy's cython_blas capsules
     from numba import njit
-except ImportError:  # pragma: no cover
+
+    from .lapack import L, N, dgemm, dsyrk
+except (ImportError, AttributeError, KeyError):  # pragma: no cover
     njit = None
 
 
