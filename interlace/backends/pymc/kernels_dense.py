@@ -85,7 +85,8 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
     # K = [[Λ'M_zzΛ + I, Λ'M_z,xy], [·, M_xy]] (upper triangle): B = Λ'M_zz, and K's first q rows
     # = Λ'[B' | M_z,xy] (M_zz symmetric)
     B = np.empty((q, q))
-    _lam(Ts, zs, ks, ms, Mzz, B, True)
+    tr = ld > 0  # True, as a run-time value: a literal True/False would compile _lam twice
+    _lam(Ts, zs, ks, ms, Mzz, B, tr)
     Bt = np.empty((q, ld))
     for i in range(q):
         for j in range(q):
@@ -93,7 +94,7 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
         for j in range(c):
             Bt[i, q + j] = Mzxy[i, j]
     K = np.empty((ld, ld))
-    _lam(Ts, zs, ks, ms, Bt, K, True)
+    _lam(Ts, zs, ks, ms, Bt, K, tr)
     for i in range(ld):
         if i < q:
             K[i, i] += 1.0
@@ -156,7 +157,7 @@ def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
             U[i, x] = K[i, q + x]
             Xi[i, x] = Mzxy[i, x]
     # Ξ = M_z,xy − M_zzΛŨ (BLAS, column-major: Ξ' ← Ξ' − (ΛŨ)'M_zz)
-    _lam(Ts, zs, ks, ms, U, B, False)
+    _lam(Ts, zs, ks, ms, U, B, not tr)
     dgemm(N, N, c, q, q, -1.0, B, 0, q, Mzz, 0, q, 1.0, Xi, 0, c)
     # D_t = Σ_l (A⁻¹)_ll = Σ_l V_lV_l', V_l = the level's rows of V = 𝒰⁻¹ (upper triangular)
     for t in range(zs.size):
