@@ -66,10 +66,10 @@ def _lam(Ts, zs, ks, ms, V, out, transpose):
 
 
 def _crossed_pieces(Mzz, Mzxy, Mxy, Ts, zs, ks, ms, min_diag, S, D, U, Xi):
-    """Fill S (c × c), D (row t·kmax + a, column b: (D_t)_ab, a, b < k_t), U = Ũ and Xi = Ξ (q × c) at the
-    stacked factors Ts; returns (status, log|A|): 1 = done, 0 = A not positive definite, 2 = a
-    diagonal of some T at or below ``min_diag`` times its largest entry (T⁻¹ unusable: the
-    caller uses the numpy path)."""
+    """Fill S (c × c), D ((D_t)_ab at row t·kmax + a, column b, for a, b < k_t), U = Ũ and
+    Xi = Ξ (q × c) at the stacked factors Ts; returns (status, log|A|): 1 = done, 0 = A not
+    positive definite, 2 = a diagonal of some T at or below ``min_diag`` times its largest entry
+    (T⁻¹ unusable: the caller uses the numpy path)."""
     for t in range(zs.size):
         big = 1.0
         for a in range(ks[t]):
