@@ -205,6 +205,13 @@ def direct_model(model, design: DesignMatrices, layout, priors: PriorSet) -> Fla
             dims[n] = tuple(f"{n}_dim_{j}" for j in range(len(shape)))
             coords.update({d: pd.RangeIndex(s) for d, s in zip(dims[n], shape, strict=True)})
     fast = _fast(fn, float(priors.eta))
+    if fast is not None:
+        # the compiled passes must reproduce the Python density and gradient at the start point;
+        # evaluating them here also compiles them once, before the chains' processes are forked,
+        # instead of once in every process
+        got = fast(start)
+        if not (np.isclose(got[0], out[0], rtol=1e-9) and np.allclose(got[1], out[1], rtol=1e-9, atol=1e-9)):
+            fast = None
     return FlatModel(ndim=start.size, fn=fast or fn, names=names, shapes=shapes, dims=dims, coords=coords,
                      start=start, expand=fn if fast is not None else None)
 
