@@ -93,12 +93,12 @@ def test_not_positive_definite_gives_minus_inf_on_both_paths():
 
 
 def test_blas_bindings_equal_numpy_and_compile_cacheably():
-    """dgemm/dsyrk called from numba by symbol name (backends/pymc/lapack.py), on row-major arrays
+    """dgemm/dsyrk called from numba by symbol name (backends/pymc/blas.py), on row-major arrays
     with offsets and leading dimensions, seen by BLAS as their column-major transposes."""
     from numba import njit
 
     from interlace.backends.pymc import kernels_dense
-    from interlace.backends.pymc.lapack import L, N, T, dgemm, dsyrk
+    from interlace.backends.pymc.blas import L, N, T, dgemm, dsyrk
 
     @njit
     def products(A, B, C, K):

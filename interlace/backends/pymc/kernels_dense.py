@@ -21,7 +21,7 @@ falls back to the numpy evaluator when a diagonal of T is too small for T⁻¹).
 Written for compile time as much as for run time (numba compiles on a machine's first fit; the
 sampler's cold start includes it): loops over a few 2-d arrays and no numpy functions (numba
 compiles every numpy overload it meets, 0.1–1 s each), the two O(q₁q₂²) products by BLAS called
-by symbol (:mod:`.lapack`), and three kernels called in turn from Python rather than one
+by symbol (:mod:`.blas`), and three kernels called in turn from Python rather than one
 calling the others (numba re-optimises a callee's code inside each caller).
 """
 
@@ -38,7 +38,7 @@ __all__ = ["available", "crossed_pieces", "crossed_gradient", "integrate_beta"]
 try:  # numba ships with pytensor; the BLAS binding needs scipy's cython_blas capsules
     from numba import njit
 
-    from .lapack import L, N, dgemm, dsyrk
+    from .blas import L, N, dgemm, dsyrk
 except (ImportError, AttributeError, KeyError):  # pragma: no cover
     njit = None
 
