@@ -91,3 +91,64 @@ def test_one_factorization_per_draw_gives_the_base_class_draws(given_beta):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     other = fast.draw_conditionals(th, sigma, beta, prior, np.random.default_rng(6))
     assert not np.allclose(other[1], ours[1])
+
+
+def test_not_positive_definite_gives_minus_inf_on_both_paths():
+    from interlace.backends.pymc.marginal import GaussianPrior
+
+    des, fast, slow = _pair(["(1 + x | subj)", "(1 + x | item)"])
+    th = np.array([0.8, 0.1, 0.5, 0.6, -0.2, 0.4])
+    prior = GaussianPrior.from_cov(np.zeros(2), np.eye(2) * 10.0)
+    for lmm in (fast, slow):  # A = I − Λ'M_zzΛ: its elimination meets a non-positive pivot (status 0)
+        lmm.Mzz = -lmm.Mzz
+    st = fast._kernel_pieces(th)[0]
+    assert st == 0
+    a, b = fast.logp_integrated(th, 1.0, prior), slow.logp_integrated(th, 1.0, prior)
+    assert a.logp == b.logp == -np.inf and not a.g_theta.any() and not b.g_theta.any()
+    with pytest.raises(np.linalg.LinAlgError):
+        fast.pieces(th)
+    for lmm in (fast, slow):
+        lmm.Mzz = -lmm.Mzz
+    # H = S_XX/σ² + P₀ not positive definite: a prior precision far below −S_XX/σ²
+    bad = GaussianPrior(np.zeros(2), -1e9 * np.eye(2), 0.0)
+    a, b = fast.logp_integrated(th, 1.0, bad), slow.logp_integrated(th, 1.0, bad)
+    assert a.logp == b.logp == -np.inf
+
+
+def test_blas_bindings_equal_numpy_and_compile_cacheably():
+    """dgemm/dsyrk called from numba by symbol name (backends/pymc/blas.py), on row-major arrays
+    with offsets and leading dimensions, seen by BLAS as their column-major transposes."""
+    from numba import njit
+
+    from interlace.backends.pymc import kernels_dense
+    from interlace.backends.pymc.blas import L, N, T, dgemm, dsyrk
+
+    @njit
+    def products(A, B, C, K):
+        m, k = A.shape
+        n = B.shape[1]
+        # C[1:, 2:] ← C[1:, 2:] − A B (row-major): column-major (C')' ← C' − B'A'
+        dgemm(N, N, n, m, k, -1.0, B, 0, n, A, 0, k, 1.0, C, C.shape[1] + 2, C.shape[1])
+        # K ← 2AA': BLAS sees A as A' (k × m), and (A')'A' = AA'
+        dgemm(T, N, m, m, k, 2.0, A, 0, k, A, 0, k, 0.0, K, 0, m)
+        # upper triangle (row-major) of K[1:, 1:] ← K − A[1:]A[1:]'  (BLAS 'L' = row-major upper)
+        dsyrk(L, T, m - 1, k, -1.0, A, k, k, 1.0, K, m + 1, m)
+
+    rng = np.random.default_rng(3)
+    A, B = rng.normal(size=(5, 4)), rng.normal(size=(4, 6))
+    C = rng.normal(size=(6, 8))
+    K = np.zeros((5, 5))
+    want_C = C.copy()
+    want_C[1:, 2:] -= A @ B
+    want_K = 2.0 * A @ A.T
+    want_K[1:, 1:] -= A[1:] @ A[1:].T
+    products(A, B, C, K)
+    np.testing.assert_allclose(C, want_C, rtol=1e-13, atol=1e-13)
+    iu = np.triu_indices(4)
+    np.testing.assert_allclose(K[1:, 1:][iu], want_K[1:, 1:][iu], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(K[0], want_K[0], rtol=1e-13)
+    # the kernel refers to BLAS by name, not by address: numba may cache it on disk
+    des, fast, _ = _pair(["(1 + x | subj)", "(1 + x | item)"])
+    fast._kernel_pieces(np.array([0.8, 0.1, 0.5, 0.6, -0.2, 0.4]))
+    for sig in kernels_dense.crossed_pieces.signatures:
+        assert not kernels_dense.crossed_pieces.overloads[sig].library.has_dynamic_globals

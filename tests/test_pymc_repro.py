@@ -424,3 +424,24 @@ def test_direct_log_density_equals_pymcs_up_to_a_constant(sleep, random, priors)
     other = resolve_priors(design, {"sigma": interlace.Prior("LogNormal", mu=3, sigma=1)})
     m2, l2 = build_model(design, other, True)
     assert direct_model(m2, design, l2, other) is None
+
+
+def test_direct_model_keeps_the_python_density_if_the_compiled_passes_disagree(sleep, monkeypatch):
+    from interlace.backends.pymc import direct
+    from interlace.backends.pymc.model import build_model
+    from interlace.backends.pymc.priors import resolve_priors
+
+    design = interlace.fit(SLEEP, data=sleep, random=["(Days | Subject)"]).design
+    prior_set = resolve_priors(design, None)
+    model, layout = build_model(design, prior_set, True)
+    flat = direct.direct_model(model, design, layout, prior_set)
+    assert isinstance(flat.fn, direct._FastFn)  # agreeing at the start point: the compiled passes
+    passes = direct._prior_pass
+
+    def off_by_one(*args):
+        logp, sigma = passes(*args)
+        return logp + 1.0, sigma
+
+    monkeypatch.setattr(direct, "_prior_pass", off_by_one)
+    flat = direct.direct_model(model, design, layout, prior_set)
+    assert isinstance(flat.fn, direct._Fn) and flat.expand is None

@@ -111,43 +111,55 @@ class DenseMarginalLMM(MarginalBase):
         U = sla.cho_solve((L, True), R, check_finite=False)
         return Ts, B, L, R, U
 
+    def _kernel_pieces(self, theta: np.ndarray):
+        """(status, S, ℓ, D, U, Ξ) from :func:`.kernels_dense.crossed_pieces` (status 2: a diagonal
+        of T too small for T⁻¹, use the numpy path; 0: A not positive definite)."""
+        Tall = np.zeros((len(self._blocks), self._kmax, self._kmax))
+        Tall[self._t_idx] = theta
+        q, c, kx = self.design.q, self.Mxy.shape[0], self._kmax
+        S, D = np.empty((c, c)), np.empty((len(self._blocks) * kx, kx))
+        U, Xi = np.empty((q, c)), np.empty((q, c))
+        status, logdet = kernels_dense.crossed_pieces(
+            self.Mzz, self.Mzxy, self.Mxy, Tall, self._zs, self._ks, self._ms, MIN_DIAG, S, D, U, Xi)
+        return status, S, logdet, D, U, Xi, Tall
+
     def _compiled(self, theta: np.ndarray) -> Pieces | None:
         """The pieces from :func:`.kernels_dense.crossed_pieces`; None when T⁻¹ is unsafe."""
-        Ts = self._T(np.asarray(theta, dtype=float))
-        for T in Ts:
-            d = np.abs(np.diagonal(T))
-            if d.min() <= MIN_DIAG * max(1.0, float(np.abs(T).max())):
-                return None
-        Tall = np.zeros((len(Ts), self._kmax, self._kmax))
-        for i, T in enumerate(Ts):
-            Tall[i, : T.shape[0], : T.shape[0]] = T
-        ok, S, logdet, D, U, Xi = kernels_dense.crossed_pieces(
-            self.Mzz, self.Mzxy, self.Mxy, Tall, self._zs, self._ks, self._ms)
-        if not ok:
+        status, S, logdet, D, U, Xi, Tall = self._kernel_pieces(np.asarray(theta, dtype=float))
+        if status == 2:
+            return None
+        if status == 0:
             raise np.linalg.LinAlgError("A is not positive definite")
+        kx = self._kmax
+        D = D.reshape(len(self._blocks), kx, kx)
         g = np.zeros(self.n_theta)
-        for i, ((_, _, m, k, t), T) in enumerate(zip(self._blocks, Ts, strict=True)):
-            G = (m * np.eye(k) - D[i, :k, :k]) @ np.linalg.inv(T)  # module doc of kernels_dense
+        for i, (_, _, m, k, t) in enumerate(self._blocks):
+            G = (m * np.eye(k) - D[i, :k, :k]) @ np.linalg.inv(Tall[i, :k, :k])  # module doc of kernels_dense
             rows, cols = tril_colwise(k)
             g[t.theta_slice] = 2.0 * G[cols, rows]
         return Pieces(S, float(logdet), g, U, Xi)
 
     def logp_integrated(self, theta: np.ndarray, sigma: float, prior: GaussianPrior,
                         gradient: bool = True) -> MarginalParts:
-        """The base formulas in one compiled call (:func:`.kernels_dense.crossed_integrated`)."""
+        """The base formulas in three compiled calls: :func:`.kernels_dense.crossed_pieces`,
+        :func:`.kernels_dense.integrate_beta`, :func:`.kernels_dense.crossed_gradient`."""
         if not self._kernel:
             return super().logp_integrated(theta, sigma, prior, gradient)
-        Tall = np.zeros((len(self._blocks), self._kmax, self._kmax))
-        Tall[self._t_idx] = theta
-        status, value, g, gs = kernels_dense.crossed_integrated(
-            self.Mzz, self.Mzxy, self.Mxy, Tall, self._zs, self._ks, self._ms, self._th0, self._rows_all,
-            self._cols_all, MIN_DIAG, float(sigma), prior.precision, prior.precision @ prior.mean,
-            prior.mean, prior.logdet_cov, float(self.n), self._c_const)
+        status, S, logdet, D, U, Xi, Tall = self._kernel_pieces(theta)
         if status == 2:
             return super().logp_integrated(theta, sigma, prior, gradient)
-        if status == 0:
-            return MarginalParts(-np.inf, np.zeros(self.n_theta), 0.0, np.zeros(0))
-        return MarginalParts(float(value), g, float(gs), np.zeros(0))
+        if status == 1:
+            sigma = float(sigma)
+            ok, value, E, Q, tr = kernels_dense.integrate_beta(
+                S, logdet, sigma, prior.precision, prior.precision @ prior.mean, prior.mean, prior.logdet_cov,
+                float(self.n), self._c_const)
+            if ok:
+                g = np.empty(self.n_theta)
+                kernels_dense.crossed_gradient(U, Xi, D, E, Tall, self._zs, self._ks, self._ms,
+                                               self._th0, self._rows_all, self._cols_all, sigma, g)
+                s2 = sigma * sigma
+                return MarginalParts(float(value), g, -self.n / sigma + (Q + tr) / (s2 * sigma), np.zeros(0))
+        return MarginalParts(-np.inf, np.zeros(self.n_theta), 0.0, np.zeros(0))
 
     def pieces(self, theta: np.ndarray, gradient: bool = True) -> Pieces:
         if self._kernel:

@@ -24,6 +24,8 @@ own log-density and gradient (tests/test_pymc_repro.py).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...data.design import DesignMatrices, tril_colwise
@@ -203,6 +205,13 @@ def direct_model(model, design: DesignMatrices, layout, priors: PriorSet) -> Fla
             dims[n] = tuple(f"{n}_dim_{j}" for j in range(len(shape)))
             coords.update({d: pd.RangeIndex(s) for d, s in zip(dims[n], shape, strict=True)})
     fast = _fast(fn, float(priors.eta))
+    if fast is not None:
+        # the compiled passes must reproduce the Python density and gradient at the start point;
+        # evaluating them here also compiles them once, before the chains' processes are forked,
+        # instead of once in every process
+        got = fast(start)
+        if not (np.isclose(got[0], out[0], rtol=1e-9) and np.allclose(got[1], out[1], rtol=1e-9, atol=1e-9)):
+            fast = None
     return FlatModel(ndim=start.size, fn=fast or fn, names=names, shapes=shapes, dims=dims, coords=coords,
                      start=start, expand=fn if fast is not None else None, low_rank_mass_matrix=True)
 
@@ -217,62 +226,60 @@ def _lp(fam, p1, p2, u):
         return -0.5 * u * u / (p1 * p1), -u / (p1 * p1)
     if fam == 1:
         s2 = p2 * p2
-        return -0.5 * (p1 + 1.0) * np.log1p(u * u / (p1 * s2)), -(p1 + 1.0) * u / (p1 * s2 + u * u)
+        return -0.5 * (p1 + 1.0) * math.log1p(u * u / (p1 * s2)), -(p1 + 1.0) * u / (p1 * s2 + u * u)
     if fam == 2:
-        return -np.log1p(u * u / (p1 * p1)), -2.0 * u / (p1 * p1 + u * u)
+        return -math.log1p(u * u / (p1 * p1)), -2.0 * u / (p1 * p1 + u * u)
     return -p1 * u, -p1
 
 
-def _prior_pass(x, sig_off, sig_fam, sig_p1, sig_p2, kind, ks, xoff, toff, coff, fam, p1, p2, eta,
-                n_theta):
-    """Priors, transforms and their Jacobians: (log-density part, gradient part, θ, σ)."""
-    grad = np.zeros(x.size)
-    theta = np.zeros(n_theta)
-    sigma = np.exp(x[sig_off])
+def _prior_pass(x, grad, theta, work, sig_off, sig_fam, sig_p1, sig_p2, kind, ks, xoff, toff, coff, fam, p1,
+                p2, eta):
+    """Priors, transforms and their Jacobians into ``grad`` (zeros on entry) and θ into ``theta``;
+    returns (log-density part, σ). ``work`` (like x) receives the packed factors L (the diagonal
+    exponentiated). Scalar arithmetic and loops only (cheap to compile)."""
+    sigma = math.exp(x[sig_off])
     lp, d = _lp(sig_fam, sig_p1, sig_p2, sigma)
     logp = lp + x[sig_off]
     grad[sig_off] = d * sigma + 1.0
     for t in range(kind.size):
         k, xo, to, co = ks[t], xoff[t], toff[t], coff[t]
         if kind[t] == 0:
-            sd = np.exp(x[xo])
+            sd = math.exp(x[xo])
             lp, d = _lp(fam[co], p1[co], p2[co], sd)
             logp += lp + x[xo]
             grad[xo] = d * sd + 1.0
             theta[to] = sd / sigma
             continue
-        L = np.zeros((k, k))
-        pos = xo
-        for i in range(k):
+        for i in range(k):  # L[i, j] at xo + i(i + 1)/2 + j
             for j in range(i + 1):
+                pos = xo + i * (i + 1) // 2 + j
                 v = x[pos]
                 if i == j:
                     logp += v
-                    v = np.exp(v)
-                L[i, j] = v
-                pos += 1
-        pos = xo
+                    v = math.exp(v)
+                work[pos] = v
         for i in range(k):
+            r0 = xo + i * (i + 1) // 2
             s = 0.0
             for j in range(i + 1):
-                s += L[i, j] * L[i, j]
-            sd = np.sqrt(s)
+                s += work[r0 + j] * work[r0 + j]
+            sd = math.sqrt(s)
+            lii = work[r0 + i]
             a = 2.0 * eta - 3.0 + k - i
             lp, d = _lp(fam[co + i], p1[co + i], p2[co + i], sd)
-            logp += lp + (a + 1.0) * np.log(L[i, i]) - (a + 1.0 + i) * np.log(sd)
+            logp += lp + (a + 1.0) * math.log(lii) - (a + 1.0 + i) * math.log(sd)
             coef = (d - (a + 1.0 + i) / sd) / sd
             for j in range(i + 1):
-                g = coef * L[i, j]
+                g = coef * work[r0 + j]
                 if i == j:
-                    g = (g + (a + 1.0) / L[i, i]) * L[i, i] + 1.0
-                grad[pos] = g
-                pos += 1
+                    g = (g + (a + 1.0) / lii) * lii + 1.0
+                grad[r0 + j] = g
         m = to
         for c in range(k):
             for r in range(c, k):
-                theta[m] = L[r, c] / sigma
+                theta[m] = work[xo + r * (r + 1) // 2 + c] / sigma
                 m += 1
-    return logp, grad, theta, sigma
+    return logp, sigma
 
 
 def _chain_rule(x, grad, theta, sigma, g_theta, g_sigma, sig_off, kind, ks, xoff, toff):
@@ -292,7 +299,7 @@ def _chain_rule(x, grad, theta, sigma, g_theta, g_sigma, sig_off, kind, ks, xoff
                 val = g_theta[m] / sigma
                 pos = xo + r * (r + 1) // 2 + c
                 if r == c:
-                    val *= np.exp(x[pos])
+                    val *= math.exp(x[pos])
                 grad[pos] += val
                 m += 1
 
@@ -300,9 +307,9 @@ def _chain_rule(x, grad, theta, sigma, g_theta, g_sigma, sig_off, kind, ks, xoff
 try:
     from numba import njit
 
-    _lp = njit(cache=True)(_lp)
-    _prior_pass = njit(cache=True)(_prior_pass)
-    _chain_rule = njit(cache=True)(_chain_rule)
+    _lp = njit(cache=True, error_model="numpy")(_lp)
+    _prior_pass = njit(cache=True, error_model="numpy")(_prior_pass)
+    _chain_rule = njit(cache=True, error_model="numpy")(_chain_rule)
 except ImportError:  # pragma: no cover - numba ships with pytensor
     pass
 
@@ -320,7 +327,8 @@ class _FastFn:
     def __call__(self, x: np.ndarray) -> list:
         a = self.arrays
         x = np.asarray(x, dtype=np.float64)
-        logp, grad, theta, sigma = _prior_pass(x, *a)
+        grad, theta = np.zeros(x.size), np.zeros(self.slow.n_theta)
+        logp, sigma = _prior_pass(x, grad, theta, np.empty(x.size), *a)
         parts = self.lmm.logp_integrated(theta, sigma, self.prior)
         if not np.isfinite(parts.logp):
             return [-np.inf, np.zeros_like(x)]
@@ -352,7 +360,7 @@ def _fast(slow: _Fn, eta: float) -> _FastFn | None:
         return None
     ints = [np.asarray(v, dtype=np.int64) for v in (kind, ks, xoff, toff, coff, fam)]
     arrays = (int(sig[0]), int(sig[1]), float(sig[2]), float(sig[3]), *ints[:5], ints[5],
-              np.asarray(p1, dtype=float), np.asarray(p2, dtype=float), float(eta), int(slow.n_theta))
+              np.asarray(p1, dtype=float), np.asarray(p2, dtype=float), float(eta))
     return _FastFn(slow, arrays)
 
 

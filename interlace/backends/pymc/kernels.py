@@ -10,6 +10,8 @@ implementation is used instead.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["available", "integrated", "given_beta"]
@@ -25,59 +27,25 @@ def available() -> bool:
     return njit is not None
 
 
-def _chol(A, L):
-    """Lower Cholesky factor of the small SPD matrix A into L; False if A is not PD."""
-    k = A.shape[0]
-    for i in range(k):
-        for j in range(i + 1):
-            s = A[i, j]
-            for t in range(j):
-                s -= L[i, t] * L[j, t]
-            if i == j:
-                if s <= 0.0:
-                    return False
-                L[i, i] = np.sqrt(s)
-            else:
-                L[i, j] = s / L[j, j]
-        for j in range(i + 1, k):
-            L[i, j] = 0.0
-    return True
-
-
-def _fwd(L, B):
-    """L⁻¹B in place (L lower, B k × c)."""
-    k, c = B.shape
-    for a in range(c):
-        for i in range(k):
-            s = B[i, a]
-            for t in range(i):
-                s -= L[i, t] * B[t, a]
-            B[i, a] = s / L[i, i]
-
-
-def _bwd(L, B):
-    """L⁻ᵀB in place."""
-    k, c = B.shape
-    for a in range(c):
-        for i in range(k - 1, -1, -1):
-            s = B[i, a]
-            for t in range(i + 1, k):
-                s -= L[t, i] * B[t, a]
-            B[i, a] = s / L[i, i]
-
-
 def _levels(T, D, E, Mxy, U, Xi):
     """Pass over the levels: S, log|A|, Γ = Σ_j C_j⁻¹T'D_j; Ũ_j and Ξ_j into U and Xi.
-    Returns ok=False when some C_j is not positive definite."""
+    Returns ok=False when some C_j is not positive definite. The k × k Cholesky factor of C_j
+    and its solves are written out in place (no helper calls, no numpy functions): numba
+    compiles that several times faster."""
     m, k, c = E.shape
-    S = Mxy.copy()
-    Gam = np.zeros((k, k))
-    logdet = 0.0
-    C = np.empty((k, k))
-    L = np.empty((k, k))
+    S = np.empty((c, c))
+    for a in range(c):
+        for b in range(c):
+            S[a, b] = Mxy[a, b]
+    Gam = np.empty((k, k))
     TD = np.empty((k, k))
+    L = np.empty((k, k))
+    Li = np.empty((k, k))
     H = np.empty((k, c))
-    Ci = np.empty((k, k))
+    for a in range(k):
+        for b in range(k):
+            Gam[a, b] = 0.0
+    logdet = 0.0
     for j in range(m):
         for a in range(k):  # TD = T'D_j
             for b in range(k):
@@ -85,33 +53,41 @@ def _levels(T, D, E, Mxy, U, Xi):
                 for t in range(k):
                     s += T[t, a] * D[j, t, b]
                 TD[a, b] = s
-        for a in range(k):  # C = T'D_jT + I
-            for b in range(k):
-                s = 0.0
+        for a in range(k):  # C = T'D_jT + I = LL' (L lower, row by row)
+            for b in range(a + 1):
+                s = 1.0 if a == b else 0.0
                 for t in range(k):
                     s += TD[a, t] * T[t, b]
-                C[a, b] = s + (1.0 if a == b else 0.0)
-        if not _chol(C, L):
-            return False, S, 0.0, Gam
-        for a in range(k):
-            logdet += 2.0 * np.log(L[a, a])
+                for t in range(b):
+                    s -= L[a, t] * L[b, t]
+                if a == b:
+                    if s <= 0.0:
+                        return False, S, 0.0, Gam
+                    L[a, a] = math.sqrt(s)
+                    logdet += 2.0 * math.log(L[a, a])
+                else:
+                    L[a, b] = s / L[b, b]
         for a in range(k):  # H = L⁻¹T'E_j
             for b in range(c):
                 s = 0.0
                 for t in range(k):
                     s += T[t, a] * E[j, t, b]
-                H[a, b] = s
-        _fwd(L, H)
+                for t in range(a):
+                    s -= L[a, t] * H[t, b]
+                H[a, b] = s / L[a, a]
         for a in range(c):
             for b in range(c):
                 s = 0.0
                 for t in range(k):
                     s += H[t, a] * H[t, b]
                 S[a, b] -= s
-        for a in range(k):
+        for ii in range(k):  # Ũ_j = L⁻ᵀH, from the last row up
+            a = k - 1 - ii
             for b in range(c):
-                U[j, a, b] = H[a, b]
-        _bwd(L, U[j])
+                s = H[a, b]
+                for t in range(a + 1, k):
+                    s -= L[t, a] * U[j, t, b]
+                U[j, a, b] = s / L[a, a]
         for a in range(k):  # Ξ = E − D T Ũ
             for b in range(c):
                 s = 0.0
@@ -121,16 +97,23 @@ def _levels(T, D, E, Mxy, U, Xi):
                         tu += T[t, r] * U[j, r, b]
                     s += D[j, a, t] * tu
                 Xi[j, a, b] = E[j, a, b] - s
-        for a in range(k):  # C⁻¹ = L⁻ᵀL⁻¹
-            for b in range(k):
-                Ci[a, b] = 1.0 if a == b else 0.0
-        _fwd(L, Ci)
-        _bwd(L, Ci)
-        for a in range(k):
+        for b in range(k):  # Li = L⁻¹ (lower)
+            for a in range(k):
+                s = 0.0
+                if a >= b:
+                    s = 1.0 if a == b else 0.0
+                    for t in range(b, a):
+                        s -= L[a, t] * Li[t, b]
+                    s /= L[a, a]
+                Li[a, b] = s
+        for a in range(k):  # Γ += C⁻¹TD, C⁻¹ = Li'Li
             for b in range(k):
                 s = 0.0
                 for t in range(k):
-                    s += Ci[a, t] * TD[t, b]
+                    ci = 0.0
+                    for u in range(max(a, t), k):
+                        ci += Li[u, a] * Li[u, t]
+                    s += ci * TD[t, b]
                 Gam[a, b] += s
     return True, S, logdet, Gam
 
@@ -138,50 +121,48 @@ def _levels(T, D, E, Mxy, U, Xi):
 def _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const):
     """β ~ N(m₀, P₀⁻¹) integrated out of the Gaussian marginal, given S (c × c: the [X y] block
     left after eliminating the random effects) and ``logdet`` of that elimination; shared by the
-    single-factor and the crossed kernels. Returns (ok, log p, c = (−β̃, 1), H⁻¹, Q = c'Sc,
-    tr(H⁻¹S_XX)) with H = S_XX/σ² + P₀ and β̃ = H⁻¹(S_Xy/σ² + P₀m₀); ok is False when H is not
-    positive definite."""
+    single-factor and the crossed kernels. Returns (ok, log p, E, Q = c'Sc, tr(H⁻¹S_XX)) with
+    H = S_XX/σ² + P₀, β̃ = H⁻¹(S_Xy/σ² + P₀m₀), c = (−β̃, 1) = E[p, :c] and H⁻¹ = E[:p, c:]
+    (E is returned whole: slicing views in numba costs compile time); ok is False when H is not
+    positive definite. Gauss–Jordan on [H | h | I] → [I | β̃ | H⁻¹] (H symmetric positive
+    definite: no pivoting; the pivots multiply to |H|), a few plain loops that compile fast."""
     c = S.shape[0]
     p = c - 1
     s2 = sigma * sigma
-    Hm = np.empty((p, p))
-    h = np.empty(p)
-    for a in range(p):
-        for b in range(p):
-            Hm[a, b] = S[a, b] / s2 + P0[a, b]
-        h[a] = S[a, p] / s2 + P0m0[a]
-    LH = np.empty((p, p))
-    cv = np.empty(c)
-    Hi = np.zeros((p, p))
-    if not _chol(Hm, LH):
-        return False, -np.inf, cv, Hi, 0.0, 0.0
-    bt = h.reshape(p, 1).copy()
-    _fwd(LH, bt)
-    _bwd(LH, bt)
-    for a in range(p):
-        cv[a] = -bt[a, 0]
-    cv[p] = 1.0
-    Q = 0.0
-    for a in range(c):
-        for b in range(c):
-            Q += cv[a] * S[a, b] * cv[b]
-    quad0 = 0.0
+    E = np.empty((c, c + p))  # rows 0..p−1: [H | h | I]; row p: c = (−β̃, 1) in its first c columns
+    for i in range(p):
+        for j in range(p):
+            E[i, j] = S[i, j] / s2 + P0[i, j]
+            E[i, c + j] = 1.0 if i == j else 0.0
+        E[i, p] = S[i, p] / s2 + P0m0[i]
     logdet_H = 0.0
     for a in range(p):
-        logdet_H += 2.0 * np.log(LH[a, a])
-        for b in range(p):
-            quad0 += (bt[a, 0] - m0[a]) * P0[a, b] * (bt[b, 0] - m0[b])
-    value = c_const - n * np.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
-    value += -0.5 * (logdet_S0 + logdet_H) - 0.5 * quad0
+        piv = E[a, a]
+        if not piv > 0.0:
+            return False, -np.inf, E, 0.0, 0.0
+        logdet_H += math.log(piv)
+        for j in range(c + p):
+            E[a, j] /= piv
+        for i in range(p):
+            w = E[i, a]
+            if i != a and w != 0.0:
+                for j in range(c + p):
+                    E[i, j] -= w * E[a, j]
     for a in range(p):
-        Hi[a, a] = 1.0
-    _fwd(LH, Hi)
-    _bwd(LH, Hi)
+        E[p, a] = -E[a, p]
+    E[p, p] = 1.0
+    Q = 0.0
+    quad0 = 0.0
     tr = 0.0
-    for a in range(p):
-        for b in range(p):
-            tr += Hi[a, b] * S[a, b]
-    return True, value, cv, Hi, Q, tr
+    for a in range(c):
+        for b in range(c):
+            Q += E[p, a] * S[a, b] * E[p, b]
+            if a < p and b < p:
+                quad0 += (E[a, p] - m0[a]) * P0[a, b] * (E[b, p] - m0[b])
+                tr += E[a, c + b] * S[a, b]
+    value = c_const - n * math.log(sigma) - 0.5 * logdet - 0.5 * Q / s2
+    value += -0.5 * (logdet_S0 + logdet_H) - 0.5 * quad0
+    return True, value, E, Q, tr
 
 
 def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, cols):
@@ -192,34 +173,39 @@ def _integrated(T, D, E, Mxy, sigma, P0, P0m0, m0, logdet_S0, n, c_const, rows, 
     U = np.empty((m, k, c))
     Xi = np.empty((m, k, c))
     ok, S, logdet, Gam = _levels(T, D, E, Mxy, U, Xi)
-    g = np.zeros(nt)
+    g = np.empty(nt)
+    for i in range(nt):
+        g[i] = 0.0
     if not ok:
         return -np.inf, g, 0.0
     s2 = sigma * sigma
-    ok, value, cv, Hi, Q, tr = _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const)
+    ok, value, G, Q, tr = _integrate_beta(S, logdet, sigma, P0, P0m0, m0, logdet_S0, n, c_const)
     if not ok:
         return -np.inf, g, 0.0
-    cross = np.zeros((k, k))
-    u = np.empty(k)
-    z = np.empty(k)
+    # G[p, :c] = c = (−β̃, 1), G[:p, c:] = H⁻¹ (see _integrate_beta)
+    cross = np.empty((k, k))
+    uz = np.empty((2, k))  # Ũ_jc and Ξ_jc
     V = np.empty((k, p))
+    for a in range(k):
+        for b in range(k):
+            cross[a, b] = 0.0
     for j in range(m):
         for a in range(k):
             su = 0.0
             sz = 0.0
             for b in range(c):
-                su += U[j, a, b] * cv[b]
-                sz += Xi[j, a, b] * cv[b]
-            u[a] = su
-            z[a] = sz
+                su += U[j, a, b] * G[p, b]
+                sz += Xi[j, a, b] * G[p, b]
+            uz[0, a] = su
+            uz[1, a] = sz
             for b in range(p):
                 s = 0.0
                 for t in range(p):
-                    s += U[j, a, t] * Hi[t, b]
+                    s += U[j, a, t] * G[t, c + b]
                 V[a, b] = s
         for r in range(k):
             for cc in range(k):
-                s = z[r] * u[cc]
+                s = uz[1, r] * uz[0, cc]
                 for b in range(p):
                     s += Xi[j, r, b] * V[cc, b]
                 cross[r, cc] += s
@@ -279,12 +265,9 @@ def _given_beta(T, D, E, Mxy, sigma, beta, n, c_const, rows, cols):
 
 
 if njit is not None:
-    _chol = njit(cache=True)(_chol)
-    _fwd = njit(cache=True)(_fwd)
-    _bwd = njit(cache=True)(_bwd)
-    _levels = njit(cache=True)(_levels)
-    _integrate_beta = njit(cache=True)(_integrate_beta)
-    integrated = njit(cache=True)(_integrated)
+    _levels = njit(cache=True, error_model="numpy")(_levels)
+    _integrate_beta = njit(cache=True, error_model="numpy")(_integrate_beta)
+    integrated = njit(cache=True, error_model="numpy")(_integrated)
     given_beta = njit(cache=True)(_given_beta)
 else:  # pragma: no cover
     integrated = _integrated
