@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from dense_reference import group_lambda
 from scipy.stats import multivariate_normal
 
 import interlace
@@ -115,18 +116,9 @@ def _dense_group(d, group, beta, sigma, theta, rho, b):
     """log N(y_j | μ_j, σ²(W_j^(-½)R_jW_j^(-½) + Z_jΛΛ'Z_j')) per level j, scipy on dense matrices."""
     w = np.ones(d.n) if d.weights is None else d.weights
     Z = d.Z.toarray()
-    cols = np.zeros(d.q, dtype=bool)
-    Lam = np.zeros((d.q, d.q))
-    for t in d.terms:
-        if t.group == group:
-            cols[t.z_start : t.z_start + t.q] = True
-            T = t.T(theta)
-            for lv in range(t.m):
-                j = t.z_start + lv * t.k
-                Lam[j : j + t.k, j : j + t.k] = T
+    cols, Lg = group_lambda(d, group, theta)
     mean = d.X @ beta + d.offset + Z[:, ~cols] @ b[~cols]
-    V = sigma**2 * (_R(d, rho) / np.sqrt(np.outer(w, w)) + Z[:, cols] @ Lam[np.ix_(cols, cols)] @
-                    Lam[np.ix_(cols, cols)].T @ Z[:, cols].T)
+    V = sigma**2 * (_R(d, rho) / np.sqrt(np.outer(w, w)) + Z[:, cols] @ Lg @ Lg.T @ Z[:, cols].T)
     codes = next(t.codes for t in d.terms if t.group == group)
     return np.array([
         multivariate_normal(mean[codes == j], V[np.ix_(codes == j, codes == j)]).logpdf(d.y[codes == j])

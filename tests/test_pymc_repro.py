@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from dense_reference import group_lambda
 
 pytest.importorskip("pymc")
 
@@ -244,15 +245,7 @@ def _mvn(y, mean, V):
 def _dense_group_loglik(d, group, beta, sigma, theta, b):
     """log N(y_j | Xβ + o + Z₋g b₋g, σ²(W_j⁻¹ + Z_gj Λ_g Λ_g' Z_gj')) per level, from full matrices."""
     Z = d.Z.toarray()
-    cols = np.zeros(d.q, dtype=bool)
-    Lam = np.zeros((d.q, d.q))
-    for t in d.terms:
-        if t.group == group:
-            cols[t.z_start : t.z_start + t.q] = True
-            T = t.T(theta)
-            for lv in range(t.m):
-                s = t.z_start + lv * t.k
-                Lam[s : s + t.k, s : s + t.k] = T
+    cols, Lj = group_lambda(d, group, theta)
     w = np.ones(d.n) if d.weights is None else d.weights
     mean = d.X @ beta + d.offset + Z[:, ~cols] @ b[~cols]
     codes = next(t.codes for t in d.terms if t.group == group)
@@ -260,7 +253,6 @@ def _dense_group_loglik(d, group, beta, sigma, theta, b):
     for j in range(codes.max() + 1):
         rows = codes == j
         Zj = Z[np.ix_(rows, cols)]
-        Lj = Lam[np.ix_(cols, cols)]
         V = sigma**2 * (np.diag(1 / w[rows]) + Zj @ Lj @ Lj.T @ Zj.T)
         out.append(_mvn(d.y[rows], mean[rows], V))
     return np.array(out)
