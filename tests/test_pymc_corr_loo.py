@@ -214,3 +214,19 @@ def test_series_crossing_a_grouping_factor_store_what_exists():
         crossed.loo(group="half")
     with pytest.raises(ValueError, match="cross the levels of 'half'"):
         interlace.loo_compare(crossed, crossed, names=["a", "b"], group="half")
+
+
+@pytest.mark.parametrize("groups", ["Mare", None])
+@pytest.mark.parametrize("structure", ["AR1", "CS"])
+def test_summary_of_a_correlated_posterior_reports_the_correlation(groups, structure):
+    ovary = datasets.load("ovary")
+    corr = (interlace.AR1(time="visit", group="Mare") if structure == "AR1"
+            else interlace.CompoundSymmetry(group="Mare"))
+    fit = interlace.fit("follicles ~ sin2pi + cos2pi", ovary, groups=groups, correlation=corr,
+                        backend="pymc", chains=2, draws=60, tune=60, random_seed=1, progressbar=False)
+    text = str(fit.summary())
+    name = "phi" if structure == "AR1" else "rho"
+    row = next(line for line in text.splitlines() if line.startswith(name + " "))
+    rhat = float(fit.diagnostics.loc[name, "r_hat"])
+    assert f"{rhat:.3f}" in row.split()  # its own R-hat, not "NA"
+    assert any(line.startswith("sigma ") for line in text.splitlines())

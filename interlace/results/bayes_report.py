@@ -117,4 +117,5 @@ def _variance_keys(r) -> list[str]:
                 keys.append(f"{tl.corr_name}[{t.columns[i]}, {t.columns[j]}]")
     if getattr(r, "family", None) is not None:  # a GLMM: its family parameter, if it has one
         return keys + [name for name in ("sigma", "nb_theta") if name in r.variance_draws.columns]
-    return keys + ["sigma"]
+    # an LMM: a residual correlation parameter (phi, rho) if any, then sigma — as in variance_draws
+    return keys + [str(c) for c in r.variance_draws.columns[len(keys):]]
