@@ -47,10 +47,11 @@ def loo_compare(*models, names: list[str] | None = None, group: str | None = Non
             f"({', '.join(freq)}): frequentist fits are compared by likelihood-ratio tests, posteriors "
             "by ELPD-LOO; fit every model with one backend"
         )
-    first = models[0].design
-    for m in models[1:]:
-        d = m.design
-        if d.n != first.n or not np.array_equal(d.y, first.y):
+    var = [m.loglik_name(group) for m in models]  # refuses a posterior without one, by name
+    first = _observed(models[0], var[0])
+    for m, v in zip(models[1:], var[1:], strict=True):
+        y = _observed(m, v)
+        if len(y) != len(first) or not np.array_equal(y, first):
             raise ValueError(
                 "models were not all fitted to the same data (response or rows differ); an ELPD "
                 "comparison needs the same observations"
@@ -58,15 +59,23 @@ def loo_compare(*models, names: list[str] | None = None, group: str | None = Non
     if names is None:
         names = []
         for i, m in enumerate(models):
-            text = m.spec.full_formula
+            text = m.spec.full_formula if hasattr(m, "spec") else m.formula  # clmm: no spec
             names.append(text if text not in names else f"{text} ({i + 1})")
     names = [str(n) for n in names]
     if len(names) != len(models) or len(set(names)) != len(names):
         raise ValueError(f"names must be {len(models)} distinct labels, got {names!r}")
-    var = [m.loglik_name(group) for m in models]
     idatas = {}
     for n, m, v in zip(names, models, var, strict=True):
         # one variable per InferenceData, under one name, so arviz compares like with like
         ll = m.idata.log_likelihood[[v]].rename({v: "loglik"})
         idatas[n] = az.InferenceData(posterior=m.idata.posterior, log_likelihood=ll)
     return az.compare(idatas, ic="loo", var_name="loglik")
+
+
+def _observed(model, var: str) -> np.ndarray:
+    """The response a posterior was fitted to: the design's y, or (clmm) the observed data."""
+    design = getattr(model, "design", None)
+    if design is not None:
+        return np.asarray(design.y)
+    obs = getattr(model.idata, "observed_data", None)
+    return np.asarray(obs[var]) if obs is not None and var in obs else np.asarray([])

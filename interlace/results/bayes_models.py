@@ -130,6 +130,25 @@ class PosteriorModelResult:
             table[col] = [float(diag.loc[k, col]) if k in diag.index else np.nan for k in keys]
         return table
 
+    def loglik_name(self, group: str | None = None) -> str:
+        """The pointwise ``idata.log_likelihood`` variable (clmm: one term per observation)."""
+        ll = getattr(self.idata, "log_likelihood", None)
+        if ll is None or not ll.data_vars:
+            raise ValueError(
+                f"a {self.kind} posterior stores no pointwise log-likelihood (the Cox partial likelihood "
+                "does not split into independent observations), so it has no LOO or ELPD comparison")
+        if group is not None:
+            raise ValueError(
+                f"leave-one-group-out log-likelihoods exist for Gaussian LMMs only; a {self.kind} "
+                "posterior has the pointwise one: call loo() without group=")
+        return str(next(iter(ll.data_vars)))
+
+    def loo(self, group: str | None = None, pointwise: bool = False):
+        """PSIS leave-one-out ELPD over the pointwise log-likelihood (``az.loo``)."""
+        import arviz as az
+
+        return az.loo(self.idata, var_name=self.loglik_name(group), pointwise=pointwise)
+
     def summary(self) -> str:
         """The posterior table and the SDs of the random effects as text."""
         info = self.optimizer_info

@@ -1,0 +1,44 @@
+"""ELPD-LOO on clmm and coxme posteriors: loo() and anova/loo_compare, or a clear refusal."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import interlace
+from interlace import datasets
+
+FAST = dict(backend="pymc", chains=2, draws=80, tune=80, random_seed=1, progressbar=False)
+
+
+def _quiet(f, *a, **k):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return f(*a, **k)
+
+
+def test_clmm_posteriors_have_loo_and_an_elpd_comparison():
+    wine = datasets.load("wine")
+    small = _quiet(interlace.clmm, "rating ~ temp", wine, groups="judge", **FAST)
+    big = _quiet(interlace.clmm, "rating ~ temp + contact", wine, groups="judge", **FAST)
+    loo = _quiet(big.loo)
+    assert loo.n_data_points == len(wine) and np.isfinite(loo.elpd_loo)
+    table = _quiet(interlace.anova, small, big, names=["temp", "temp+contact"])
+    assert set(table.index) == {"temp", "temp+contact"}
+    assert table.loc["temp+contact", "elpd_loo"] == pytest.approx(loo.elpd_loo)
+    default = _quiet(interlace.loo_compare, small, big)  # labelled by the formulas
+    assert "rating ~ temp + contact" in default.index
+    with pytest.raises(ValueError, match="Gaussian LMMs only"):
+        big.loo(group="judge")
+    lmm = _quiet(interlace.fit, "response ~ temp", wine, groups="judge", **FAST)
+    with pytest.raises(ValueError, match="same data"):
+        _quiet(interlace.anova, big, lmm)
+
+
+def test_coxme_posteriors_refuse_loo_by_name():
+    rats = datasets.load("rats")
+    cox = _quiet(interlace.coxme, "Surv(time, status) ~ rx", rats, groups="litter", **FAST)
+    with pytest.raises(ValueError, match="coxme posterior stores no pointwise log-likelihood"):
+        cox.loo()
+    with pytest.raises(ValueError, match="coxme posterior stores no pointwise log-likelihood"):
+        interlace.anova(cox, cox, names=["a", "b"])
