@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data.design import DesignMatrices, tril_colwise
 from .draws import flat_b, posterior_arrays
+from .refusals import needs_rows_error
 
 __all__ = ["posterior_b", "posterior_simulate", "term_second_moments", "r2_draws", "summarise_draws"]
 
@@ -34,6 +35,8 @@ def posterior_simulate(result, nsim: int, seed, include_re: bool, sample_y) -> n
     if int(nsim) < 1:
         raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
     d = result.design
+    if getattr(d, "gram", None) is not None:
+        raise needs_rows_error("simulate()")
     rng = np.random.default_rng(seed)
     beta = posterior_arrays(result.idata, "beta")
     theta = posterior_arrays(result.idata, "theta")
@@ -70,16 +73,39 @@ def r2_draws(result) -> dict[str, np.ndarray]:
     beta = posterior_arrays(result.idata, "beta")
     theta = posterior_arrays(result.idata, "theta")
     sigma = _posterior_sd(result)
-    fixed = beta @ d.X.T
-    var_f = np.var(fixed, axis=1, ddof=1)
+    if getattr(d, "gram", None) is None:
+        var_f, moments = np.var(beta @ d.X.T, axis=1, ddof=1), term_second_moments(d)
+    else:
+        var_f, moments = _lazy_moments(result, beta)
     var_r = np.zeros(beta.shape[0])
-    for t, A in zip(d.terms, term_second_moments(d), strict=True):
+    for t, A in zip(d.terms, moments, strict=True):
         rows, cols = tril_colwise(t.k)
         T = np.zeros((beta.shape[0], t.k, t.k))
         T[:, rows, cols] = theta[:, t.theta_slice]
         S = T @ np.swapaxes(T, 1, 2) * (sigma**2)[:, None, None]
         var_r += np.einsum("sij,ij->s", S, A)
     return {"fixed": var_f, "random": var_r, "residual": sigma**2}
+
+
+def _lazy_moments(result, beta: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A lazy-frame fit's Var(Xβ) per draw and mean zᵢzᵢ' per term from its cross-products:
+    (β'X'Xβ − (1'Xβ)²/n)/(n − 1), and Σ_j D_tj / n with D_tj the diagonal blocks of Z_t'Z_t (as
+    :func:`interlace.diagnostics._fixed_and_random_variance` for the REML fit)."""
+    d = result.design
+    if result.spec.has_weights or "(Intercept)" not in d.X_names:
+        raise needs_rows_error("r2()/icc() of a weighted fit or one without an intercept")
+    n = d.n
+    XtX = np.asarray(d.gram[2], dtype=float)[: d.p, : d.p]
+    total = beta @ XtX[d.X_names.index("(Intercept)")]
+    var_f = (np.einsum("si,ij,sj->s", beta, XtX, beta) - total**2 / n) / (n - 1)
+    moments = []
+    for t in d.terms:
+        G = d.gram[0][t.z_start : t.z_start + t.q, t.z_start : t.z_start + t.q].tocoo()
+        same = (G.row // t.k) == (G.col // t.k)
+        S = np.zeros((t.k, t.k))
+        np.add.at(S, (G.row[same] % t.k, G.col[same] % t.k), G.data[same])
+        moments.append(S / n)
+    return var_f, moments
 
 
 def summarise_draws(values: dict[str, np.ndarray], level: float = 0.95) -> dict[str, float]:

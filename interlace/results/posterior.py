@@ -162,6 +162,10 @@ class PosteriorFixedEffects:
         """The ``idata.log_likelihood`` variable per observation (``group=None``) or per level of
         ``group``."""
         ll = getattr(self.idata, "log_likelihood", None)
+        if ll is None and getattr(self.design, "gram", None) is not None:
+            from .refusals import needs_rows_error
+
+            raise needs_rows_error("loo() and ELPD comparison (the pointwise log-likelihood)")
         if ll is None:
             raise ValueError("this posterior has no log_likelihood group (too many draws × observations)")
         if group is None:
