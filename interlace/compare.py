@@ -50,6 +50,8 @@ def _variance_rows(result) -> tuple[list[str], np.ndarray]:
             else:
                 names.append(f"cor_{t.columns[j]}.{t.columns[i]}|{t.group}")
                 vals.append(S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0)
+    for name, value in (getattr(result, "correlation_params", None) or {}).items():  # phi, rho
+        names, vals = names + [str(name)], vals + [float(value)]
     family = getattr(result, "family", None)
     if family is None or family.has_scale:
         names, vals = names + ["sigma"], vals + [sigma]

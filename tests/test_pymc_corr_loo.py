@@ -230,3 +230,17 @@ def test_summary_of_a_correlated_posterior_reports_the_correlation(groups, struc
     rhat = float(fit.diagnostics.loc[name, "r_hat"])
     assert f"{rhat:.3f}" in row.split()  # its own R-hat, not "NA"
     assert any(line.startswith("sigma ") for line in text.splitlines())
+
+
+def test_compare_lines_up_the_reml_and_posterior_correlation_parameter():
+    ovary = datasets.load("ovary")
+    corr = interlace.AR1(time="visit", group="Mare")
+    reml = interlace.fit("follicles ~ sin2pi + cos2pi", ovary, groups="Mare", correlation=corr)
+    bayes = interlace.fit("follicles ~ sin2pi + cos2pi", ovary, groups="Mare", correlation=corr,
+                          backend="pymc", chains=2, draws=60, tune=60, random_seed=1, progressbar=False)
+    table = interlace.compare(reml, bayes)
+    assert table.index.tolist().count("phi") == 1
+    assert table.loc["phi", ("reml", "estimate")] == pytest.approx(0.6074423, abs=1e-5)  # nlme::lme
+    assert table.loc["phi", ("reml", "interval")] == "none"
+    assert table.loc["phi", ("pymc", "estimate")] == pytest.approx(bayes.correlation_params["phi"])
+    assert table.loc["phi", ("pymc", "interval")] == "credible"
