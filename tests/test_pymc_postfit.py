@@ -121,8 +121,10 @@ def test_posterior_predict_for_new_data_glmm(glmm):
     np.testing.assert_allclose(eta[:, 1], beta[:, 0] + beta[:, 1])
     samp = glmm.predict(new, new_groups="sample", output="summary", seed=2)
     assert samp["sd"].iloc[1] > mu[:, 1].std()
-    y = glmm.predict(new, kind="response", output="draws", seed=2)
-    assert set(np.unique(y)) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="newdata needs the columns"):  # cbind: no trials in new
+        glmm.predict(new, kind="response", output="draws", seed=2)
+    y = glmm.predict(new.assign(incidence=0, size=4), kind="response", output="draws", seed=2)
+    assert set(np.unique(y)) <= {0.0, 0.25, 0.5, 0.75, 1.0}  # proportions of 4 trials
 
 
 def test_posterior_predict_bad_input(lmm, glmm):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.design import level_keys, rebuild_matrix, tril_colwise
+from ..data.design import evaluate_expr, level_keys, rebuild_matrix, tril_colwise
 from ..data.frames import to_pandas
 from .bayes_after_fit import _posterior_sd, posterior_b
 from .draws import posterior_arrays
@@ -128,7 +128,10 @@ class PosteriorPredict:
             if new_groups == "sample" and new.any():
                 new_keys = [keys[i] for i in np.flatnonzero(new)]
                 eta[:, new] += _new_group_effects(t, Xt[new], new_keys, theta, sd, rng)
-        pred = self._transform(eta, kind, type, rng)
+        trials = None
+        if kind == "response" and fam is not None and fam.name == "binomial":
+            trials = _trials(self, None if newdata is None else frame)
+        pred = self._transform(eta, kind, type, rng, trials)
         if output == "draws":
             return pred
         mean = pred.mean(axis=0)
@@ -137,7 +140,8 @@ class PosteriorPredict:
         lo, hi = np.quantile(pred, [(1 - level) / 2, (1 + level) / 2], axis=0)
         return pd.DataFrame({"mean": mean, "sd": pred.std(axis=0, ddof=1), "lower": lo, "upper": hi})
 
-    def _transform(self, eta: np.ndarray, kind: str, type, rng: np.random.Generator) -> np.ndarray:
+    def _transform(self, eta: np.ndarray, kind: str, type, rng: np.random.Generator,
+                   trials: np.ndarray | None = None) -> np.ndarray:
         fam = getattr(self, "family", None)
         if fam is None:
             if kind == "mean":
@@ -151,7 +155,7 @@ class PosteriorPredict:
                  else posterior_arrays(self.idata, self._family_param).astype(float))
         out = np.full_like(mu, np.nan)
         ok = np.isfinite(mu[0])
-        w = np.ones(int(ok.sum()))
+        w = np.ones(int(ok.sum())) if trials is None else trials[ok]  # binomial: proportions of wᵢ
         for s in range(mu.shape[0]):
             if fam.name == "Gamma":
                 out[s, ok] = fam.sample(mu[s, ok], w, rng, float(extra[s]) ** 2)
@@ -159,3 +163,27 @@ class PosteriorPredict:
                 f = fam.with_theta(float(extra[s])) if fam.name == "negative_binomial" else fam
                 out[s, ok] = f.sample(mu[s, ok], w, rng)
         return out
+
+
+def _trials(result, frame: pd.DataFrame | None) -> np.ndarray | None:
+    """A binomial fit's trials per predicted row: the prior weights of the fitted rows, or s + f of
+    the formula's ``cbind(s, f)`` evaluated on ``newdata`` (None: 0/1 responses, one trial)."""
+    d = result.design
+    if frame is None:
+        return None if d.weights is None else np.asarray(d.weights, dtype=float)
+    if d.weights is None or np.all(d.weights == 1):
+        return None
+    ff = result.spec.fixed_formula
+    if ff is None or ff.cbind is None:
+        raise ValueError(
+            "kind='response' draws binomial proportions out of each row's trials, which this fit took "
+            "from weights=; newdata cannot give them: use kind='mean', or refit with "
+            "cbind(successes, failures) and give those columns in newdata")
+    try:
+        s = evaluate_expr(ff.cbind[0], frame, "newdata")
+        f = evaluate_expr(ff.cbind[1], frame, "newdata")
+    except (KeyError, ValueError, NameError) as err:
+        raise ValueError(
+            f"kind='response' draws binomial proportions out of each row's trials, "
+            f"cbind({ff.cbind[0]}, {ff.cbind[1]}): newdata needs the columns for them ({err})") from None
+    return np.asarray(s, dtype=float) + np.asarray(f, dtype=float)
