@@ -42,3 +42,19 @@ def test_coxme_posteriors_refuse_loo_by_name():
         cox.loo()
     with pytest.raises(ValueError, match="coxme posterior stores no pointwise log-likelihood"):
         interlace.anova(cox, cox, names=["a", "b"])
+
+
+@pytest.mark.parametrize("kind", ["clmm", "coxme"])
+def test_confint_of_clmm_and_coxme_posteriors_lists_every_parameter(kind):
+    if kind == "clmm":
+        fit = _quiet(interlace.clmm, "rating ~ temp + contact", datasets.load("wine"), groups="judge", **FAST)
+        want = ["sd_(Intercept)|judge", "1|2", "2|3", "3|4", "4|5", "temp[T.warm]", "contact[T.yes]"]
+    else:
+        rats = datasets.load("rats")
+        fit = _quiet(interlace.coxme, "Surv(time, status) ~ rx", rats, groups="litter", **FAST)
+        want = ["sd_(Intercept)|litter", "rx"]
+    ci = fit.confint(0.9)
+    assert list(ci.index) == want and list(ci.columns) == ["lower", "upper"]
+    draws = fit.beta_draws.iloc[:, -1].to_numpy()
+    assert ci.iloc[-1].tolist() == pytest.approx(list(np.quantile(draws, [0.05, 0.95])))
+    assert ci.iloc[-1, 0] < fit.fe_params.iloc[-1] < ci.iloc[-1, 1]

@@ -111,9 +111,9 @@ class PosteriorModelResult:
             parts.append(self.threshold_draws)
             names += self._tnames
         parts.append(self._beta)
+        names += self._names
         lo, hi = _interval(np.column_stack(parts), level)
-        cols = {f"{100 * (1 - level) / 2:g} %": lo, f"{100 * (1 + level) / 2:g} %": hi}
-        return pd.DataFrame(cols, index=names)
+        return pd.DataFrame({"lower": lo, "upper": hi}, index=names)  # as the LMM/GLMM posteriors
 
     def to_frame(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior table (term, mean, sd, interval, R-hat, bulk ESS) of the thresholds and β."""
