@@ -136,3 +136,23 @@ def test_compare_and_posterior_bootstrap_for_glmms():
     assert row["estimate"] == pytest.approx(post["nb_theta"].mean())
     boot = interlace.bootstrap(bayes, nsim=100, seed=2)
     assert boot.method == "posterior" and "nb_theta" in boot.draws.columns
+
+
+def test_gamma_with_its_default_inverse_link_samples_on_the_link_scale():
+    """The inverse link's scale is sd(y)/ȳ² (η ≈ 0.004 for sleepstudy), not one unit: the default
+    priors and starting SDs follow it, so the posterior agrees with the Laplace fit (a unit-scale
+    prior gave hundreds of divergences and an intercept 200× off)."""
+    from interlace.backends.pymc.priors import resolve_priors
+
+    sleep = datasets.load("sleepstudy")
+    reml = interlace.glmer("Reaction ~ Days + (1 | Subject)", sleep, "Gamma")
+    ps = resolve_priors(reml.design, None, family=reml.family)
+    ybar, sd = sleep["Reaction"].mean(), sleep["Reaction"].std(ddof=0)
+    assert ps.fixed["(Intercept)"].params["sigma"] == pytest.approx(2.5 * sd / ybar**2, rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        bayes = interlace.glmer("Reaction ~ Days + (1 | Subject)", sleep, "Gamma", backend="pymc",
+                                chains=2, draws=500, tune=500, random_seed=1, progressbar=False)
+    assert bayes.optimizer_info["divergences"] < 10
+    z = np.abs(bayes.fe_params - reml.fe_params) / bayes.fe_bse
+    assert np.all(z < 1.5), z

@@ -39,7 +39,7 @@ from .model import (
     start_from,
 )
 from .posterior import MAX_LOGLIK_ENTRIES
-from .priors import resolve_priors
+from .priors import link_scale, resolve_priors
 from .sampling import (
     DEFAULT_SAMPLER,
     SamplerOptions,
@@ -53,11 +53,12 @@ __all__ = ["fit_glmm", "PyMCGLMMResult"]
 
 
 def _start(design: DesignMatrices, family: Family, priors) -> Start:
-    """β from least squares on the linked starting means; each SD half a link-scale unit."""
+    """β from least squares on the linked starting means; each SD half the link scale's unit
+    (:func:`.priors.link_scale`: 1 for unit-free links, sd(y)·|dη/dμ| for identity, inverse)."""
     mu0 = family.start_mu(design.y)
     eta0 = family.link.link(mu0) - design.offset
     beta = np.linalg.lstsq(design.X, eta0, rcond=None)[0]
-    return start_from(design, priors, beta, 1.0)
+    return start_from(design, priors, beta, link_scale(design, family)[1])
 
 
 def build_glmm_model(design: DesignMatrices, family: Family, priors):

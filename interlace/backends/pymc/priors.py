@@ -116,13 +116,22 @@ def sd_key(group: str, column: str) -> str:
     return f"{group}:{column}"
 
 
-def _link_scale(design: DesignMatrices, family) -> tuple[float, float, Prior | None, str | None]:
+UNIT_FREE_LINKS = ("logit", "probit", "cloglog", "loglog", "log")
+
+
+def link_scale(design: DesignMatrices, family) -> tuple[float, float, Prior | None, str | None]:
     """(prior centre of the intercept, s_y, prior of the family parameter, its key) for a GLMM."""
     w = np.ones(design.n) if design.weights is None else design.weights
     mu0 = float(np.average(design.y, weights=w))
     mu0 = min(max(mu0, 0.01), 0.99) if family.name == "binomial" else max(mu0, 0.01)
     eta0 = float(family.link.link(np.array([mu0]))[0]) - float(np.mean(design.offset))
-    s_y = max(1.0, abs(eta0)) if family.link.name in ("identity", "inverse") else 1.0
+    s_y = 1.0  # logit, probit, log, …: the link scale is unit-free
+    if family.link.name not in UNIT_FREE_LINKS:
+        # identity, inverse, …: the response's spread carried to the link scale at its mean
+        # (delta method: sd(y)·|dη/dμ|), e.g. sd(y)/ȳ² for Gamma's inverse link
+        sd_y = float(np.sqrt(np.average((design.y - mu0) ** 2, weights=w)))
+        slope = 1.0 / abs(float(family.link.mu_eta(np.array([eta0 + float(np.mean(design.offset))]))[0]))
+        s_y = sd_y * slope if sd_y > 0 and np.isfinite(slope) else max(1.0, abs(eta0))
     if family.name == "Gamma":
         return eta0, s_y, Prior("HalfStudentT", nu=4.0, sigma=1.0), "sigma"
     if family.name == "negative_binomial":
@@ -140,7 +149,7 @@ def default_priors(design: DesignMatrices, family=None) -> PriorSet:
     center_y = st.y_mean
     sigma_prior, sigma_key = Prior("HalfStudentT", nu=4.0, sigma=s_y), "sigma"
     if family is not None:
-        center_y, s_y, sigma_prior, sigma_key = _link_scale(design, family)
+        center_y, s_y, sigma_prior, sigma_key = link_scale(design, family)
     intercept, means = st.intercept, st.x_means
     fixed: dict[str, Prior] = {}
     for j, name in enumerate(design.X_names):
