@@ -58,3 +58,14 @@ def test_confint_of_clmm_and_coxme_posteriors_lists_every_parameter(kind):
     draws = fit.beta_draws.iloc[:, -1].to_numpy()
     assert ci.iloc[-1].tolist() == pytest.approx(list(np.quantile(draws, [0.05, 0.95])))
     assert ci.iloc[-1, 0] < fit.fe_params.iloc[-1] < ci.iloc[-1, 1]
+
+
+def test_clmm_and_coxme_posteriors_have_no_tests_or_likelihood_and_say_why():
+    fit = _quiet(interlace.coxme, "Surv(time, status) ~ rx", datasets.load("rats"), groups="litter", **FAST)
+    for name in ("llf", "aic", "bic", "deviance"):
+        with pytest.raises(AttributeError, match="compare posteriors by ELPD"):
+            getattr(fit, name)
+        assert not hasattr(fit, name)
+    for name in ("fe_pvalues", "fe_tvalues", "fe_zvalues"):
+        with pytest.raises(AttributeError, match=r"credible intervals"):
+            getattr(fit, name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["PosteriorModelResult"]
+__all__ = ["PosteriorModelResult", "NoTestsNoLikelihood"]
 
 
 def _interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -21,7 +21,46 @@ def _interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     return np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
 
 
-class PosteriorModelResult:
+class NoTestsNoLikelihood:
+    """A posterior is reported as a posterior: no z/t tests and no maximised likelihood. Each is an
+    AttributeError (so ``hasattr`` is False) that says what to use instead."""
+
+    _NO_TESTS = ("a posterior has no {name}: use fe_conf_int() (equal-tailed credible intervals), "
+                 "fe_draws (e.g. the posterior probability of a sign), or backend='reml' for tests")
+    _NO_LIKELIHOOD = ("a posterior has no {name}: compare posteriors by ELPD with result.loo() "
+                      "(az.loo / az.waic on result.idata) or interlace.anova(b1, b2)")
+    _PLUGIN = ""  # where a plug-in log-likelihood exists, the sentence that names it
+
+    @property
+    def fe_pvalues(self):
+        raise AttributeError(self._NO_TESTS.format(name="p-values"))
+
+    @property
+    def fe_tvalues(self):
+        raise AttributeError(self._NO_TESTS.format(name="t statistics"))
+
+    @property
+    def fe_zvalues(self):
+        raise AttributeError(self._NO_TESTS.format(name="z statistics"))
+
+    @property
+    def llf(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="maximised log-likelihood (llf)") + self._PLUGIN)
+
+    @property
+    def aic(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="AIC") + self._PLUGIN)
+
+    @property
+    def bic(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="BIC") + self._PLUGIN)
+
+    @property
+    def deviance(self):
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="deviance") + self._PLUGIN)
+
+
+class PosteriorModelResult(NoTestsNoLikelihood):
     """The posterior of a cumulative-link (``kind="clmm"``) or Cox (``kind="coxme"``) mixed model.
 
     ``fe_params``/``fe_bse``/``fe_conf_int`` summarise β (the regression coefficients; a clmm's

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..data.design import DesignMatrices, tril_colwise
 from ..model.correlation import series_crossing
+from .bayes_models import NoTestsNoLikelihood
 from .bayes_predict import PosteriorPredict
 from .draws import posterior_arrays
 from .glmm import GLMMResult
@@ -82,7 +83,7 @@ def _mean_theta(design: DesignMatrices, theta: np.ndarray, sigma: np.ndarray, sc
     return out
 
 
-class PosteriorFixedEffects:
+class PosteriorFixedEffects(NoTestsNoLikelihood):
     """What every PyMC result (LMM or GLMM) has from its draws of β (``_beta_draws``)."""
 
     @property
@@ -101,46 +102,15 @@ class PosteriorFixedEffects:
             "az.loo(result.idata, pointwise=True): its Pareto k flags influential observations"
         )
 
-    # a posterior is reported as a posterior: no z/t tests (AttributeError, so hasattr() is False)
-    _NO_TESTS = ("a posterior has no {name}: use fe_conf_int() (equal-tailed credible intervals), "
-                 "fe_draws (e.g. the posterior probability of a sign), or backend='reml' for tests")
-
-    @property
-    def fe_pvalues(self):
-        raise AttributeError(self._NO_TESTS.format(name="p-values"))
-
-    @property
-    def fe_tvalues(self):
-        raise AttributeError(self._NO_TESTS.format(name="t statistics"))
-
-    @property
-    def fe_zvalues(self):
-        raise AttributeError(self._NO_TESTS.format(name="z statistics"))
-
-    # a posterior has no maximised likelihood: AttributeError pointing to LOO/WAIC
-    _NO_LIKELIHOOD = ("a posterior has no {name}: compare posteriors by ELPD with result.loo() "
-                      "(az.loo / az.waic on result.idata) or interlace.anova(b1, b2); the plug-in "
-                      "log p(y | posterior means) is result.plugin_llf")
+    _PLUGIN = "; the plug-in log p(y | posterior means) is result.plugin_llf"
 
     @property
     def llf(self):
-        raise AttributeError(self._NO_LIKELIHOOD.format(name="maximised log-likelihood (llf)"))
+        raise AttributeError(self._NO_LIKELIHOOD.format(name="maximised log-likelihood (llf)") + self._PLUGIN)
 
     @llf.setter
     def llf(self, value: float) -> None:  # the shared constructor stores the plug-in value here
         self.plugin_llf = float(value)
-
-    @property
-    def aic(self):
-        raise AttributeError(self._NO_LIKELIHOOD.format(name="AIC"))
-
-    @property
-    def bic(self):
-        raise AttributeError(self._NO_LIKELIHOOD.format(name="BIC"))
-
-    @property
-    def deviance(self):
-        raise AttributeError(self._NO_LIKELIHOOD.format(name="deviance"))
 
     @property
     def method(self) -> str:
