@@ -17,6 +17,7 @@ from .data.build import glmm_model, lmm_model
 from .data.lazy import is_lazy
 from .linalg.threads import fit_blas_threads
 from .model.arguments import choice as _choice
+from .model.arguments import default as _d
 from .model.arguments import refuse_unused as _refuse_unused
 from .model.arguments import sampler_arguments as _sampler_arguments
 from .model.correlation import AR1, CompoundSymmetry
@@ -35,27 +36,27 @@ def fit(
     data,
     groups: str | list[str] | None = None,
     random: list[str] | None = None,
-    method: str = "REML",
-    optimizer: str = "lbfgsb",
+    method: str = _d("REML"),
+    optimizer: str = _d("lbfgsb"),
     weights=None,
     offset=None,
     correlation=None,
-    df_method: str = "satterthwaite",
+    df_method: str = _d("satterthwaite"),
     theta0=None,
     backend: str = "reml",
     *,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
+    draws: int = _d(1000),
+    tune: int = _d(1000),
+    chains: int = _d(4),
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "nutpie",
+    sampler: str = _d("nutpie"),
     priors: dict | None = None,
-    marginalize="auto",
-    target_accept: float = 0.8,
+    marginalize: str | bool = _d("auto"),
+    target_accept: float = _d(0.8),
     verbose: bool = False,
-    solver: str = "auto",
+    solver: str = _d("auto"),
 ) -> CrossedLMEResult:
     """Fit a linear mixed model y = Xβ + Zb + ε, b ~ N(0, σ²ΛΛ'), ε ~ N(0, σ²W⁻¹).
 
@@ -71,11 +72,7 @@ def fit(
     only when the exact factor would exceed a memory budget; ``docs/scalable.md``).
     """
     call = {**locals(), "call_function": fit, "data_name": data_label(data, sys._getframe(1))}  # update()
-    method = _choice("method", method, METHODS, upper=True)
-    optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
-    df_method = _choice("df_method", df_method, DF_METHODS)
     backend = _choice("backend", backend, BACKENDS)
-    solver = _choice("solver", solver, SOLVERS)
     _refuse_unused(backend, method=(method, "REML"), df_method=(df_method, "satterthwaite"),
                    solver=(solver, "auto"), optimizer=(optimizer, "lbfgsb"), theta0=(theta0, None),
                    verbose=(verbose, False),
@@ -83,6 +80,10 @@ def fit(
                    random_seed=(random_seed, None), sampler=(sampler, "nutpie"), priors=(priors, None),
                    marginalize=(marginalize, "auto"), target_accept=(target_accept, 0.8),
                    progressbar=(progressbar, True))
+    method = _choice("method", method, METHODS, upper=True)
+    optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
+    df_method = _choice("df_method", df_method, DF_METHODS)
+    solver = _choice("solver", solver, SOLVERS)
 
     def sample(spec, design, n_dropped):  # backend="pymc" on the model fit() built (eager or lazy)
         from .backends import pymc as pymc_backend
@@ -140,20 +141,20 @@ def glmer(
     weights=None,
     offset=None,
     nAGQ: int = 1,  # noqa: N803 - lme4's spelling
-    optimizer: str = "lbfgsb",
+    optimizer: str = _d("lbfgsb"),
     backend: str = "reml",
     link: str | None = None,
     *,
     fast: bool = False,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
+    draws: int = _d(1000),
+    tune: int = _d(1000),
+    chains: int = _d(4),
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "nutpie",
+    sampler: str = _d("nutpie"),
     priors: dict | None = None,
-    target_accept: float = 0.8,
+    target_accept: float = _d(0.8),
 ):
     """Fit a generalized linear mixed model by the Laplace approximation (lme4's ``glmer``).
 
@@ -171,12 +172,12 @@ def glmer(
     """
     call = {**locals(), "call_function": glmer, "data_name": data_label(data, sys._getframe(1))}  # update()
     fam = get_family(family, link)
-    optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     backend = _choice("backend", backend, BACKENDS)
     _refuse_unused(backend, optimizer=(optimizer, "lbfgsb"), draws=(draws, 1000), tune=(tune, 1000),
                    chains=(chains, 4), cores=(cores, None), random_seed=(random_seed, None),
                    sampler=(sampler, "nutpie"), priors=(priors, None), target_accept=(target_accept, 0.8),
                    progressbar=(progressbar, True))
+    optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
     if not isinstance(nAGQ, int | np.integer) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative integer, got {nAGQ!r}")
     if not isinstance(fast, bool | np.bool_):
@@ -220,15 +221,15 @@ def clmm(
     link: str = "logit",
     backend: str = "reml",
     *,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
+    draws: int = _d(1000),
+    tune: int = _d(1000),
+    chains: int = _d(4),
     cores: int | None = None,
     random_seed: int | None = None,
     progressbar: bool = True,
-    sampler: str = "nutpie",
+    sampler: str = _d("nutpie"),
     priors: dict | None = None,
-    target_accept: float = 0.8,
+    target_accept: float = _d(0.8),
 ):
     """Cumulative link mixed model with random intercepts (R's ``ordinal::clmm``, Laplace).
 
@@ -251,9 +252,9 @@ def clmm(
 @r_arguments
 def coxme(formula: str, data, groups: str | list[str] | None = None, random: list[str] | None = None,
           ties: str = "efron", sparse: tuple[int, float] | None = (50, 0.02), backend: str = "reml", *,
-          draws: int = 1000, tune: int = 1000, chains: int = 4, cores: int | None = None,
-          random_seed: int | None = None, progressbar: bool = True, sampler: str = "nutpie",
-          priors: dict | None = None, target_accept: float = 0.8):
+          draws: int = _d(1000), tune: int = _d(1000), chains: int = _d(4), cores: int | None = None,
+          random_seed: int | None = None, progressbar: bool = True, sampler: str = _d("nutpie"),
+          priors: dict | None = None, target_accept: float = _d(0.8)):
     """Cox proportional hazards model with Gaussian random effects (Therneau's ``coxme``).
 
     ``formula`` is ``"Surv(time, status) ~ x + strata(s) + (1 | g)"``; ``status`` is 1 (or 2, or

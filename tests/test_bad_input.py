@@ -131,7 +131,24 @@ REFUSED = [
     ({"backend": "pymc", "optimizer": "bobyqa"}, "optimizer='bobyqa' has no meaning"),
     ({"draws": 500}, "draws=500 configures the PyMC sampler"),
     ({"random_seed": 1}, "random_seed=1 configures the PyMC sampler"),
+    # the default's value passed explicitly is still an argument the backend cannot honour
+    ({"backend": "pymc", "method": "REML"}, "method='REML' has no meaning for backend='pymc'"),
+    ({"backend": "pymc", "optimizer": "lbfgsb"}, "optimizer='lbfgsb' has no meaning"),
+    ({"draws": 1000}, "draws=1000 configures the PyMC sampler"),
+    ({"sampler": "nutpie"}, "sampler='nutpie' configures the PyMC sampler"),
 ]
+
+
+def test_defaults_left_alone_are_not_refused():
+    """The marked signature defaults (model.arguments.default) pass on either backend, including
+    through update(), which re-calls fit with the stored defaults."""
+    from interlace import datasets
+
+    df = datasets.load("sleepstudy")
+    r = interlace.fit("Reaction ~ Days", df, groups="Subject", cores=None, priors=None, verbose=False)
+    assert r.method == "REML" and isinstance(r.method, str)
+    again = r.update(formula=". ~ . - Days")
+    assert list(again.fe_params.index) == ["(Intercept)"]
 
 
 @pytest.mark.parametrize("kw, match", REFUSED)

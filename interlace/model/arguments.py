@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .spec import BACKENDS
 
-__all__ = ["choice", "refuse_unused", "sampler_arguments", "REML_ONLY", "SAMPLER_ONLY"]
+__all__ = ["choice", "default", "refuse_unused", "sampler_arguments", "REML_ONLY", "SAMPLER_ONLY"]
 
 _REML_ONLY = {"method", "df_method", "optimizer", "theta0", "verbose", "nAGQ", "fast", "solver"}
 REML_ONLY = frozenset(_REML_ONLY)  # the arguments meaningful on backend='reml' only (update())
@@ -14,15 +14,42 @@ _SAMPLER_ONLY = {"draws", "tune", "chains", "cores", "random_seed", "sampler", "
 SAMPLER_ONLY = frozenset(_SAMPLER_ONLY)  # ... and on backend='pymc' only
 
 
+class _Default:
+    """Marks a signature's default: equal to (and used as) the plain value, yet told apart from
+    the same value passed by the caller, so ``fit(..., backend="pymc", method="REML")`` is refused
+    like any other REML-only argument."""
+
+    __slots__ = ()
+
+
+class _DefaultStr(_Default, str):
+    __slots__ = ()
+
+
+class _DefaultInt(_Default, int):
+    __slots__ = ()
+
+
+class _DefaultFloat(_Default, float):
+    __slots__ = ()
+
+
+def default(value):
+    """``value`` as a signature default (see :class:`_Default`); str, int or float."""
+    kind = {str: _DefaultStr, int: _DefaultInt, float: _DefaultFloat}[type(value)]
+    return kind(value)
+
+
 def refuse_unused(backend: str, **given) -> None:
     """An argument that means nothing on ``backend`` is refused, never silently ignored.
 
-    ``given`` maps each argument name to (value, default); only values that differ from the
-    default were chosen by the caller.
+    ``given`` maps each argument name to (value, default): an argument was left alone when its
+    value is the signature's marked default (:func:`default`), or equals a None or bool default;
+    anything else — the default's value passed explicitly included — was chosen by the caller.
     """
-    for name, (value, default) in given.items():
-        if value is default or (default is not None and isinstance(value, str | int | float)
-                                and value == default):
+    for name, (value, dflt) in given.items():
+        if isinstance(value, _Default) or ((dflt is None or isinstance(dflt, bool)) and value == dflt
+                                           and type(value) is type(dflt)):
             continue
         if backend == "pymc" and name in _REML_ONLY:
             raise ValueError(
