@@ -158,10 +158,20 @@ def test_progress_in_a_notebook_updates_one_display(monkeypatch):
     bar.close()
     assert "<progress value='0' max='100'" in shown[0]
     assert "<progress value='50' max='100'" in shown[1] and "50/100 iterations" in shown[1]
+    assert len(shown) == 2  # close() does not redraw a final count already shown
     silent = SamplingProgress(2, 50, enabled=False)
     silent.update([50, 50], final=True)
     silent.close()
-    assert len(shown) == 3
+    assert len(shown) == 2
+
+
+def test_progress_line_outside_a_terminal_shows_each_count_once(capsys):
+    bar = SamplingProgress(1, 10, enabled=True)
+    bar.update([4], final=True)
+    bar.update([10], final=True)
+    bar.close()
+    err = capsys.readouterr().err
+    assert err.count("10/10 iterations") == 1 and err.count("4/10 iterations") == 1 and err.endswith("\n")
 
 
 @pytest.mark.slow

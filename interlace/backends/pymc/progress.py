@@ -39,6 +39,7 @@ class SamplingProgress:
         self.start = time.perf_counter()
         self.last = -1.0
         self.done = 0
+        self.shown = -1  # the count last drawn
         self.handle = None
         if self.enabled and in_notebook():
             from IPython.display import HTML, display
@@ -63,9 +64,9 @@ class SamplingProgress:
             return
         now = time.perf_counter()
         self.done = min(self.total, int(sum(counts)))
-        if not final and now - self.last < MIN_INTERVAL:
-            return
-        self.last = now
+        if (not final and now - self.last < MIN_INTERVAL) or (final and self.done == self.shown):
+            return  # too soon, or the final count is already on screen (each line once in a log)
+        self.last, self.shown = now, self.done
         if self.handle is not None:
             from IPython.display import HTML
 
