@@ -36,6 +36,12 @@ def _intervals(result, group: str, level: float) -> tuple[np.ndarray, np.ndarray
         B = np.concatenate(parts, axis=2)
         lo, hi = np.quantile(B, [(1 - level) / 2, (1 + level) / 2], axis=0)
         return lo, hi, "posterior mean, equal-tailed credible interval"
+    post = getattr(getattr(result, "idata", None), "posterior", None)
+    if post is not None and f"b_{group}" in post:  # clmm / coxme posteriors: b_<group> drawn as is
+        arr = post[f"b_{group}"].to_numpy()
+        B = arr.reshape((-1,) + arr.shape[2:])
+        lo, hi = np.quantile(B, [(1 - level) / 2, (1 + level) / 2], axis=0)
+        return lo, hi, "posterior mean, equal-tailed credible interval"
     raise TypeError(f"caterpillar needs conditional variances or posterior draws; {type(result).__name__} "
                     "has neither")
 

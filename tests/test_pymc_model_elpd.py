@@ -69,3 +69,18 @@ def test_clmm_and_coxme_posteriors_have_no_tests_or_likelihood_and_say_why():
     for name in ("fe_pvalues", "fe_tvalues", "fe_zvalues"):
         with pytest.raises(AttributeError, match=r"credible intervals"):
             getattr(fit, name)
+
+
+def test_caterpillar_of_a_clmm_posterior_uses_its_draws_of_b():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from interlace import plots
+
+    fit = _quiet(interlace.clmm, "rating ~ temp", datasets.load("wine"), groups="judge", **FAST)
+    ax = plots.caterpillar(fit, "judge")
+    draws = fit.idata.posterior["b_judge"].to_numpy().reshape(-1, 9)
+    lo, hi = plots._intervals(fit, "judge", 0.95)[:2]
+    np.testing.assert_allclose(lo.ravel(), np.quantile(draws, 0.025, axis=0))
+    np.testing.assert_allclose(hi.ravel(), np.quantile(draws, 0.975, axis=0))
+    assert ax is not None
