@@ -100,3 +100,13 @@ def test_compare_bad_input(fits):
         interlace.compare(fits["lmm"], intervals="exact")
     with pytest.raises(TypeError, match="argument 2 is not a fitted model"):
         interlace.compare(fits["lmm"], {"a": 1})
+
+
+def test_laplace_clmm_fits_are_labelled_by_their_backend():
+    from interlace import datasets
+
+    wine = datasets.load("wine")
+    a = interlace.clmm("rating ~ temp", wine, groups="judge")
+    b = interlace.clmm("rating ~ temp + contact", wine, groups="judge")
+    assert a.backend == "reml"
+    assert interlace.compare(a, b).columns.get_level_values(0).unique().tolist() == ["reml", "reml.1"]

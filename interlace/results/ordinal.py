@@ -29,6 +29,8 @@ class OrdinalResult(WaldZ, FitResult):
     of each random intercept, conditional modes per term, log-likelihood (Laplace), and
     predictions."""
 
+    backend = "reml"  # the Laplace fit (a posterior of the same model is a PosteriorModelResult)
+
     def __init__(
         self,
         *,

@@ -19,6 +19,8 @@ class SurvivalResult(WaldZ, FitResult):
     matrices for vector terms), the random effects (conditional modes), and the integrated /
     null log partial likelihoods."""
 
+    backend = "reml"  # the Laplace fit (a posterior of the same model is a PosteriorModelResult)
+
     def __init__(self, *, formula, X_names, beta, cov, terms, loglik, loglik_null, loglik_penalized,
                  nobs, n_events, n_dropped, strata=(), n_strata=0, ties="efron", n_sparse=0,
                  converged: bool | None = None, optimizer_info: dict | None = None, design=None, b=None,
