@@ -34,8 +34,9 @@ _DDF = {"satterthwaite": "Satterthwaite", "kenward-roger": "Kenward-Roger", "kr"
 
 
 def backend_note(result) -> str:
-    """`` (backend='pymc')`` for a result that names its backend, else nothing."""
-    return f" (backend={result.backend!r})" if hasattr(result, "backend") else ""
+    """`` (backend='pymc')`` for a result sampled by another backend than REML, else nothing."""
+    backend = getattr(result, "backend", "reml")
+    return f" (backend={backend!r})" if backend != "reml" else ""
 
 
 def _is_glmm(result) -> bool:
