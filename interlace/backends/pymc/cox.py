@@ -33,8 +33,8 @@ from ...model.families import get_family
 from ...results.bayes_models import PosteriorModelResult
 from ...results.draws import posterior_arrays
 from ...results.posterior import variance_draws, variance_names
-from .model import layout_of, start_from
-from .ordinal import linear_predictor, random_effect_means, run_info, sampled_effects
+from .model import layout_of, sampled_effects, start_from
+from .ordinal import linear_predictor, random_effect_means, run_info
 from .priors import resolve_priors
 from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
 

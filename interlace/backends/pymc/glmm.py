@@ -21,7 +21,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy import stats
 
-from ...data.design import DesignMatrices, tril_colwise
+from ...data.design import DesignMatrices
 from ...model.families import Family
 from ...model.spec import ModelSpec
 from ...results.bayes_after_fit import posterior_b
@@ -30,12 +30,10 @@ from ...results.lmm import FitInfo
 from ...results.posterior import PyMCGLMMResult, _mean_theta
 from .model import (
     OBS_DIM,
-    THETA_DIM,
     Start,
     _fixed_effects,
-    _term_factor,
     layout_of,
-    noncentered_effects,
+    sampled_effects,
     start_from,
 )
 from .posterior import MAX_LOGLIK_ENTRIES
@@ -68,14 +66,7 @@ def build_glmm_model(design: DesignMatrices, family: Family, priors):
     w = np.ones(design.n) if design.weights is None else design.weights
     with pm.Model(coords=layout.coords) as model:
         beta = _fixed_effects(design, priors, start)
-        chols = [_term_factor(design, t, tl, priors, start)[0]
-                 for t, tl in zip(design.terms, layout.terms, strict=True)]
-        parts = []
-        for t, L in zip(design.terms, chols, strict=True):
-            rows, cols = tril_colwise(t.k)
-            parts.append(L[rows, cols])
-        pm.Deterministic("theta", pt.concatenate(parts), dims=THETA_DIM)
-        eta = pt.dot(design.X, beta) + design.offset + noncentered_effects(design, layout, chols)
+        eta = pt.dot(design.X, beta) + design.offset + sampled_effects(design, layout, priors, start)
         name, obs = layout.response, {"observed": design.y, "dims": OBS_DIM}
         if family.name == "binomial":
             trials = np.round(w).astype("int64")

@@ -41,6 +41,7 @@ __all__ = [
     "OBS_DIM",
     "FIXED_DIM",
     "THETA_DIM",
+    "sampled_effects",
 ]
 
 OBS_DIM = "obs"
@@ -347,6 +348,18 @@ def _noncentered_likelihood(design: DesignMatrices, layout: ModelLayout, beta, s
     mu = pt.dot(design.X, beta) + design.offset + noncentered_effects(design, layout, chols)
     sd = sigma if design.weights is None else sigma / np.sqrt(design.weights)
     pm.Normal(layout.response, mu=mu, sigma=sd, observed=design.y, dims=OBS_DIM)
+
+
+def sampled_effects(design: DesignMatrices, layout, priors, start):
+    """Zb (non-centred, registering ``b_<group>``) and θ = the entries of each term's L_t."""
+    chols = [_term_factor(design, t, tl, priors, start)[0]
+             for t, tl in zip(design.terms, layout.terms, strict=True)]
+    parts = []
+    for t, L in zip(design.terms, chols, strict=True):
+        rows, cols = tril_colwise(t.k)
+        parts.append(L[rows, cols])
+    pm.Deterministic("theta", pt.concatenate(parts) if parts else pt.zeros((0,)), dims=THETA_DIM)
+    return noncentered_effects(design, layout, chols) if design.terms else pt.zeros(design.n)
 
 
 def noncentered_effects(design: DesignMatrices, layout: ModelLayout, chols):

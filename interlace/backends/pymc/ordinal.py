@@ -21,7 +21,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from ...data.design import DesignMatrices, tril_colwise
+from ...data.design import DesignMatrices
 from ...model.families import get_family, get_link
 from ...results.bayes_after_fit import posterior_b
 from ...results.bayes_models import PosteriorModelResult
@@ -29,31 +29,17 @@ from ...results.draws import posterior_arrays
 from ...results.posterior import variance_draws, variance_names
 from .model import (
     OBS_DIM,
-    THETA_DIM,
     _fixed_effects,
-    _term_factor,
     layout_of,
-    noncentered_effects,
+    sampled_effects,
     start_from,
 )
 from .priors import Prior, _check_prior, resolve_priors
 from .sampling import SamplerOptions, check_options, diagnostics, run_sampler, warn_if_unconverged
 
-__all__ = ["fit_clmm_pymc", "random_effect_means", "sampled_effects", "run_info"]
+__all__ = ["fit_clmm_pymc", "random_effect_means", "run_info"]
 
 THRESHOLD_DIM = "threshold"
-
-
-def sampled_effects(design: DesignMatrices, layout, priors, start):
-    """Zb (non-centred, registering ``b_<group>``) and θ = the entries of each term's L_t."""
-    chols = [_term_factor(design, t, tl, priors, start)[0]
-             for t, tl in zip(design.terms, layout.terms, strict=True)]
-    parts = []
-    for t, L in zip(design.terms, chols, strict=True):
-        rows, cols = tril_colwise(t.k)
-        parts.append(L[rows, cols])
-    pm.Deterministic("theta", pt.concatenate(parts) if parts else pt.zeros((0,)), dims=THETA_DIM)
-    return noncentered_effects(design, layout, chols) if design.terms else pt.zeros(design.n)
 
 
 def linear_predictor(design: DesignMatrices, priors, start):
