@@ -187,6 +187,19 @@ class DesignMatrices:
             names.append(self.correlation.name)
         return names + ["sigma"]
 
+    def sd_cor(self, theta: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        """Per term the SDs and correlations of b = σΛu in :meth:`variance_names`' order (the
+        terms' part: correlation parameter and σ excluded); a zero SD gives correlation 0."""
+        vals = []
+        for t in self.terms:
+            T = t.T(theta) * sigma
+            S = T @ T.T
+            sd = np.sqrt(np.diag(S))
+            r, c = tril_colwise(t.k)
+            for i, j in zip(r, c, strict=True):
+                vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
+        return np.array(vals)
+
     def lambda_dense(self, theta: np.ndarray) -> np.ndarray:
         """Λ(θ) as a dense q × q array (for the q-sized algebra of KR, condVar and influence)."""
         lam = np.zeros((self.q, self.q))

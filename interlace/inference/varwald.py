@@ -18,24 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.design import DesignMatrices, tril_colwise
 from .derivatives import hessian, jacobian
 from .satterthwaite import varpar_covariance
 
 __all__ = ["variance_wald"]
-
-
-def _sd_cor(design: DesignMatrices, theta: np.ndarray, sigma: float) -> np.ndarray:
-    """Per term its SDs and correlations (lme4's order) of b = σΛu."""
-    vals = []
-    for t in design.terms:
-        T = t.T(theta) * sigma
-        S = T @ T.T
-        sd = np.sqrt(np.diag(S))
-        r, c = tril_colwise(t.k)
-        for i, j in zip(r, c, strict=True):
-            vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
-    return np.array(vals)
 
 
 def variance_wald(result, level: float = 0.95) -> pd.DataFrame:
@@ -51,7 +37,7 @@ def variance_wald(result, level: float = 0.95) -> pd.DataFrame:
         x = np.r_[result.theta, np.sqrt(result.scale)]
 
         def f(v):
-            return np.r_[_sd_cor(d, v[:nt], v[-1]), v[-1]]
+            return np.r_[d.sd_cor(v[:nt], v[-1]), v[-1]]
 
         names = [n for n in engine.psi_names() if n.startswith(("sd_", "cor_"))] + ["sigma"]
     else:
@@ -65,7 +51,7 @@ def variance_wald(result, level: float = 0.95) -> pd.DataFrame:
         x = result.theta.copy()
 
         def f(v):
-            return _sd_cor(d, v, 1.0)
+            return d.sd_cor(v, 1.0)
 
         names = engine.psi_names()
     est = f(x)

@@ -161,16 +161,8 @@ class REMLEngine:
         return self.design.variance_names()
 
     def psi_hat(self) -> np.ndarray:
-        x = self.est.theta
-        vals = []
         sigma = np.sqrt(self.est.scale)
-        for t in self.design.terms:
-            T = t.T(x) * sigma
-            S = T @ T.T
-            sd = np.sqrt(np.diag(S))
-            r, c = tril_colwise(t.k)
-            for i, j in zip(r, c, strict=True):
-                vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
+        vals = list(self.design.sd_cor(self.est.theta, sigma))
         vals.extend(self.est.correlation_params.values())
         return np.array(vals + [sigma])
 

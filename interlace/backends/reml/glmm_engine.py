@@ -111,7 +111,7 @@ class GLMMEngine:
         return self.design.variance_names()[:-1]
 
     def psi_hat(self) -> np.ndarray:
-        return self._theta_to_psi(self.est.theta)
+        return self.design.sd_cor(self.est.theta)
 
     def psi_bounds(self) -> list[tuple[float, float]]:
         bounds = []
@@ -120,17 +120,6 @@ class GLMMEngine:
             bounds.extend((0.0, np.inf) if i == j else (-1 + 1e-8, 1 - 1e-8)
                           for i, j in zip(r, c, strict=True))
         return bounds
-
-    def _theta_to_psi(self, theta: np.ndarray) -> np.ndarray:
-        vals = []
-        for t in self.design.terms:
-            T = t.T(theta)
-            S = T @ T.T
-            sd = np.sqrt(np.diag(S))
-            r, c = tril_colwise(t.k)
-            for i, j in zip(r, c, strict=True):
-                vals.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
-        return np.array(vals)
 
     def _psi_to_theta(self, psi: np.ndarray) -> np.ndarray:
         thetas, pos = [], 0
